@@ -1,0 +1,79 @@
+"""llamaterm's engine: GGUF models through llama.cpp, streamed as typed events.
+
+No import of textual or tui here, ever: the engine is usable on its own, and
+`import engine as lms` runs LM Studio's SDK snippets with the import changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import LLM, PredictionNotFinished, PredictionStream, list_loaded_models, llm
+from .catalog import ModelNotFoundError
+from .load_config import LoadConfig
+from .prediction import (
+    ContentDelta,
+    Event,
+    Failed,
+    Finished,
+    FirstToken,
+    Log,
+    LogRecord,
+    ModelInfo,
+    PredictionConfig,
+    PredictionConfigError,
+    PredictionFragment,
+    PredictionResult,
+    PredictionStats,
+    PromptProgress,
+    ReasoningDelta,
+    StopReason,
+    ToolCallArgumentsDelta,
+    ToolCallFinished,
+    ToolCallParseError,
+    ToolCallStarted,
+)
+from .runtime import EventStream, LoadedModel, ModelLoadError
+
+__all__ = [
+    "LLM",
+    "Chat",
+    "ContentDelta",
+    "Event",
+    "EventStream",
+    "Failed",
+    "Finished",
+    "FirstToken",
+    "LoadConfig",
+    "LoadedModel",
+    "Log",
+    "LogRecord",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "PredictionConfig",
+    "PredictionConfigError",
+    "PredictionFragment",
+    "PredictionNotFinished",
+    "PredictionResult",
+    "PredictionStats",
+    "PredictionStream",
+    "PromptProgress",
+    "ReasoningDelta",
+    "StopReason",
+    "ToolCallArgumentsDelta",
+    "ToolCallFinished",
+    "ToolCallParseError",
+    "ToolCallStarted",
+    "list_loaded_models",
+    "llm",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Chat types live in engine.chat; resolved lazily so `import engine` stays light.
+    if name in {"Chat", "AssistantResponse", "UserMessage", "SystemPrompt", "ToolResultMessage"}:
+        from . import chat
+
+        return getattr(chat, name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

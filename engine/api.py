@@ -1,0 +1,257 @@
+"""The synchronous Python API, shaped like LM Studio's SDK so its snippets run as they are.
+
+    import engine as lms
+    model = lms.llm("gemma-3-270m")
+    result = model.complete("My name is", config={"maxTokens": 100})
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .catalog import ensure_starter_model, resolve_model
+from .load_config import LoadConfig
+from .paths import data_dir, models_dir
+from .prediction import (
+    ContentDelta,
+    FirstToken,
+    PredictionConfig,
+    PredictionFragment,
+    PredictionResult,
+    PromptProgress,
+    ReasoningDelta,
+)
+from .runtime import LoadedModel, OutputParser, SyncEventStream
+
+ProgressCallback = Callable[[float], Any]
+FragmentCallback = Callable[[PredictionFragment], Any]
+
+
+class PredictionNotFinished(RuntimeError):
+    """`result()` was asked for while the prediction is still running."""
+
+
+_loaded: dict[Path, LoadedModel] = {}
+_loaded_lock = threading.Lock()
+
+
+def _settings() -> Any:
+    from .settings import load_settings
+
+    return load_settings()
+
+
+def llm(
+    model_key: str | None = None,
+    *,
+    config: LoadConfig | dict[str, Any] | None = None,
+    settings: Any = None,
+) -> LLM:
+    """A handle on a model, loading it if it is not loaded yet.
+
+    `model_key` is a local catalog key ("gemma-3-270m"), a file name or a path;
+    without one, the configured default model, else the starter model.
+    """
+    settings = settings if settings is not None else _settings()
+    data = data_dir(settings.paths.data_dir)
+    extra_dirs = list(settings.paths.model_dirs)
+    key = model_key or settings.model.default
+    if key:
+        path = resolve_model(key, extra_dirs, models_dir(data))
+    else:
+        path = ensure_starter_model(models_dir(data))
+    path = path.expanduser().resolve() if path.exists() else path
+    if isinstance(config, LoadConfig):
+        load_config = config
+    else:
+        # A dict holds overrides on top of what the settings say for this model.
+        load_config = settings.load_config_for(path.stem.lower(), path.name)
+        if config:
+            values = load_config.model_dump()
+            values.update(LoadConfig.model_validate(config).model_dump(exclude_unset=True))
+            load_config = LoadConfig.model_validate(values)
+    with _loaded_lock:
+        model = _loaded.get(path)
+        if model is None or not model.is_loaded:
+            model = LoadedModel.load(path, load_config, key=path.stem.lower())
+            _loaded[path] = model
+    return LLM(model, settings.prediction_defaults())
+
+
+def list_loaded_models() -> list[LLM]:
+    with _loaded_lock:
+        return [LLM(m, PredictionConfig()) for m in _loaded.values() if m.is_loaded]
+
+
+class LLM:
+    """A loaded model, with LM Studio's prediction methods."""
+
+    def __init__(self, model: LoadedModel, defaults: PredictionConfig) -> None:
+        self._model = model
+        self._defaults = defaults
+
+    @property
+    def identifier(self) -> str:
+        return self._model.key
+
+    @property
+    def loaded_model(self) -> LoadedModel:
+        return self._model
+
+    def get_info(self) -> Any:
+        return self._model.info
+
+    def get_context_length(self) -> int:
+        assert self._model.info is not None
+        return self._model.info.context_length
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._model.tokenize(text)
+
+    def unload(self) -> None:
+        with _loaded_lock:
+            _loaded.pop(self._model.path, None)
+        self._model.unload()
+
+    def complete(
+        self,
+        prompt: str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        on_prompt_processing_progress: ProgressCallback | None = None,
+        on_first_token: Callable[[], Any] | None = None,
+        on_prediction_fragment: FragmentCallback | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> PredictionResult:
+        """Complete `prompt` and return the result (blocking)."""
+        return self.complete_stream(
+            prompt,
+            config,
+            on_prompt_processing_progress=on_prompt_processing_progress,
+            on_first_token=on_first_token,
+            on_prediction_fragment=on_prediction_fragment,
+            on_message=on_message,
+        ).wait_for_result()
+
+    def complete_stream(
+        self,
+        prompt: str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        on_prompt_processing_progress: ProgressCallback | None = None,
+        on_first_token: Callable[[], Any] | None = None,
+        on_prediction_fragment: FragmentCallback | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> PredictionStream:
+        """Start completing `prompt`; iterate the returned stream for fragments."""
+        return self._stream(
+            prompt,
+            config,
+            None,
+            True,
+            _Callbacks(
+                on_prompt_processing_progress, on_first_token, on_prediction_fragment, on_message
+            ),
+        )
+
+    def _stream(
+        self,
+        prompt: str,
+        config: PredictionConfig | dict[str, Any] | None,
+        parser: OutputParser | None,
+        add_special: bool,
+        callbacks: _Callbacks,
+        message_factory: Callable[[PredictionResult], Any] | None = None,
+    ) -> PredictionStream:
+        merged = PredictionConfig.parse(config).merged_over(self._defaults)
+        events = self._model.complete_sync(
+            prompt, merged, parser=parser, add_special=add_special
+        )
+        return PredictionStream(events, callbacks, message_factory or _assistant_message)
+
+
+def _assistant_message(result: PredictionResult) -> Any:
+    from .chat import AssistantResponse
+
+    return AssistantResponse(content=result.content, reasoning=result.reasoning)
+
+
+class _Callbacks:
+    def __init__(
+        self,
+        on_progress: ProgressCallback | None = None,
+        on_first_token: Callable[[], Any] | None = None,
+        on_fragment: FragmentCallback | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.on_progress = on_progress
+        self.on_first_token = on_first_token
+        self.on_fragment = on_fragment
+        self.on_message = on_message
+
+
+class PredictionStream:
+    """Iterate for `PredictionFragment`s; then `result()`. Like LM Studio's PredictionStream."""
+
+    def __init__(
+        self,
+        events: SyncEventStream,
+        callbacks: _Callbacks,
+        message_factory: Callable[[PredictionResult], Any],
+    ) -> None:
+        self._events = events
+        self._callbacks = callbacks
+        self._message_factory = message_factory
+        # One generator, shared: a loop that breaks early and a later
+        # wait_for_result() continue the same stream.
+        self._fragments = self._generate()
+
+    def __iter__(self) -> Iterator[PredictionFragment]:
+        return self._fragments
+
+    def _generate(self) -> Iterator[PredictionFragment]:
+        callbacks = self._callbacks
+        for event in self._events:
+            match event:
+                case ContentDelta(text=text, tokens_count=n):
+                    fragment = PredictionFragment(text, "content", n)
+                case ReasoningDelta(text=text, tokens_count=n):
+                    fragment = PredictionFragment(text, "reasoning", n)
+                case PromptProgress(fraction=fraction):
+                    if callbacks.on_progress:
+                        callbacks.on_progress(fraction)
+                    continue
+                case FirstToken():
+                    if callbacks.on_first_token:
+                        callbacks.on_first_token()
+                    continue
+                case _:
+                    continue
+            if callbacks.on_fragment:
+                callbacks.on_fragment(fragment)
+            yield fragment
+        result = self._events.result
+        if result is not None and callbacks.on_message:
+            callbacks.on_message(self._message_factory(result))
+
+    def wait_for_result(self) -> PredictionResult:
+        for _ in self:
+            pass
+        return self.result()
+
+    def result(self) -> PredictionResult:
+        """The finished result; raises while the prediction is still running, or if it failed."""
+        if not self._events.finished:
+            raise PredictionNotFinished(
+                "the prediction is still running: iterate the stream or call wait_for_result()"
+            )
+        if self._events.error is not None:
+            raise self._events.error
+        assert self._events.result is not None
+        return self._events.result
+
+    def cancel(self) -> None:
+        self._events.cancel()

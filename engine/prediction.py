@@ -1,0 +1,295 @@
+"""The prediction contract: config, events, stats and results.
+
+Every consumer (TUI, CLI, Python API, server) reads the same stream of events
+defined here; none re-implements generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+StopReason: TypeAlias = Literal[
+    "eosFound",
+    "stopStringFound",
+    "maxPredictedTokensReached",
+    "contextLengthReached",
+    "userStopped",
+    "toolCalls",
+    "failed",
+]
+
+FragmentKind: TypeAlias = Literal["content", "reasoning"]
+
+
+class PredictionConfigError(ValueError):
+    """A prediction config with an unknown key or a bad value."""
+
+
+class PredictionConfig(BaseModel):
+    """Sampling and stopping settings for one prediction.
+
+    Keys are LM Studio's camelCase names; snake_case aliases are accepted too.
+    Unset fields (None) fall back to the caller's defaults (config file, then ours).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0.0, le=5.0)
+    """Sampling temperature; 0 picks the most likely token every time."""
+    max_tokens: int | None = Field(default=None, alias="maxTokens")
+    """Stop after this many predicted tokens; -1 means no limit but the context."""
+    top_k: int | None = Field(default=None, ge=0, alias="topKSampling")
+    """Keep only the k most likely tokens; 0 disables the filter."""
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, alias="topPSampling")
+    """Nucleus sampling: keep the smallest set of tokens whose probability sums to p."""
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0, alias="minPSampling")
+    """Drop tokens less likely than min_p times the most likely one."""
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0, alias="repeatPenalty")
+    """Penalty for repeating recent tokens; 1.0 disables it."""
+    stop_strings: tuple[str, ...] | None = Field(default=None, alias="stopStrings")
+    """Generation stops before any of these strings; they are never emitted."""
+    seed: int | None = None
+    """Sampling seed; None or -1 picks a random one."""
+    grammar: str | None = None
+    """A llama.cpp GBNF grammar that constrains sampling (ours, not LM Studio's)."""
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens_positive(cls, value: int | None) -> int | None:
+        if value is not None and value != -1 and value < 1:
+            raise ValueError("must be a positive number of tokens, or -1 for no limit")
+        return value
+
+    @field_validator("stop_strings", mode="before")
+    @classmethod
+    def _stop_strings_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return value
+
+    @field_validator("stop_strings")
+    @classmethod
+    def _stop_strings_not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and any(s == "" for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    @classmethod
+    def parse(cls, config: PredictionConfig | dict[str, Any] | None) -> PredictionConfig:
+        """Build a config from a dict, raising PredictionConfigError with every problem named."""
+        if config is None:
+            return cls()
+        if isinstance(config, PredictionConfig):
+            return config
+        try:
+            return cls.model_validate(config)
+        except ValidationError as err:
+            raise PredictionConfigError(_describe_validation_error(err)) from None
+
+    def merged_over(self, defaults: PredictionConfig) -> PredictionConfig:
+        """This config with unset fields taken from `defaults`."""
+        values = defaults.model_dump(exclude_none=True)
+        values.update(self.model_dump(exclude_none=True))
+        return PredictionConfig.model_validate(values)
+
+
+def _describe_validation_error(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "config"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown prediction setting {key!r}")
+        else:
+            problems.append(f"{key}: {item['msg']}")
+    return "invalid prediction config: " + "; ".join(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a prediction result says about the model that produced it."""
+
+    display_name: str
+    path: str
+    architecture: str
+    context_length: int
+    """The context length the model was loaded with."""
+    trained_context_length: int = 0
+    model_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionStats:
+    """LM Studio's stats fields, plus what our engine knows besides."""
+
+    stop_reason: StopReason
+    prompt_tokens_count: int = 0
+    predicted_tokens_count: int = 0
+    time_to_first_token_sec: float | None = None
+    tokens_per_second: float | None = None
+    prompt_tokens_evaluated: int = 0
+    """Prompt tokens actually evaluated, after reusing the KV cache."""
+    prompt_tokens_per_second: float | None = None
+    total_time_sec: float = 0.0
+    stop_string: str | None = None
+    """The stop string that ended generation, when stop_reason is stopStringFound."""
+    context_overflow: str | None = None
+    """What the context policy did when the prompt did not fit, if anything."""
+
+    @property
+    def total_tokens_count(self) -> int:
+        return self.prompt_tokens_count + self.predicted_tokens_count
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionResult:
+    """The outcome of one prediction. `str(result)` is its content, as in LM Studio's SDK."""
+
+    content: str
+    stats: PredictionStats
+    model_info: ModelInfo
+    reasoning: str = ""
+    prompt: str = ""
+    """The exact prompt text the model saw."""
+    raw_text: str = ""
+    """Everything the model generated, markers included, before parsing."""
+    tool_calls: tuple[Any, ...] = ()
+
+    @property
+    def parsed(self) -> str:
+        return self.content
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: content, reasoning, tool calls, stats and model info."""
+        stats = asdict(self.stats)
+        stats["total_tokens_count"] = self.stats.total_tokens_count
+        return {
+            "content": self.content,
+            "reasoning": self.reasoning,
+            "tool_calls": [_jsonable(call) for call in self.tool_calls],
+            "stats": stats,
+            "model_info": asdict(self.model_info),
+        }
+
+    def __str__(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionFragment:
+    """One piece of streamed text, as the sync and async stream APIs yield it."""
+
+    content: str
+    kind: FragmentKind = "content"
+    tokens_count: int = 0
+
+    @property
+    def reasoning_type(self) -> str:
+        """LM Studio's name for the kind: "none" for answer text, "reasoning" otherwise."""
+        return "reasoning" if self.kind == "reasoning" else "none"
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+# --- events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """Prompt processing progress, 0.0 to 1.0, monotone, once per evaluated batch."""
+
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """The prompt is processed and the first token is sampled."""
+
+    time_to_first_token_sec: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    text: str
+    tokens_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+    tokens_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArgumentsDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    index: int
+    call: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallParseError:
+    raw_text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    level: str
+    """"debug", "info", "warning" or "error"."""
+    source: str
+    """"engine" or "llama.cpp"."""
+    kind: str
+    """What the record is about: "load", "prompt", "raw_output", "cache", "context", "llama"..."""
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    record: LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    result: PredictionResult
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: BaseException
+
+
+Event: TypeAlias = (
+    PromptProgress
+    | FirstToken
+    | ContentDelta
+    | ReasoningDelta
+    | ToolCallStarted
+    | ToolCallArgumentsDelta
+    | ToolCallFinished
+    | ToolCallParseError
+    | Log
+    | Finished
+    | Failed
+)

@@ -1,0 +1,373 @@
+"""The TOML config file as pydantic models, and how it is read.
+
+Every section forbids unknown keys so that a typo is reported instead of being
+silently ignored. The file is only ever read here: llamaterm never writes the
+person's config (remembered choices go to state.json, see engine.store).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from engine import paths
+from engine.load_config import KvCacheType, LoadConfig
+from engine.prediction import PredictionConfig
+
+ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message has one line per problem."""
+
+
+def _expand_user(path: Path) -> Path:
+    return path.expanduser()
+
+
+UserPath = Annotated[Path, AfterValidator(_expand_user)]
+"""A path in the config; a leading ~ is expanded."""
+
+
+class _Section(BaseModel):
+    # Docstrings under fields become their descriptions, as in Posting.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class PathsSettings(_Section):
+    data_dir: UserPath | None = None
+    """Where chats, logs, state and downloaded models live; unset means $XDG_DATA_HOME/llamaterm."""
+    model_dirs: list[UserPath] = Field(default_factory=list)
+    """More directories to scan for .gguf files, besides the data directory's models/."""
+
+
+class ModelSettings(_Section):
+    default: str = ""
+    """The model to load at start: a catalog key or a path. Empty means the last one used,
+    or the starter model the first time."""
+
+
+class ChatSettings(_Section):
+    enable_thinking: bool = True
+    """Let models that can think do so (passed to the chat template as enable_thinking)."""
+    context_overflow_policy: ContextOverflowPolicy = "truncateMiddle"
+    """What to do when a chat outgrows the context: stopAtLimit, truncateMiddle or rollingWindow."""
+    system_prompt: str = ""
+    """The system prompt of new chats; empty means none."""
+
+
+class LoadOverride(_Section):
+    """The [load] settings one model overrides; unset fields come from [load].
+
+    Mirrors LoadConfig field for field, with the same aliases and limits, but every
+    field optional (a test keeps the two in step). The chat template is set on the
+    model override itself, not here.
+    """
+
+    context_length: int | None = Field(default=None, ge=16, alias="contextLength")
+    """Tokens of context (prompt plus reply) the model is loaded with."""
+    gpu_layers: int | Literal["max"] | None = Field(default=None, alias="gpuLayers")
+    """Layers offloaded to the GPU: 0 for none, "max" (or -1) for all."""
+    threads: int | None = Field(default=None, ge=0)
+    """CPU threads for generation; 0 means the machine's physical cores."""
+    batch_size: int | None = Field(default=None, ge=1, alias="batchSize")
+    """Prompt tokens evaluated per batch."""
+    flash_attention: bool | None = Field(default=None, alias="flashAttention")
+    """Use flash attention."""
+    kv_cache_type: KvCacheType | None = Field(default=None, alias="kvCacheType")
+    """Type of the K and V caches."""
+    use_mmap: bool | None = Field(default=None, alias="useMmap")
+    """Map the weights from the file instead of reading them into memory."""
+    use_mlock: bool | None = Field(default=None, alias="useMlock")
+    """Lock the weights in RAM."""
+    seed: int | None = None
+    """Default sampling seed for this model; -1 picks a random one per prediction."""
+    swa_full: bool | None = Field(default=None, alias="swaFull")
+    """Keep the full sliding-window KV cache."""
+
+
+class ModelOverride(_Section):
+    load: LoadOverride = Field(default_factory=LoadOverride)
+    """Load settings for this model only; keys as in [load]."""
+    chat_template_file: UserPath | None = None
+    """A Jinja chat template to use for this model instead of the one in its GGUF."""
+
+
+class UISettings(_Section):
+    theme: str = "llamaterm-dark"
+    """The theme at start (the last one chosen in the app wins, once there is one)."""
+    show_reasoning: bool = True
+    """Show the model's reasoning above its answer (collapsible)."""
+
+
+class ToolsSettings(_Section):
+    file: UserPath | None = None
+    """The TOML file of tool definitions; unset means tools.toml in the data directory."""
+    allowed_roots: list[UserPath] = Field(default_factory=list)
+    """Directories the built-in file tools may read and write; empty means none."""
+
+
+class Settings(_Section):
+    """The whole config file."""
+
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    """Where things are on disk."""
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    """Which model to start with."""
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    """How every model is loaded, unless [models."<key>".load] says otherwise."""
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
+    """Defaults for every prediction; unset fields take the engine's defaults."""
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    """Chat behaviour."""
+    models: dict[str, ModelOverride] = Field(default_factory=dict)
+    """Per-model overrides, keyed by catalog key or file name."""
+    ui: UISettings = Field(default_factory=UISettings)
+    """Look and feel."""
+    keymap: dict[str, str] = Field(default_factory=dict)
+    """Key bindings by binding id, e.g. "chat.new" = "ctrl+n"."""
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    """Tools the model may call."""
+
+    @field_validator("keymap", mode="before")
+    @classmethod
+    def _flatten_keymap(cls, value: Any) -> Any:
+        # Unquoted `chat.new = "ctrl+n"` is a nested table in TOML; accept it as the id it reads as.
+        if isinstance(value, Mapping):
+            return dict(_flatten(value))
+        return value
+
+    @field_validator("keymap")
+    @classmethod
+    def _keys_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = [binding for binding, keys in value.items() if not keys.strip()]
+        if empty:
+            raise ValueError(f"no keys given for {', '.join(empty)}")
+        return value
+
+    def data_dir(self) -> Path:
+        """The data directory, honouring [paths] data_dir."""
+        return paths.data_dir(self.paths.data_dir)
+
+    def prediction_defaults(self) -> PredictionConfig:
+        """The config file's [prediction] over the engine's own defaults."""
+        return self.prediction.merged_over(engine_prediction_defaults())
+
+    def model_override(self, key: str) -> ModelOverride | None:
+        """The [models."<key>"] table, if there is one."""
+        return self.models.get(key)
+
+    def load_config_for(self, model_key: str, file_name: str = "") -> LoadConfig:
+        """[load] with the model's override on top; the override is looked up by key,
+        then by file name, and the first found applies."""
+        override = self.model_override(model_key) or (
+            self.model_override(file_name) if file_name else None
+        )
+        if override is None:
+            return self.load
+        values = self.load.model_dump()
+        values.update(override.load.model_dump(exclude_none=True))
+        if override.chat_template_file is not None:
+            values["chat_template_file"] = override.chat_template_file
+        return LoadConfig.model_validate(values)
+
+
+def engine_prediction_defaults() -> PredictionConfig:
+    """What a prediction uses when neither the caller nor the config file says."""
+    # By field name through model_validate: the constructor only takes the aliases
+    # as far as type checkers know.
+    return PredictionConfig.model_validate(
+        {
+            "temperature": 0.8,
+            "max_tokens": -1,
+            "top_k": 40,
+            "top_p": 0.95,
+            "min_p": 0.05,
+            "repeat_penalty": 1.1,
+            "seed": None,
+        }
+    )
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read the config file (default: paths.config_path()); a missing file gives the defaults.
+
+    Raises ConfigError naming the file and each bad key. Never writes the file.
+    """
+    path = paths.config_path() if path is None else Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    data = _parse_toml(path, raw)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe_validation_error(path, err, data)) from None
+
+
+def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        where = _toml_error_key(text, str(err))
+        prefix = f"{path}: {where}" if where else str(path)
+        raise ConfigError(f"{prefix}: invalid TOML: {err}") from None
+
+
+_LINE_IN_MESSAGE = re.compile(r"at line (\d+)")
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+_KEY_AT_START = re.compile(r"""^\s*([A-Za-z0-9_\-."']+?)\s*=""")
+
+
+def _toml_error_key(text: str, message: str) -> str:
+    """Best effort at the dotted key on the line tomllib complains about, else the line."""
+    match = _LINE_IN_MESSAGE.search(message)
+    if match is None:
+        return ""
+    number = int(match.group(1))
+    lines = text.splitlines()
+    key = _KEY_AT_START.match(lines[number - 1]) if number <= len(lines) else None
+    if key is None:
+        return f"line {number}"
+    table = next(
+        (m.group(1) for line in reversed(lines[: number - 1]) if (m := _TABLE_HEADER.match(line))),
+        None,
+    )
+    dotted = _unquote_key(key.group(1))
+    return f"{_unquote_key(table)}.{dotted}" if table else dotted
+
+
+def _unquote_key(key: str) -> str:
+    return key.replace('"', "").replace("'", "").replace(" ", "")
+
+
+def _describe_validation_error(path: Path, err: ValidationError, data: Any) -> str:
+    """One line per problem: `<file>: <dotted.key>: <what is wrong>`.
+
+    A value that fails every member of a union (gpu_layers = "lots") makes pydantic
+    report once per member; those are joined into one line about the key.
+    """
+    problems: dict[str, list[str]] = {}
+    for item in err.errors():
+        key, message = _describe_item(item, data)
+        messages = problems.setdefault(key, [])
+        if message not in messages:
+            messages.append(message)
+    return "\n".join(f"{path}: {key}: {' or '.join(msgs)}" for key, msgs in problems.items())
+
+
+def _describe_item(item: ErrorDetails, data: Any) -> tuple[str, str]:
+    loc = item["loc"]
+    if item["type"] == "extra_forbidden":
+        return _dotted(loc), _unknown_key_message(loc, data)
+    if item["type"] != "missing":
+        loc = _loc_in_input(loc, data)
+    return _dotted(loc) or "(top level)", item["msg"]
+
+
+def _loc_in_input(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    # Union members and validators add parts to loc that are not keys of the file.
+    node = data
+    for depth, part in enumerate(loc):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, Mapping) and isinstance(part, str) and _has_dotted(node, part):
+            # A keymap id that the file wrote as nested tables.
+            node = _get_dotted(node, part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return loc[:depth]
+    return loc
+
+
+def _unknown_key_message(loc: tuple[int | str, ...], data: Any) -> str:
+    name = str(loc[-1])
+    parent = _loc_in_input(loc[:-1], data)
+    known = _known_keys(parent)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown setting{hint}"
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names and aliases of the section at `loc`, for spelling hints."""
+    target: Any = Settings
+    for part in loc:
+        target = _child_type(target, part)
+    is_section = isinstance(target, type) and issubclass(target, BaseModel)
+    return sorted(_names_of(target.model_fields.items())) if is_section else []
+
+
+def _child_type(parent: Any, part: int | str) -> Any:
+    if get_origin(parent) is dict:
+        return get_args(parent)[1]
+    is_section = isinstance(parent, type) and issubclass(parent, BaseModel)
+    fields = parent.model_fields.items() if is_section else ()
+    return next((f.annotation for name, f in fields if part in (name, f.alias)), None)
+
+
+def _names_of(fields: Iterable[tuple[str, Any]]) -> Iterable[str]:
+    for name, field in fields:
+        yield name
+        if field.alias:
+            yield field.alias
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{name}.")
+        else:
+            yield name, value
+
+
+def _has_dotted(table: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = table
+    for piece in dotted.split("."):
+        if not isinstance(node, Mapping) or piece not in node:
+            return False
+        node = node[piece]
+    return True
+
+
+def _get_dotted(table: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = table
+    for piece in dotted.split("."):
+        node = node[piece]
+    return node
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """The key as TOML would write it: model names with dots in them are quoted."""
+    return ".".join(
+        str(part) if _BARE_KEY.match(str(part)) else json.dumps(str(part)) for part in loc
+    )

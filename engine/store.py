@@ -1,0 +1,193 @@
+"""Files on disk that must survive crashes, full disks and corruption.
+
+Every write goes to a temporary file in the same directory, is flushed, fsynced
+and renamed over the old one, so a reader sees the old file or the new one, never
+half of either. A file that does not parse is never overwritten or deleted: it is
+renamed aside to `<name>.corrupt-<n>` and the problem is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+STATE_FILE_NAME = "state.json"
+
+_log = logging.getLogger("llamaterm.store")
+
+
+class StoreError(OSError):
+    """A write was refused to protect a file that could not be set aside."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically; on any failure the old file is untouched.
+
+    Creates the parent directory if needed. Follows a symlink at `path`, so that the
+    file it points to is replaced rather than the link.
+    """
+    target = _resolve_link(Path(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _keep_mode(target, temp)
+        os.replace(temp, target)
+    except BaseException:
+        # ENOSPC, EIO, KeyboardInterrupt...: the temp file must not be left behind.
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace `path` with `text` atomically (no newline translation)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Replace `path` with `obj` as indented JSON, atomically.
+
+    The object is serialised before anything touches the disk, so an object that
+    cannot be written as JSON raises TypeError and leaves the old file as it was.
+    """
+    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    atomic_write_text(path, text)
+
+
+def read_json_or_quarantine(path: Path) -> tuple[Any | None, str | None]:
+    """`(object, None)` for a good file; `(None, None)` for a missing one;
+    `(None, message)` for one that cannot be read or parsed.
+
+    A file that does not parse is renamed aside (see `quarantine`) so that the next
+    write cannot destroy what may still be recovered by hand.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as err:
+        return None, f"{path}: cannot read: {err.strerror or err}"
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, _quarantine_report(path, f"not valid JSON ({err})")
+
+
+def quarantine(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.corrupt-<n>` and return the new path.
+
+    Never replaces an existing file, not even an earlier quarantined one.
+    """
+    path = Path(path)
+    for number in count(1):
+        aside = path.with_name(f"{path.name}.corrupt-{number}")
+        if _rename_no_replace(path, aside):
+            return aside
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def state_path(data_dir: Path) -> Path:
+    """The small JSON file of remembered choices (last model, theme...)."""
+    return Path(data_dir) / STATE_FILE_NAME
+
+
+def read_state(data_dir: Path) -> dict[str, Any]:
+    """The remembered choices; `{}` when there are none or the file was corrupt.
+
+    A corrupt state file is set aside and logged, and the app goes on with defaults.
+    """
+    state, error = _load_state(state_path(data_dir))
+    if error is not None:
+        _log.warning("%s", error)
+    return state
+
+
+def write_state(data_dir: Path, key: str, value: Any) -> None:
+    """Remember `value` under `key` in state.json, keeping the other keys.
+
+    Raises StoreError rather than replace a state file that could not be read or
+    set aside, and TypeError for a value that is not JSON.
+    """
+    path = state_path(data_dir)
+    state, error = _load_state(path)
+    if error is not None:
+        _log.warning("%s", error)
+        if path.exists():
+            # Quarantine failed (or the file is unreadable): it must not be clobbered.
+            raise StoreError(f"{error}; not overwriting it")
+    state[key] = value
+    atomic_write_json(path, state)
+
+
+def _load_state(path: Path) -> tuple[dict[str, Any], str | None]:
+    data, error = read_json_or_quarantine(path)
+    if error is None and data is not None and not isinstance(data, dict):
+        error = _quarantine_report(path, "not a JSON object")
+    if error is not None or data is None:
+        return {}, error
+    return data, None
+
+
+def _quarantine_report(path: Path, problem: str) -> str:
+    try:
+        aside = quarantine(path)
+    except OSError as err:
+        return f"{path}: {problem}; could not set it aside: {err.strerror or err}"
+    return f"{path}: {problem}; set aside as {aside.name}"
+
+
+def _rename_no_replace(source: Path, destination: Path) -> bool:
+    """Rename without ever replacing `destination`; False if it already exists.
+
+    os.rename silently replaces on POSIX, so link-then-unlink is used where the
+    filesystem has hard links, and an existence check where it does not.
+    """
+    try:
+        os.link(source, destination)
+    except FileExistsError:
+        return False
+    except OSError:
+        if destination.exists():
+            return False
+        os.rename(source, destination)
+        return True
+    os.unlink(source)
+    return True
+
+
+def _resolve_link(path: Path) -> Path:
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _keep_mode(original: Path, replacement: Path) -> None:
+    # mkstemp creates 0600; a file the person made readable to others should stay so.
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(replacement, stat.S_IMODE(original.stat().st_mode))
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform or filesystem allows it.
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

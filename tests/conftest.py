@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny random-weight GGUF models (see ``tests/gguf_factory.py``)."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Make ``import gguf_factory`` work from every test directory, whatever the
+# import mode (like ``pythonpath = ["tests"]`` in pytest's config).  Appended,
+# not prepended, so tests/engine and tests/tui (no __init__.py) can never
+# shadow the real ``engine``/``tui`` packages.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.append(_TESTS_DIR)
+
+from gguf_factory import write_tiny_gguf  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One default tiny model (ChatML template, seed 0), written once per session.
+
+    Shared by all tests: do not modify or delete the file.
+    """
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny-model") / "tiny-test-model.gguf")
+
+
+@pytest.fixture
+def make_tiny_model(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing tiny models into this test's ``tmp_path``.
+
+    Takes ``write_tiny_gguf``'s keyword arguments, plus an optional
+    ``filename`` (default: a unique ``tiny-model-N.gguf``), and returns the
+    file's path::
+
+        path = make_tiny_model(chat_template=None, extra_tokens=["<|eot_id|>"])
+    """
+    counter = itertools.count()
+
+    def make(*, filename: str | None = None, **kwargs: Any) -> Path:
+        if filename is None:
+            filename = f"tiny-model-{next(counter)}.gguf"
+        return write_tiny_gguf(tmp_path / filename, **kwargs)
+
+    return make

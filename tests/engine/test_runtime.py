@@ -1,0 +1,341 @@
+"""The completion engine on a real (tiny, random-weight) GGUF model through llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.load_config import LoadConfig
+from engine.prediction import (
+    ContentDelta,
+    Event,
+    Finished,
+    FirstToken,
+    Log,
+    PredictionConfig,
+    PredictionResult,
+    PromptProgress,
+)
+from engine.runtime import LoadedModel, ModelLoadError
+
+LONG_PROMPT = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path: Path) -> LoadedModel:
+    loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=512, batch_size=16))
+    yield loaded
+    loaded.unload()
+
+
+def run(model: LoadedModel, prompt: str, **config: object) -> tuple[list[Event], PredictionResult]:
+    stream = model.complete_sync(prompt, config)
+    events = [e for e in stream if not isinstance(e, Log)]
+    assert stream.error is None, stream.error
+    assert stream.result is not None
+    return events, stream.result
+
+
+def content_of(events: list[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, ContentDelta))
+
+
+# --- loading ---------------------------------------------------------------
+
+
+def test_load_reports_model_info(model: LoadedModel, tiny_model_path: Path) -> None:
+    assert model.info is not None
+    assert model.info.path == str(tiny_model_path)
+    assert model.info.architecture == "llama"
+    assert model.info.context_length == 512
+    assert model.info.trained_context_length > 0
+    assert model.offload.describe()
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(ModelLoadError, match="not found.*nope.gguf"):
+        LoadedModel.load(missing)
+
+
+def test_non_gguf_file_is_refused_by_name(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.gguf"
+    bogus.write_text("this is not a model")
+    with pytest.raises(ModelLoadError, match="notes.gguf is not a GGUF"):
+        LoadedModel.load(bogus)
+
+
+def test_truncated_gguf_gives_a_clear_error(tmp_path: Path, tiny_model_path: Path) -> None:
+    data = tiny_model_path.read_bytes()
+    broken = tmp_path / "truncated.gguf"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="truncated.gguf"):
+        LoadedModel.load(broken)
+
+
+def test_unload_refuses_further_predictions(tiny_model_path: Path) -> None:
+    loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=128))
+    loaded.unload()
+    assert not loaded.is_loaded
+    with pytest.raises(ModelLoadError, match="unloaded"):
+        loaded.complete_sync("hello", {"maxTokens": 2})
+
+
+# --- the event stream --------------------------------------------------------
+
+
+def test_event_order_and_result(model: LoadedModel) -> None:
+    events, result = run(model, "hello world", maxTokens=12, seed=3)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is PromptProgress
+    first_token = kinds.index(FirstToken)
+    assert all(k is PromptProgress for k in kinds[:first_token])
+    assert kinds[-1] is Finished
+    assert result.content == content_of(events)
+    assert result.stats.predicted_tokens_count <= 12
+    assert result.stats.prompt_tokens_count == len(model.tokenize("hello world"))
+    assert result.stats.time_to_first_token_sec is not None
+    assert result.stats.total_tokens_count == (
+        result.stats.prompt_tokens_count + result.stats.predicted_tokens_count
+    )
+
+
+def test_progress_is_monotone_and_per_batch(model: LoadedModel) -> None:
+    events, result = run(model, LONG_PROMPT + " first", maxTokens=1)
+    fractions = [e.fraction for e in events if isinstance(e, PromptProgress)]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    evaluated = result.stats.prompt_tokens_evaluated
+    batches = -(-evaluated // 16)
+    assert len(fractions) == batches + 1
+
+
+def test_same_seed_same_text(model: LoadedModel) -> None:
+    _, first = run(model, "hello", maxTokens=16, seed=42, temperature=1.0)
+    _, second = run(model, "hello", maxTokens=16, seed=42, temperature=1.0)
+    assert first.content == second.content
+    assert first.stats.predicted_tokens_count == second.stats.predicted_tokens_count
+
+
+def test_max_tokens(model: LoadedModel) -> None:
+    # A grammar that never ends keeps the model from stopping on its own.
+    _, result = run(model, "count", maxTokens=5, grammar='root ::= [a-z]+')
+    assert result.stats.stop_reason == "maxPredictedTokensReached"
+    assert result.stats.predicted_tokens_count == 5
+
+
+# --- KV cache reuse ----------------------------------------------------------
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def test_follow_up_evaluates_only_new_tokens(model: LoadedModel) -> None:
+    first = LONG_PROMPT
+    second = LONG_PROMPT + " and the cat sat on the mat"
+    _, cold = run(model, first, maxTokens=1, seed=1)
+    _, warm = run(model, second, maxTokens=1, seed=1)
+    t1, t2 = model.tokenize(first), model.tokenize(second)
+    new_tokens = len(t2) - common_prefix(t1, t2)
+    assert cold.stats.prompt_tokens_evaluated >= len(t1) - 1
+    assert 1 <= warm.stats.prompt_tokens_evaluated <= new_tokens
+    assert warm.stats.prompt_tokens_count == len(t2)
+
+
+def test_repeated_prompt_evaluates_one_token(model: LoadedModel) -> None:
+    run(model, LONG_PROMPT, maxTokens=1)
+    _, again = run(model, LONG_PROMPT, maxTokens=1)
+    assert again.stats.prompt_tokens_evaluated == 1
+
+
+def test_diverging_prompt_drops_the_stale_suffix(model: LoadedModel) -> None:
+    run(model, LONG_PROMPT + " alpha beta gamma", maxTokens=1, seed=5)
+    _, branched = run(model, LONG_PROMPT + " delta", maxTokens=4, seed=5)
+    fresh = LoadedModel.load(model.path, model.config)
+    try:
+        _, cold = run(fresh, LONG_PROMPT + " delta", maxTokens=4, seed=5)
+    finally:
+        fresh.unload()
+    # Reusing the shared prefix must not change what the model says.
+    assert branched.content == cold.content
+    assert branched.stats.prompt_tokens_evaluated < cold.stats.prompt_tokens_evaluated
+
+
+# --- stop strings and text ---------------------------------------------------
+
+
+def test_stop_string_is_never_emitted(model: LoadedModel) -> None:
+    events, result = run(model, "x", grammar='root ::= "ab$cd"', stopStrings=["$"])
+    assert result.content == "ab"
+    assert result.stats.stop_reason == "stopStringFound"
+    assert result.stats.stop_string == "$"
+    assert all("$" not in e.text for e in events if isinstance(e, ContentDelta))
+
+
+def test_stop_string_across_token_boundaries(model: LoadedModel) -> None:
+    events, result = run(model, "x", grammar='root ::= "hello world again"', stopStrings=["o wor"])
+    assert result.content == "hell"
+    deltas = [e.text for e in events if isinstance(e, ContentDelta)]
+    # "o" was held back until " wor" showed it to be the start of the stop string.
+    assert "".join(deltas) == "hell"
+    assert not any("o" in part for part in deltas)
+
+
+def test_partial_stop_string_that_never_completes_is_emitted(model: LoadedModel) -> None:
+    _, result = run(model, "x", grammar='root ::= "ab$c"', stopStrings=["$cd"])
+    assert result.content == "ab$c"
+    assert result.stats.stop_reason == "eosFound"
+
+
+def test_multibyte_characters_come_out_whole(model: LoadedModel) -> None:
+    events, result = run(model, "x", grammar='root ::= "é€😀 ok"')
+    assert result.content == "é€😀 ok"
+    for event in events:
+        if isinstance(event, ContentDelta):
+            assert "\ufffd" not in event.text
+
+
+def test_long_token_pieces_are_not_truncated(make_tiny_model) -> None:  # type: ignore[no-untyped-def]
+    # Longer than llama-cpp-python's 32-byte detokenize buffer, and multi-byte.
+    long_piece = "x" * 40 + "é" * 30
+    path = make_tiny_model(extra_tokens=[long_piece])
+    loaded = LoadedModel.load(path, LoadConfig(context_length=128))
+    try:
+        tokens = loaded.tokenize(long_piece, add_special=False)
+        assert len(tokens) == 1
+        assert loaded._pieces is not None
+        assert loaded._pieces(tokens[0]) == long_piece.encode()
+        events, result = run(loaded, "x", grammar=f'root ::= "{long_piece}"', maxTokens=100)
+        assert result.content == long_piece
+    finally:
+        loaded.unload()
+
+
+# --- cancellation and limits ---------------------------------------------------
+
+
+def test_cancel_stops_within_a_token(model: LoadedModel) -> None:
+    # Cancel from the sink itself, on the model thread, so that the consumer's lag
+    # behind a fast tiny model does not blur how quickly the engine reacts.
+    events: list[Event] = []
+    control = None
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if sum(isinstance(e, ContentDelta) for e in events) == 3 and control is not None:
+            control.cancel()
+
+    control = model.start_prediction(
+        "go",
+        PredictionConfig(max_tokens=400, grammar="root ::= [a-z ]+", seed=1),
+        sink,
+    )
+    assert control.done.wait(30)
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    stats = finished.result.stats
+    assert stats.stop_reason == "userStopped"
+    assert stats.predicted_tokens_count == 3
+    assert finished.result.content == "".join(
+        e.text for e in events if isinstance(e, ContentDelta)
+    )
+
+
+def test_cancel_during_prompt_processing(model: LoadedModel) -> None:
+    stream = model.complete_sync(LONG_PROMPT + " cancel me", {"maxTokens": 5})
+    for event in stream:
+        if isinstance(event, PromptProgress) and event.fraction > 0:
+            stream.cancel()
+    assert stream.result is not None
+    assert stream.result.stats.stop_reason == "userStopped"
+    assert stream.result.stats.predicted_tokens_count == 0
+
+
+def test_prompt_longer_than_context(tiny_model_path: Path) -> None:
+    small = LoadedModel.load(tiny_model_path, LoadConfig(context_length=32))
+    try:
+        # llama.cpp rounds small contexts up; the limit is what it really allocated.
+        assert small.info is not None
+        n_ctx = small.info.context_length
+        assert n_ctx >= 32
+        _, result = run(small, LONG_PROMPT * (1 + n_ctx // 50), maxTokens=5)
+        assert result.stats.stop_reason == "contextLengthReached"
+        assert result.stats.predicted_tokens_count == 0
+        _, result = run(small, "hi", grammar="root ::= [a-z]+")
+        assert result.stats.stop_reason == "contextLengthReached"
+        total = result.stats.prompt_tokens_count + result.stats.predicted_tokens_count
+        assert n_ctx - 2 <= total <= n_ctx
+    finally:
+        small.unload()
+
+
+def test_bad_grammar_fails_cleanly(model: LoadedModel) -> None:
+    stream = model.complete_sync("x", {"grammar": "root ::= ("})
+    list(stream)
+    assert isinstance(stream.error, ValueError)
+    assert "grammar" in str(stream.error)
+
+
+# --- async stream --------------------------------------------------------------
+
+
+async def test_async_stream_does_not_block_the_loop(model: LoadedModel) -> None:
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    stream = model.complete_events(LONG_PROMPT, {"maxTokens": 40, "seed": 9})
+    events = [e async for e in stream]
+    stop.set()
+    await task
+    assert isinstance(events[-1], Finished)
+    assert stream.result is not None
+    assert ticks > 5
+
+
+async def test_async_cancel(model: LoadedModel) -> None:
+    stream = model.complete_events("go", {"maxTokens": 300, "grammar": "root ::= [a-z ]+"})
+    async for event in stream:
+        if isinstance(event, ContentDelta):
+            stream.cancel()
+    assert stream.result is not None
+    assert stream.result.stats.stop_reason == "userStopped"
+
+
+async def test_requests_queue_in_order(model: LoadedModel) -> None:
+    first = model.complete_events("one", {"maxTokens": 8, "grammar": 'root ::= "aaaa"'})
+    second = model.complete_events("two", {"maxTokens": 8, "grammar": 'root ::= "bbbb"'})
+    r2 = await second.wait_for_result()
+    r1 = await first.wait_for_result()
+    assert (r1.content, r2.content) == ("aaaa", "bbbb")
+
+
+def test_prediction_config_is_validated() -> None:
+    from engine.prediction import PredictionConfigError
+
+    with pytest.raises(PredictionConfigError, match="unknown prediction setting 'maxTokenz'"):
+        PredictionConfig.parse({"maxTokenz": 3})
+    with pytest.raises(PredictionConfigError, match="temperature"):
+        PredictionConfig.parse({"temperature": -1})
+    with pytest.raises(PredictionConfigError, match="maxTokens"):
+        PredictionConfig.parse({"maxTokens": 0})
+    camel = PredictionConfig.parse(
+        {"topKSampling": 5, "topPSampling": 0.5, "minPSampling": 0.1, "repeatPenalty": 1.2}
+    )
+    snake = PredictionConfig.parse({"top_k": 5, "top_p": 0.5, "min_p": 0.1, "repeat_penalty": 1.2})
+    assert camel == snake
+    assert PredictionConfig.parse({"stopStrings": "$"}).stop_strings == ("$",)

@@ -1,0 +1,54 @@
+"""End to end on the real starter model (Gemma 3 270M, Q4_K_M), assembled from PyPI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.load_config import LoadConfig
+from engine.prediction import ContentDelta
+from engine.runtime import LoadedModel
+
+pytestmark = pytest.mark.starter
+
+
+@pytest.fixture(scope="module")
+def gemma(starter_model_path: Path):  # type: ignore[no-untyped-def]
+    model = LoadedModel.load(starter_model_path, LoadConfig(context_length=1024))
+    yield model
+    model.unload()
+
+
+def test_starter_model_metadata(gemma: LoadedModel) -> None:
+    assert gemma.info is not None
+    assert gemma.info.architecture == "gemma3"
+    assert gemma.info.trained_context_length == 32768
+    assert gemma.info.context_length == 1024
+
+
+def test_starter_model_completes_real_text(gemma: LoadedModel) -> None:
+    stream = gemma.complete_sync(
+        "The capital of France is", {"maxTokens": 8, "temperature": 0, "seed": 0}
+    )
+    deltas = [e.text for e in stream if isinstance(e, ContentDelta)]
+    result = stream.result
+    assert result is not None
+    assert "Paris" in result.content or "France" in result.content
+    assert "".join(deltas) == result.content
+    assert result.stats.predicted_tokens_count == 8
+    assert result.stats.stop_reason == "maxPredictedTokensReached"
+    assert result.stats.tokens_per_second and result.stats.tokens_per_second > 1
+
+
+def test_starter_follow_up_reuses_the_cache(gemma: LoadedModel) -> None:
+    first = "Here is a list of fruits: apple, banana, cherry,"
+    stream = gemma.complete_sync(first, {"maxTokens": 4, "temperature": 0})
+    list(stream)
+    assert stream.result is not None
+    follow_up = first + stream.result.content + " and more fruits such as"
+    again = gemma.complete_sync(follow_up, {"maxTokens": 4, "temperature": 0})
+    list(again)
+    assert again.result is not None
+    stats = again.result.stats
+    assert stats.prompt_tokens_evaluated <= stats.prompt_tokens_count - len(gemma.tokenize(first)) + 2

@@ -1,0 +1,1 @@
+"""llamaterm's Textual front end, and the `llamaterm` command line."""
