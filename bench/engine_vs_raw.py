@@ -178,6 +178,43 @@ def alternate(
     return statistics.median(mine), statistics.median(theirs), statistics.median(ratios)
 
 
+def multi_turn(model: LoadedModel, rounds: int) -> tuple[str, str, str, str, str]:
+    """TTFT of turn 10 of a chat (KV cache reused) against a cold evaluation of it."""
+    from engine.chat import Chat
+    from engine.conversation import respond_sync
+
+    def reply(chat: Chat) -> tuple[float, int, int]:
+        stream = respond_sync(model, chat, {"maxTokens": 24, "seed": SEED, "temperature": 0})
+        list(stream)
+        assert stream.result is not None, stream.error
+        chat.add_assistant_response(stream.result.content)
+        s = stream.result.stats
+        return s.time_to_first_token_sec or 0.0, s.prompt_tokens_evaluated, s.prompt_tokens_count
+
+    warm, cold = [], []
+    for _ in range(rounds):
+        model.reset_cache()
+        chat = Chat("You are a helpful assistant who answers in one sentence.")
+        for turn in range(10):
+            chat.add_user_message(f"Tell me something interesting about the number {turn + 1}.")
+            ttft, evaluated, total = reply(chat)
+        warm.append((ttft, evaluated, total))
+        model.reset_cache()
+        chat.messages.pop()  # the same turn 10 again, from a cold cache
+        cold.append(reply(chat))
+    w = statistics.median(t for t, _, _ in warm)
+    c = statistics.median(t for t, _, _ in cold)
+    print(f"  turn 10 TTFT: warm {w*1000:.0f} ms ({warm[-1][1]}/{warm[-1][2]} evaluated), "
+          f"cold {c*1000:.0f} ms ({cold[-1][1]} evaluated)")
+    return (
+        "chat turn 10 TTFT (KV reuse) vs cold",
+        f"{w * 1000:.0f} ms ({warm[-1][1]} of {warm[-1][2]} evaluated)",
+        f"{c * 1000:.0f} ms ({cold[-1][1]} evaluated)",
+        f"{c / w:.1f}x faster",
+        "only the new turn",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -254,6 +291,9 @@ def main() -> None:
     ))
     print(f"  follow-up TTFT: warm {warm*1000:.0f} ms ({warm_eval} tokens evaluated), "
           f"cold {cold*1000:.0f} ms ({cold_eval} evaluated)")
+
+    turn10 = multi_turn(ours.model, args.rounds)
+    rows.append(turn10)
 
     print()
     print("| measurement | ours | raw llama-cpp-python | ratio | goal |")

@@ -6,10 +6,10 @@ No import of textual or tui here, ever: the engine is usable on its own, and
 
 from __future__ import annotations
 
-from typing import Any
-
 from .api import LLM, PredictionNotFinished, PredictionStream, list_loaded_models, llm
 from .catalog import ModelNotFoundError
+from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
+from .conversation import respond_events, respond_sync
 from .load_config import LoadConfig
 from .prediction import (
     ContentDelta,
@@ -37,7 +37,14 @@ from .runtime import EventStream, LoadedModel, ModelLoadError
 
 __all__ = [
     "LLM",
+    "AssistantResponse",
     "Chat",
+    "SystemPrompt",
+    "ToolCall",
+    "ToolResultMessage",
+    "UserMessage",
+    "respond_events",
+    "respond_sync",
     "ContentDelta",
     "Event",
     "EventStream",
@@ -69,11 +76,3 @@ __all__ = [
     "llm",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # Chat types live in engine.chat; resolved lazily so `import engine` stays light.
-    if name in {"Chat", "AssistantResponse", "UserMessage", "SystemPrompt", "ToolResultMessage"}:
-        from . import chat
-
-        return getattr(chat, name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ensure_starter_model, resolve_model
+from .chat import AssistantResponse, Chat
+from .conversation import respond_sync
 from .load_config import LoadConfig
 from .paths import data_dir, models_dir
 from .prediction import (
@@ -24,7 +26,7 @@ from .prediction import (
     PromptProgress,
     ReasoningDelta,
 )
-from .runtime import LoadedModel, OutputParser, SyncEventStream
+from .runtime import LoadedModel, SyncEventStream
 
 ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]
@@ -147,36 +149,60 @@ class LLM:
         on_message: Callable[[Any], Any] | None = None,
     ) -> PredictionStream:
         """Start completing `prompt`; iterate the returned stream for fragments."""
-        return self._stream(
-            prompt,
-            config,
-            None,
-            True,
-            _Callbacks(
-                on_prompt_processing_progress, on_first_token, on_prediction_fragment, on_message
-            ),
-        )
-
-    def _stream(
-        self,
-        prompt: str,
-        config: PredictionConfig | dict[str, Any] | None,
-        parser: OutputParser | None,
-        add_special: bool,
-        callbacks: _Callbacks,
-        message_factory: Callable[[PredictionResult], Any] | None = None,
-    ) -> PredictionStream:
         merged = PredictionConfig.parse(config).merged_over(self._defaults)
-        events = self._model.complete_sync(
-            prompt, merged, parser=parser, add_special=add_special
+        events = self._model.complete_sync(prompt, merged)
+        callbacks = _Callbacks(
+            on_prompt_processing_progress, on_first_token, on_prediction_fragment, on_message
         )
-        return PredictionStream(events, callbacks, message_factory or _assistant_message)
+        return PredictionStream(events, callbacks)
+
+    def respond(
+        self,
+        history: Chat | dict[str, Any] | str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        on_prompt_processing_progress: ProgressCallback | None = None,
+        on_first_token: Callable[[], Any] | None = None,
+        on_prediction_fragment: FragmentCallback | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> PredictionResult:
+        """The assistant's reply to a chat (blocking)."""
+        return self.respond_stream(
+            history,
+            config,
+            on_prompt_processing_progress=on_prompt_processing_progress,
+            on_first_token=on_first_token,
+            on_prediction_fragment=on_prediction_fragment,
+            on_message=on_message,
+        ).wait_for_result()
+
+    def respond_stream(
+        self,
+        history: Chat | dict[str, Any] | str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        on_prompt_processing_progress: ProgressCallback | None = None,
+        on_first_token: Callable[[], Any] | None = None,
+        on_prediction_fragment: FragmentCallback | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+    ) -> PredictionStream:
+        """Start the assistant's reply to a chat, rendered with the model's own template.
+
+        Fragments carry a kind: "reasoning" for thinking, "content" for the answer.
+        `on_message` receives the finished AssistantResponse, so `on_message=chat.append`
+        keeps a multi-turn chat going.
+        """
+        events = respond_sync(self._model, history, config, defaults=self._defaults)
+        callbacks = _Callbacks(
+            on_prompt_processing_progress, on_first_token, on_prediction_fragment, on_message
+        )
+        return PredictionStream(events, callbacks)
 
 
-def _assistant_message(result: PredictionResult) -> Any:
-    from .chat import AssistantResponse
-
-    return AssistantResponse(content=result.content, reasoning=result.reasoning)
+def _assistant_message(result: PredictionResult) -> AssistantResponse:
+    return AssistantResponse(
+        content=result.content, reasoning=result.reasoning, tool_calls=list(result.tool_calls)
+    )
 
 
 class _Callbacks:
@@ -196,15 +222,9 @@ class _Callbacks:
 class PredictionStream:
     """Iterate for `PredictionFragment`s; then `result()`. Like LM Studio's PredictionStream."""
 
-    def __init__(
-        self,
-        events: SyncEventStream,
-        callbacks: _Callbacks,
-        message_factory: Callable[[PredictionResult], Any],
-    ) -> None:
+    def __init__(self, events: SyncEventStream, callbacks: _Callbacks) -> None:
         self._events = events
         self._callbacks = callbacks
-        self._message_factory = message_factory
         # One generator, shared: a loop that breaks early and a later
         # wait_for_result() continue the same stream.
         self._fragments = self._generate()
@@ -235,7 +255,7 @@ class PredictionStream:
             yield fragment
         result = self._events.result
         if result is not None and callbacks.on_message:
-            callbacks.on_message(self._message_factory(result))
+            callbacks.on_message(_assistant_message(result))
 
     def wait_for_result(self) -> PredictionResult:
         for _ in self:

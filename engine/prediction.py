@@ -23,6 +23,8 @@ StopReason: TypeAlias = Literal[
 
 FragmentKind: TypeAlias = Literal["content", "reasoning"]
 
+ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
+
 
 class PredictionConfigError(ValueError):
     """A prediction config with an unknown key or a bad value."""
@@ -55,6 +57,12 @@ class PredictionConfig(BaseModel):
     """Sampling seed; None or -1 picks a random one."""
     grammar: str | None = None
     """A llama.cpp GBNF grammar that constrains sampling (ours, not LM Studio's)."""
+    enable_thinking: bool | None = Field(default=None, alias="enableThinking")
+    """Chat: let the model reason before answering (passed to the chat template)."""
+    context_overflow_policy: ContextOverflowPolicy | None = Field(
+        default=None, alias="contextOverflowPolicy"
+    )
+    """Chat: what to do when the conversation does not fit the context."""
 
     @field_validator("max_tokens")
     @classmethod
@@ -118,6 +126,10 @@ class ModelInfo:
     """The context length the model was loaded with."""
     trained_context_length: int = 0
     model_key: str = ""
+    chat_template: str = ""
+    """The name of the chat template in use."""
+    chat_template_reason: str = ""
+    """Why that template was chosen (the model's own, a fallback, the config's file)."""
 
 
 @dataclass(frozen=True, slots=True)

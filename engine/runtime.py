@@ -74,6 +74,25 @@ class OutputParser(Protocol):
     def finish(self) -> list[Event]: ...
 
 
+@dataclass(slots=True)
+class PreparedPrompt:
+    """A prompt ready for the model: its text, how to tokenise it, how to parse the output."""
+
+    text: str
+    add_special: bool = True
+    parser: OutputParser | None = None
+    context_note: str | None = None
+    """What a context policy did to fit the prompt, if anything."""
+    tokens: list[int] | None = None
+    """The text already tokenised (saves doing it twice)."""
+
+
+Tokenizer = Callable[[str, bool], list[int]]
+PromptSource = Callable[[Tokenizer, int], PreparedPrompt]
+"""Builds the prompt on the model thread, given a tokenizer and the context length,
+so that fitting a chat into the context can count real tokens."""
+
+
 class PlainText:
     """The parser for raw completion: every piece of text is content."""
 
@@ -174,6 +193,9 @@ class LoadedModel:
         self.info: ModelInfo | None = None
         self.offload = Offload()
         self.metadata: dict[str, str] = {}
+        self.chat_template: Any = None
+        self.bos_text = ""
+        self.eos_text = ""
         self._closed = False
 
     # --- loading ------------------------------------------------------------
@@ -238,6 +260,7 @@ class LoadedModel:
         self.metadata = dict(llama.metadata)
         self.offload = _offload_from(records, llama_cpp.llama_supports_gpu_offload())
         n_ctx_train = int(llama._model.n_ctx_train())
+        self._select_template(llama_cpp)
         self.info = ModelInfo(
             display_name=self.metadata.get("general.name") or self.path.stem,
             path=str(self.path),
@@ -245,6 +268,14 @@ class LoadedModel:
             context_length=llama.n_ctx(),
             trained_context_length=n_ctx_train,
             model_key=self.key,
+            chat_template=self.chat_template.name,
+            chat_template_reason=self.chat_template.reason,
+        )
+        LOG_BUS.emit(
+            "info",
+            "template",
+            f"chat template: {self.chat_template.name}: {self.chat_template.reason}",
+            path=str(self.path),
         )
         LOG_BUS.emit(
             "info",
@@ -253,6 +284,26 @@ class LoadedModel:
             f"context {llama.n_ctx()}, {cfg.n_threads} threads, {self.offload.describe()}",
             path=str(self.path),
         )
+
+    def _select_template(self, llama_cpp: Any) -> None:
+        from .templates import TemplateError, select_template
+
+        vocab = self._llama._model.vocab
+        self.bos_text = _token_text(llama_cpp, vocab, llama_cpp.llama_vocab_bos(vocab))
+        self.eos_text = _token_text(llama_cpp, vocab, llama_cpp.llama_vocab_eos(vocab))
+        try:
+            self.chat_template = select_template(
+                gguf_template=self.metadata.get("tokenizer.chat_template"),
+                architecture=self.metadata.get("general.architecture", ""),
+                model_name=self.metadata.get("general.name", ""),
+                override_file=self.config.chat_template_file,
+                hint=f"{self.path.name} {self.eos_text} "
+                + _token_text(llama_cpp, vocab, llama_cpp.llama_vocab_eot(vocab)),
+            )
+        except TemplateError as err:
+            self._llama.close()
+            self._llama = None
+            raise ModelLoadError(str(err)) from None
 
     def unload(self) -> None:
         """Free the model. Predictions still queued finish as cancelled."""
@@ -307,7 +358,7 @@ class LoadedModel:
 
     def start_prediction(
         self,
-        prompt: str,
+        prompt: str | PromptSource,
         config: PredictionConfig,
         sink: Sink,
         *,
@@ -360,6 +411,13 @@ class LoadedModel:
         return stream
 
 
+def _token_text(llama_cpp: Any, vocab: Any, token: int) -> str:
+    if token is None or token < 0:
+        return ""
+    text = llama_cpp.llama_vocab_get_text(vocab, token)
+    return text.decode("utf-8", errors="replace") if text else ""
+
+
 def _tokenize(llama: Any, text: str, add_special: bool) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 
@@ -383,7 +441,7 @@ class _PredictionJob:
     def __init__(
         self,
         model: LoadedModel,
-        prompt: str,
+        prompt: str | PromptSource,
         config: PredictionConfig,
         sink: Sink,
         parser: OutputParser,
@@ -391,7 +449,9 @@ class _PredictionJob:
         control: PredictionControl,
     ) -> None:
         self.model = model
-        self.prompt = prompt
+        self.prompt_source = prompt
+        self.prompt = prompt if isinstance(prompt, str) else ""
+        self.context_note: str | None = None
         self.config = config
         self.sink = sink
         self.parser = parser
@@ -437,8 +497,7 @@ class _PredictionJob:
         cfg = self.config
         n_ctx = llama.n_ctx()
 
-        self._log("info", "prompt", "prompt", text=self.prompt)
-        tokens = _tokenize(llama, self.prompt, self.add_special)
+        tokens = self._prepare(llama, n_ctx)
         n_prompt = len(tokens)
         if n_prompt >= n_ctx:
             self._log(
@@ -526,6 +585,25 @@ class _PredictionJob:
             (prompt_done, stops.found),
         )
 
+    def _prepare(self, llama: Any, n_ctx: int) -> list[int]:
+        """Build (for chats) and tokenise the prompt; log the exact text the model sees."""
+        source = self.prompt_source
+        if isinstance(source, str):
+            prepared = PreparedPrompt(source, self.add_special)
+        else:
+            prepared = source(lambda text, special: _tokenize(llama, text, special), n_ctx)
+        self.prompt = prepared.text
+        self.add_special = prepared.add_special
+        if prepared.parser is not None:
+            self.parser = prepared.parser
+        if prepared.context_note:
+            self.context_note = prepared.context_note
+            self._log("warning", "context", prepared.context_note)
+        self._log("info", "prompt", "prompt", text=self.prompt)
+        if prepared.tokens is not None:
+            return prepared.tokens
+        return _tokenize(llama, self.prompt, self.add_special)
+
     def _reuse_cache(self, llama: Any, tokens: list[int]) -> int:
         """Keep the longest common prefix in the KV cache; return how many tokens it covers."""
         cached = llama.input_ids[: llama.n_tokens]
@@ -586,6 +664,7 @@ class _PredictionJob:
             ),
             total_time_sec=ended - started,
             stop_string=stop_string,
+            context_overflow=self.context_note,
         )
         return PredictionResult(
             content="".join(self.content),

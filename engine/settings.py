@@ -168,7 +168,13 @@ class Settings(_Section):
 
     def prediction_defaults(self) -> PredictionConfig:
         """The config file's [prediction] over the engine's own defaults."""
-        return self.prediction.merged_over(engine_prediction_defaults())
+        chat = PredictionConfig.model_validate(
+            {
+                "enable_thinking": self.chat.enable_thinking,
+                "context_overflow_policy": self.chat.context_overflow_policy,
+            }
+        )
+        return self.prediction.merged_over(chat.merged_over(engine_prediction_defaults()))
 
     def model_override(self, key: str) -> ModelOverride | None:
         """The [models."<key>"] table, if there is one."""

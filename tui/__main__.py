@@ -22,6 +22,22 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("prompt", nargs="?", help="the prompt; read from stdin when absent")
     _prediction_options(complete)
     complete.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat line by line on stdin/stdout (usable in a pipe); reasoning goes to stderr",
+    )
+    chat.add_argument("message", nargs="?", help="with --json: the one message to answer")
+    _prediction_options(chat)
+    chat.add_argument("--system", "-s", help="system prompt")
+    chat.add_argument(
+        "--no-thinking", action="store_true", help="ask the model not to think (enable_thinking off)"
+    )
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="one-shot: answer MESSAGE (or all of stdin) and print the result with stats as JSON",
+    )
     return parser
 
 
@@ -54,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .headless import run_complete
 
         return run_complete(args, settings)
+    if args.command == "chat":
+        from .headless import run_chat
+
+        return run_chat(args, settings)
     from .app_main import run_app
 
     return run_app(settings, model=args.model)

@@ -98,3 +98,68 @@ def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -
     if interrupted:
         return 130
     return 1 if result.stats.stop_reason == "failed" else 0
+
+
+def run_chat(args: argparse.Namespace, settings: Any) -> int:
+    """A line-based chat: one line in, one streamed reply out. Reasoning goes to stderr,
+    so that a pipe gets only the answers."""
+    try:
+        overrides = prediction_config(args)
+        if args.no_thinking:
+            overrides["enable_thinking"] = False
+        config = engine.PredictionConfig.parse(overrides)
+    except engine.PredictionConfigError as err:
+        print(f"llamaterm: {err}", file=sys.stderr)
+        return 2
+    model = open_model(args, settings)
+    if model is None:
+        return 1
+    system = args.system if args.system is not None else settings.chat.system_prompt
+    chat = engine.Chat(system or None)
+    if args.json:
+        chat.add_user_message(args.message if args.message is not None else sys.stdin.read())
+        try:
+            result = model.respond(chat, config)
+        except Exception as err:
+            print(f"llamaterm: prediction failed: {err}", file=sys.stderr)
+            return 1
+        return report(result, as_json=True)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return 130
+        if not line:
+            return 0
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        chat.add_user_message(text)
+        status = _stream_reply(model, chat, config)
+        if status:
+            return status
+
+
+def _stream_reply(model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig) -> int:
+    stream = model.respond_stream(chat, config, on_message=chat.append)
+    try:
+        for fragment in stream:
+            out = sys.stderr if fragment.kind == "reasoning" else sys.stdout
+            out.write(fragment.content)
+            out.flush()
+    except KeyboardInterrupt:
+        # Ctrl+C stops this reply; the chat keeps what was said and goes on.
+        stream.cancel()
+        stream.wait_for_result()
+    try:
+        result = stream.result()
+    except Exception as err:
+        print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
+        return 1
+    print()
+    print(format_stats(result.stats), file=sys.stderr)
+    return 0

@@ -67,3 +67,40 @@ def test_terminal_simulation_snippet(snippet_env: dict[str, str]) -> None:
     assert out.count("$ ") == 3
     replies = out.split("$ ")[1:-1]
     assert all("$" not in reply for reply in replies)
+
+
+# --- chat completion (seeds 001 and 002) ---------------------------------------
+
+
+@pytest.fixture
+def chat_env(snippet_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    # Replies are capped so the random-weight model, which rarely stops, stays quick.
+    config = Path(snippet_env["LLAMATERM_CONFIG"])
+    config.write_text(config.read_text() + "\n[prediction]\nmax_tokens = 24\n")
+    return snippet_env
+
+
+def test_chat_respond_snippet(chat_env: dict[str, str]) -> None:
+    out = run_snippet("chat_respond.py", chat_env)
+    assert len(out.strip().splitlines()) >= 1
+
+
+def test_chat_object_snippet(chat_env: dict[str, str]) -> None:
+    out = run_snippet("chat_object.py", chat_env)
+    assert "Model used: tiny-test-model" in out
+    predicted = int(out.split("Predicted tokens:")[1].split()[0])
+    assert 1 <= predicted <= 50
+    assert "Stop reason: maxPredictedTokensReached" in out or "Stop reason: eosFound" in out
+
+
+def test_chat_loop_snippet_keeps_the_conversation(chat_env: dict[str, str]) -> None:
+    out = run_snippet("chat_loop.py", chat_env, stdin="Hello\nHow are you?\n\n")
+    assert out.count("Bot: ") == 2
+    # system + (user + assistant) x 2: on_message=chat.append added each reply.
+    assert "TURNS: 5" in out
+
+
+def test_chat_progress_snippet(chat_env: dict[str, str]) -> None:
+    out = run_snippet("chat_progress.py", chat_env)
+    lines = [line for line in out.splitlines() if line.endswith("% complete")]
+    assert lines[0] == "0.0% complete" and lines[-1] == "100.0% complete"

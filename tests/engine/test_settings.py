@@ -159,6 +159,8 @@ def test_prediction_defaults_are_ours_under_the_file(tmp_path: Path) -> None:
     assert Settings().prediction_defaults() == PredictionConfig.model_validate(
         {"temperature": 0.8, "maxTokens": -1, "top_k": 40, "topPSampling": 0.95}
         | {"min_p": 0.05, "repeat_penalty": 1.1}
+        # [chat] supplies the chat-only defaults.
+        | {"enable_thinking": True, "context_overflow_policy": "truncateMiddle"}
     )
     assert Settings().prediction_defaults().seed is None
     settings = load_settings(write_config(tmp_path, "[prediction]\ntemperature = 0.2\nseed = 3\n"))
@@ -401,7 +403,9 @@ def test_example_config_shows_the_defaults() -> None:
         exclude={"prediction"}
     )
     assert settings.prediction_defaults() == defaults.prediction_defaults()
-    assert settings.prediction_defaults() == engine_prediction_defaults()
+    assert settings.prediction_defaults().model_copy(
+        update={"enable_thinking": None, "context_overflow_policy": None}
+    ) == engine_prediction_defaults()
 
 
 def test_example_config_commented_settings_are_valid(tmp_path: Path) -> None:

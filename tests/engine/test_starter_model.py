@@ -52,3 +52,29 @@ def test_starter_follow_up_reuses_the_cache(gemma: LoadedModel) -> None:
     assert again.result is not None
     stats = again.result.stats
     assert stats.prompt_tokens_evaluated <= stats.prompt_tokens_count - len(gemma.tokenize(first)) + 2
+
+
+def test_starter_ten_turn_chat_evaluates_little_per_turn(gemma: LoadedModel) -> None:
+    from engine.chat import Chat
+    from engine.conversation import respond_sync
+
+    chat = Chat("You are a helpful assistant.")
+    wrapper = len(
+        gemma.tokenize(
+            "<end_of_turn>\n<start_of_turn>user\n<end_of_turn>\n<start_of_turn>model\n",
+            add_special=False,
+        )
+    )
+    evaluated: list[int] = []
+    for turn in range(10):
+        message = f"Tell me one short fact about the number {turn}."
+        chat.add_user_message(message)
+        stream = respond_sync(gemma, chat, {"maxTokens": 12, "temperature": 0, "seed": 0})
+        list(stream)
+        assert stream.result is not None, stream.error
+        chat.add_assistant_response(stream.result.content)
+        evaluated.append(stream.result.stats.prompt_tokens_evaluated)
+        last_message = message
+    new_tokens = len(gemma.tokenize(last_message, add_special=False)) + wrapper
+    assert evaluated[-1] < 2 * new_tokens, evaluated
+    assert stream.result.stats.prompt_tokens_count > 5 * evaluated[-1]

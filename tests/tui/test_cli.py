@@ -80,3 +80,27 @@ def test_bad_prediction_value_is_a_clear_error(env: dict[str, str], tiny_model_p
     done = llamaterm("complete", "-m", str(tiny_model_path), "-t", "-2", "hi", env=env)
     assert done.returncode == 2
     assert "temperature" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_chat_repl_in_a_pipe(env: dict[str, str], tiny_model_path: Path) -> None:
+    done = llamaterm(
+        "chat", "-m", str(tiny_model_path), "-n", "6", "--system", "Be terse.",
+        env=env, stdin="hello\n\nhow are you\n",
+    )
+    assert done.returncode == 0, done.stderr
+    # Two answers, one per non-empty line, each followed by its stats on stderr.
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr.count("stop: maxPredictedTokensReached") == 2
+    # The second turn reused the first one's cache.
+    second = done.stderr.splitlines()[-1]
+    prompt, evaluated = second.split("prompt ")[1].split(" evaluated")[0].split(" (")
+    assert int(evaluated) < int(prompt)
+
+
+def test_chat_json_one_shot(env: dict[str, str], tiny_model_path: Path) -> None:
+    done = llamaterm("chat", "-m", str(tiny_model_path), "-n", "4", "--json", "--no-thinking",
+                     "What is up?", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["stats"]["predicted_tokens_count"] == 4
+    assert result["model_info"]["chat_template"] == "tiny-test-model (from GGUF)"
