@@ -6,10 +6,13 @@ No import of textual or tui here, ever: the engine is usable on its own, and
 
 from __future__ import annotations
 
-from .api import LLM, PredictionNotFinished, PredictionStream, list_loaded_models, llm
+from .agent import ActFinished, FunctionTool, RoundFinished, RoundStarted, ToolRunFinished
+from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
 from .catalog import ModelNotFoundError
 from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
 from .conversation import respond_events, respond_sync
+from .toolcalls import ParsedOutput, detect_tool_format, parse_output
+from .tools import ToolDefinition, ToolResult, load_tools
 from .load_config import LoadConfig
 from .prediction import (
     ContentDelta,
@@ -37,6 +40,18 @@ from .runtime import EventStream, LoadedModel, ModelLoadError
 
 __all__ = [
     "LLM",
+    "ActFinished",
+    "ActResult",
+    "FunctionTool",
+    "ParsedOutput",
+    "RoundFinished",
+    "RoundStarted",
+    "ToolDefinition",
+    "ToolResult",
+    "ToolRunFinished",
+    "detect_tool_format",
+    "load_tools",
+    "parse_output",
     "AssistantResponse",
     "Chat",
     "SystemPrompt",

@@ -7,14 +7,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .catalog import ensure_starter_model, resolve_model
 from .chat import AssistantResponse, Chat
-from .conversation import respond_sync
+from .agent import ActFinished, act_events
+from .conversation import as_chat, respond_sync
 from .load_config import LoadConfig
 from .paths import data_dir, models_dir
 from .prediction import (
@@ -165,6 +168,8 @@ class LLM:
         on_first_token: Callable[[], Any] | None = None,
         on_prediction_fragment: FragmentCallback | None = None,
         on_message: Callable[[Any], Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = "auto",
     ) -> PredictionResult:
         """The assistant's reply to a chat (blocking)."""
         return self.respond_stream(
@@ -174,6 +179,8 @@ class LLM:
             on_first_token=on_first_token,
             on_prediction_fragment=on_prediction_fragment,
             on_message=on_message,
+            tools=tools,
+            tool_choice=tool_choice,
         ).wait_for_result()
 
     def respond_stream(
@@ -185,18 +192,107 @@ class LLM:
         on_first_token: Callable[[], Any] | None = None,
         on_prediction_fragment: FragmentCallback | None = None,
         on_message: Callable[[Any], Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = "auto",
     ) -> PredictionStream:
         """Start the assistant's reply to a chat, rendered with the model's own template.
 
         Fragments carry a kind: "reasoning" for thinking, "content" for the answer.
         `on_message` receives the finished AssistantResponse, so `on_message=chat.append`
-        keeps a multi-turn chat going.
+        keeps a multi-turn chat going. `tools` (OpenAI function schemas) are offered in
+        the model's own format or the default one; the result's `tool_calls` holds what
+        the model asked for (use `act` to run them).
         """
-        events = respond_sync(self._model, history, config, defaults=self._defaults)
+        events = respond_sync(
+            self._model,
+            history,
+            config,
+            defaults=self._defaults,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
         callbacks = _Callbacks(
             on_prompt_processing_progress, on_first_token, on_prediction_fragment, on_message
         )
         return PredictionStream(events, callbacks)
+
+
+    def act(
+        self,
+        chat: Chat | dict[str, Any] | str,
+        tools: Iterable[Any],
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        on_message: Callable[[Any], Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+        approve: Callable[[Any, Any], bool] | None = None,
+        max_rounds: int = 8,
+        tool_choice: Any = "auto",
+        allowed_roots: Iterable[Path] = (),
+    ) -> ActResult:
+        """Respond, run the tools the model calls, and respond again until it answers.
+
+        `tools` are ToolDefinitions (from the tools file) or plain Python functions.
+        `tool_choice` applies to the first round. Tools that need approval run only if
+        `approve(call, tool)` returns True; without `approve`, they are refused.
+        `chat` is extended in place with every assistant message and tool result.
+        """
+        conversation = as_chat(chat)
+        events: list[Any] = []
+
+        async def run() -> None:
+            act = act_events(
+                self._model,
+                conversation,
+                tools,
+                config=config,
+                defaults=self._defaults,
+                approve=approve,
+                on_message=on_message,
+                max_rounds=max_rounds,
+                tool_choice=tool_choice,
+                allowed_roots=list(allowed_roots),
+            )
+            try:
+                async for event in act:
+                    events.append(event)
+                    if on_event is not None:
+                        on_event(event)
+            finally:
+                act.cancel()
+
+        _run_coroutine(run)
+        finished = next(e for e in reversed(events) if isinstance(e, ActFinished))
+        return ActResult(
+            rounds=finished.rounds,
+            reason=finished.reason,
+            result=finished.result,
+            chat=conversation,
+            events=events,
+        )
+
+
+@dataclass(frozen=True)
+class ActResult:
+    """What `act` did: how many rounds, why it ended, the last result, every event."""
+
+    rounds: int
+    reason: str
+    result: PredictionResult | None
+    chat: Chat
+    events: list[Any]
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to the end from sync code, even when this thread runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(make())
+        return
+    worker = threading.Thread(target=lambda: asyncio.run(make()))
+    worker.start()
+    worker.join()
 
 
 def _assistant_message(result: PredictionResult) -> AssistantResponse:

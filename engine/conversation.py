@@ -23,9 +23,39 @@ from .runtime import (
     SyncEventStream,
     Tokenizer,
 )
-from .templates import ChatTemplate, render
+from .templates import ChatTemplate, TemplateError, render
+from .tool_grammar import UnsupportedToolFormat, tool_call_grammar
+from .toolcalls import OutputPipeline, ToolCallParser, detect_tool_format, to_default_format
 
 Messages = list[dict[str, Any]]
+ToolChoice = Any
+"""OpenAI's tool_choice: "auto", "none", "required", or {"type": "function", "function":
+{"name": ...}} (a bare tool name works too)."""
+
+
+def tool_format(model: LoadedModel) -> str:
+    """The tool-call format of the model's template ("default" when it renders no tools)."""
+    fmt = detect_tool_format(model.chat_template.source)
+    if fmt == "mistral" and "[ARGS]" in model.chat_template.source:
+        return "mistral_v11"  # for the grammar; the parser reads both Mistral forms
+    return fmt
+
+
+def constrain_tool_call(
+    model: LoadedModel, config: PredictionConfig, tools: list[dict[str, Any]], tool_choice: ToolChoice
+) -> PredictionConfig:
+    """For "required" or a named function: a grammar that makes the model call a tool."""
+    if not tools or tool_choice in (None, "auto", "none"):
+        return config
+    fmt = tool_format(model)
+    try:
+        grammar = tool_call_grammar(tools, tool_choice, fmt)
+    except UnsupportedToolFormat as err:
+        from .logbus import LOG_BUS
+
+        LOG_BUS.emit("warning", "tools", f"tool_choice not enforced: {err}")
+        return config
+    return config.model_copy(update={"grammar": grammar})
 
 
 def as_chat(history: Chat | dict[str, Any] | str) -> Chat:
@@ -71,15 +101,41 @@ def chat_prompt(
     config: PredictionConfig,
     *,
     tools: list[dict[str, Any]] | None = None,
+    tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> PromptSource:
     """The PromptSource for one reply to `chat` (a snapshot: later edits do not leak in)."""
     messages = chat.to_template_messages()
     policy: ContextOverflowPolicy = config.context_overflow_policy or "truncateMiddle"
+    offered = list(tools or []) if tool_choice != "none" else []
+    fmt = tool_format(model) if offered else "default"
+    native_tools = offered if fmt != "default" else None
+
+    def as_rendered(candidate: Messages) -> Messages:
+        # Templates without tool support learn the default [TOOL_REQUEST] format from a
+        # system prompt, and see tool results as user turns.
+        if offered and fmt == "default":
+            return to_default_format(candidate, offered)
+        return candidate
+
+    def render_messages(candidate: Messages) -> str:
+        shaped = as_rendered(candidate)
+        try:
+            return render_chat(
+                model, shaped, config, tools=native_tools, template_kwargs=template_kwargs
+            )
+        except TemplateError:
+            if not (offered and fmt == "default" and shaped and shaped[0]["role"] == "system"):
+                raise
+            # Some templates (gemma-2) refuse a system turn; the tool prompt then goes
+            # at the top of the first user turn instead.
+            return render_chat(
+                model, fold_system(shaped), config, tools=None, template_kwargs=template_kwargs
+            )
 
     def prepare(tokenize: Tokenizer, n_ctx: int) -> PreparedPrompt:
         def tokens_of(candidate: Messages) -> tuple[str, list[int], bool]:
-            text = render_chat(model, candidate, config, tools=tools, template_kwargs=template_kwargs)
+            text = render_messages(candidate)
             # Templates that write bos_token themselves must not get a second one.
             add_special = not (model.bos_text and text.startswith(model.bos_text))
             return text, tokenize(text, add_special), add_special
@@ -96,10 +152,25 @@ def chat_prompt(
                     f"to fit {n_ctx} tokens of context"
                 )
         markers = markers_for_template(model.chat_template.source)
-        parser = ReasoningParser(markers, starts_in_reasoning=prompt_opens_reasoning(text, markers))
+        reasoning = ReasoningParser(markers, starts_in_reasoning=prompt_opens_reasoning(text, markers))
+        calls = None
+        if offered:
+            names = [str(t.get("function", t).get("name")) for t in offered]
+            calls = ToolCallParser("mistral" if fmt == "mistral_v11" else fmt, names, offered)
+        parser = OutputPipeline(reasoning, calls)
         return PreparedPrompt(text, add_special, parser, note, tokens)
 
     return prepare
+
+
+def fold_system(messages: Messages) -> Messages:
+    """The system message's text moved to the top of the first user message."""
+    system, rest = messages[0], [dict(m) for m in messages[1:]]
+    for message in rest:
+        if message.get("role") == "user":
+            message["content"] = f"{system.get('content') or ''}\n\n{message.get('content') or ''}"
+            return rest
+    return [{"role": "user", "content": system.get("content") or ""}, *rest]
 
 
 def fit_messages(
@@ -131,12 +202,21 @@ def respond_events(
     *,
     defaults: PredictionConfig = ENGINE_DEFAULTS,
     tools: list[dict[str, Any]] | None = None,
+    tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> EventStream:
     """One assistant reply as an async stream of events. Call from a running event loop."""
     merged = PredictionConfig.parse(config).merged_over(defaults)
+    merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
     stream = EventStream(asyncio.get_running_loop())
-    source = chat_prompt(model, as_chat(chat), merged, tools=tools, template_kwargs=template_kwargs)
+    source = chat_prompt(
+        model,
+        as_chat(chat),
+        merged,
+        tools=tools,
+        tool_choice=tool_choice,
+        template_kwargs=template_kwargs,
+    )
     stream.control = model.start_prediction(source, merged, stream.sink)
     return stream
 
@@ -148,10 +228,19 @@ def respond_sync(
     *,
     defaults: PredictionConfig = ENGINE_DEFAULTS,
     tools: list[dict[str, Any]] | None = None,
+    tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> SyncEventStream:
     merged = PredictionConfig.parse(config).merged_over(defaults)
+    merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
     stream = SyncEventStream()
-    source = chat_prompt(model, as_chat(chat), merged, tools=tools, template_kwargs=template_kwargs)
+    source = chat_prompt(
+        model,
+        as_chat(chat),
+        merged,
+        tools=tools,
+        tool_choice=tool_choice,
+        template_kwargs=template_kwargs,
+    )
     stream.control = model.start_prediction(source, merged, stream.sink)
     return stream
