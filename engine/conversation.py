@@ -206,18 +206,8 @@ def respond_events(
     template_kwargs: dict[str, Any] | None = None,
 ) -> EventStream:
     """One assistant reply as an async stream of events. Call from a running event loop."""
-    merged = PredictionConfig.parse(config).merged_over(defaults)
-    merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
     stream = EventStream(asyncio.get_running_loop())
-    source = chat_prompt(
-        model,
-        as_chat(chat),
-        merged,
-        tools=tools,
-        tool_choice=tool_choice,
-        template_kwargs=template_kwargs,
-    )
-    stream.control = model.start_prediction(source, merged, stream.sink)
+    _start(stream, model, chat, config, defaults, tools, tool_choice, template_kwargs)
     return stream
 
 
@@ -231,9 +221,24 @@ def respond_sync(
     tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> SyncEventStream:
+    """One assistant reply as a blocking stream of events."""
+    stream = SyncEventStream()
+    _start(stream, model, chat, config, defaults, tools, tool_choice, template_kwargs)
+    return stream
+
+
+def _start(
+    stream: EventStream | SyncEventStream,
+    model: LoadedModel,
+    chat: Chat | dict[str, Any] | str,
+    config: PredictionConfig | dict[str, Any] | None,
+    defaults: PredictionConfig,
+    tools: list[dict[str, Any]] | None,
+    tool_choice: ToolChoice,
+    template_kwargs: dict[str, Any] | None,
+) -> None:
     merged = PredictionConfig.parse(config).merged_over(defaults)
     merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
-    stream = SyncEventStream()
     source = chat_prompt(
         model,
         as_chat(chat),
@@ -243,4 +248,3 @@ def respond_sync(
         template_kwargs=template_kwargs,
     )
     stream.control = model.start_prediction(source, merged, stream.sink)
-    return stream

@@ -383,13 +383,7 @@ class LoadedModel:
     ) -> EventStream:
         """Raw completion as an async stream of events. Call from a running event loop."""
         stream = EventStream(asyncio.get_running_loop())
-        stream.control = self.start_prediction(
-            prompt,
-            PredictionConfig.parse(config).merged_over(ENGINE_DEFAULTS),
-            stream.sink,
-            parser=parser,
-            add_special=add_special,
-        )
+        self._start_completion(stream, prompt, config, parser, add_special)
         return stream
 
     def complete_sync(
@@ -400,7 +394,19 @@ class LoadedModel:
         parser: OutputParser | None = None,
         add_special: bool = True,
     ) -> SyncEventStream:
+        """Raw completion as a blocking stream of events."""
         stream = SyncEventStream()
+        self._start_completion(stream, prompt, config, parser, add_special)
+        return stream
+
+    def _start_completion(
+        self,
+        stream: EventStream | SyncEventStream,
+        prompt: str,
+        config: PredictionConfig | dict[str, Any] | None,
+        parser: OutputParser | None,
+        add_special: bool,
+    ) -> None:
         stream.control = self.start_prediction(
             prompt,
             PredictionConfig.parse(config).merged_over(ENGINE_DEFAULTS),
@@ -408,7 +414,6 @@ class LoadedModel:
             parser=parser,
             add_special=add_special,
         )
-        return stream
 
 
 def _token_text(llama_cpp: Any, vocab: Any, token: int) -> str:
@@ -507,6 +512,16 @@ class _PredictionJob:
             )
             return self._result(started, "contextLengthReached", n_prompt, 0, 0, None, None)
 
+        # The sampler first: a bad grammar fails before any prompt work is done.
+        llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else _random_seed())
+        sampler = llama._init_sampler(
+            top_k=cfg.top_k if cfg.top_k is not None else 40,
+            top_p=cfg.top_p if cfg.top_p is not None else 0.95,
+            min_p=cfg.min_p if cfg.min_p is not None else 0.05,
+            temp=cfg.temperature if cfg.temperature is not None else 0.8,
+            repeat_penalty=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
+            grammar=_grammar(cfg.grammar, llama._model.vocab),
+        )
         reused = self._reuse_cache(llama, tokens)
         to_eval = tokens[reused:]
         self.sink(PromptProgress(0.0))
@@ -519,15 +534,6 @@ class _PredictionJob:
         prompt_done = time.perf_counter()
         n_evaluated = len(to_eval)
 
-        llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else _random_seed())
-        sampler = llama._init_sampler(
-            top_k=cfg.top_k if cfg.top_k is not None else 40,
-            top_p=cfg.top_p if cfg.top_p is not None else 0.95,
-            min_p=cfg.min_p if cfg.min_p is not None else 0.05,
-            temp=cfg.temperature if cfg.temperature is not None else 0.8,
-            repeat_penalty=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
-            grammar=_grammar(cfg.grammar, llama._model.vocab),
-        )
         max_tokens = cfg.max_tokens if cfg.max_tokens and cfg.max_tokens > 0 else None
         vocab = llama._model.vocab
         ctx = llama._ctx
