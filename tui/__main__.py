@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one-shot: answer MESSAGE (or all of stdin) and print the result with stats as JSON",
     )
+
+    from .models_cli import add_models_parser
+
+    add_models_parser(commands)
     return parser
 
 
@@ -74,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .headless import run_chat
 
         return run_chat(args, settings)
+    if args.command == "models":
+        from .models_cli import run_models
+
+        return run_models(args, settings)
     from .app_main import run_app
 
     return run_app(settings, model=args.model)
