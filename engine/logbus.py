@@ -18,7 +18,8 @@ from .prediction import LogRecord
 
 Subscriber = Callable[[LogRecord], None]
 
-_LLAMA_LEVELS = {0: "error", 1: "info", 2: "warning", 3: "error", 4: "debug"}
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line).
+_LLAMA_LEVELS = {0: "info", 1: "debug", 2: "info", 3: "warning", 4: "error"}
 _CONTINUE = 5
 
 

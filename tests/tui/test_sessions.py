@@ -1,0 +1,40 @@
+"""Session files: round trip, schema version, corrupt files set aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui.sessions import TextSession, load_session, save_session
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "sessions" / "terminal.json"
+    save_session(path, TextSession("$ ls\nfoo\n", [(5, 9)], {"temperature": 0.5}))
+    session, error = load_session(path)
+    assert error is None and session is not None
+    assert session.text == "$ ls\nfoo\n"
+    assert session.generated == [(5, 9)]
+    assert session.prediction == {"temperature": 0.5}
+
+
+def test_missing_file_is_no_session(tmp_path: Path) -> None:
+    assert load_session(tmp_path / "nope.json") == (None, None)
+
+
+def test_corrupt_and_unknown_files_are_set_aside(tmp_path: Path) -> None:
+    bad = tmp_path / "terminal.json"
+    bad.write_text("{not json")
+    session, error = load_session(bad)
+    assert session is None and error is not None and "set aside" in error
+    assert not bad.exists() and (tmp_path / "terminal.json.corrupt-1").exists()
+
+    future = tmp_path / "complete.json"
+    future.write_text('{"schema_version": 99, "text": ""}')
+    session, error = load_session(future)
+    assert session is None and error is not None and "schema version 99" in error
+    assert (tmp_path / "complete.json.corrupt-1").exists()
+
+    wrong = tmp_path / "other.json"
+    wrong.write_text('{"schema_version": 1, "text": 5}')
+    session, error = load_session(wrong)
+    assert session is None and error is not None and "text" in error

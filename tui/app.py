@@ -1,0 +1,337 @@
+"""The llamaterm app: screens as modes, themes, keymap, and the one loaded model.
+
+The app owns the model (load, unload, which one) and hands it down as the
+reactive `model`; screens own their widgets and their predictions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.theme import Theme
+
+from engine.catalog import STARTER_KEY, ensure_starter_model, resolve_model
+from engine.logbus import LOG_BUS, LogBus
+from engine.paths import config_path, models_dir
+from engine.runtime import LoadedModel
+from engine.settings import Settings
+from engine.store import read_state, write_state
+from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
+
+from .commands import ModelCommands, binding_commands
+from .messages import ModelLoadCancelled, ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from .model_state import ModelState
+from .screens.chat import ChatScreen
+from .screens.complete import CompleteScreen
+from .screens.logs import LogRecordScreen, LogsScreen
+from .screens.models import ModelsScreen
+from .screens.prediction_settings import PredictionSettingsScreen
+
+DEFAULT_THEME = "llamaterm-dark"
+
+_log = logging.getLogger("llamaterm.tui")
+
+
+def _screen_binding(key: str, mode: str, title: str) -> Binding:
+    return Binding(
+        key,
+        f"app.switch_mode('{mode}')",
+        title,
+        id=f"screen.{mode}",
+        tooltip=f"Show the {title} screen",
+        show=False,
+    )
+
+
+class LlamatermApp(App[int]):
+    """llamaterm's full-screen app. Build it with settings from `engine.settings.load_settings`."""
+
+    TITLE = "llamaterm"
+    CSS_PATH = "app.tcss"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "chat": ChatScreen,
+        "complete": CompleteScreen,
+        "models": ModelsScreen,
+        "logs": LogsScreen,
+    }
+    DEFAULT_MODE = "complete"
+    COMMANDS = App.COMMANDS | {ModelCommands}
+
+    # F-keys work in tmux and over SSH; alt+digit is there for terminals that take F1.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        _screen_binding("f1,alt+1", "chat", "Chat"),
+        _screen_binding("f2,alt+2", "complete", "Complete"),
+        _screen_binding("f3,alt+3", "models", "Models"),
+        _screen_binding("f4,alt+4", "logs", "Logs"),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            id="app.quit",
+            tooltip="Quit llamaterm",
+            priority=True,
+            show=False,
+        ),
+        Binding(
+            "f9",
+            "unload_model",
+            "Unload",
+            id="model.unload",
+            tooltip="Unload the model and free its memory",
+            show=False,
+        ),
+    ]
+
+    model: reactive[LoadedModel | None] = reactive(None, init=False)
+    """The loaded model, or None. Screens watch it."""
+    model_state: reactive[ModelState] = reactive(ModelState, init=False)
+    """What the status line shows about the model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: str | None = None,
+        data_dir: Path | None = None,
+        autoload: bool = True,
+        theme_dirs: Sequence[Path] | None = None,
+        log_bus: LogBus | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        """`model` (a key or a path) overrides the start-up choice; `autoload=False` starts
+        with no model. The other arguments are for tests: another data directory, theme
+        directories, log bus, and a cursor that does not blink (for snapshots)."""
+        super().__init__()
+        self.settings = settings
+        self.data_dir = data_dir if data_dir is not None else settings.data_dir()
+        self.model_spec = model
+        self.autoload = autoload
+        self.theme_dirs = (
+            list(theme_dirs)
+            if theme_dirs is not None
+            else [builtin_themes_dir(), config_path().parent / "themes"]
+        )
+        self.log_bus = log_bus if log_bus is not None else LOG_BUS
+        self.cursor_blink = cursor_blink
+        self._remembered_theme: str | None = None
+
+    # --- start-up -----------------------------------------------------------
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # Textual's own themes know nothing of our roles; the stylesheet needs them anyway.
+        return dict(DEFAULT_ROLE_COLORS)
+
+    def on_mount(self) -> None:
+        state = read_state(self.data_dir)
+        self._apply_themes(state.get("theme"))
+        self._apply_keymap()
+        if self.autoload:
+            self.load_model(self._startup_model(state))
+
+    def _apply_themes(self, remembered: object) -> None:
+        themes, errors = load_themes(self.theme_dirs)
+        for theme in themes:
+            self.register_theme(theme)
+        if errors:
+            self.notify(
+                "\n".join(errors),
+                title=f"{len(errors)} theme file{'s' if len(errors) > 1 else ''} not loaded",
+                severity="error",
+                timeout=15,
+            )
+        wanted = remembered if isinstance(remembered, str) else self.settings.ui.theme
+        if wanted not in self.available_themes:
+            self.notify(f"No theme named {wanted!r}; using {DEFAULT_THEME}.", severity="warning")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self._remembered_theme = remembered if isinstance(remembered, str) else None
+        self.theme = wanted
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Theme) -> None:
+        if theme.name == self._remembered_theme:
+            return
+        self._remembered_theme = theme.name
+        try:
+            write_state(self.data_dir, "theme", theme.name)
+        except (OSError, TypeError) as err:
+            self.notify(f"could not remember the theme: {err}", severity="warning")
+
+    def _apply_keymap(self) -> None:
+        keymap = dict(self.settings.keymap)
+        unknown = sorted(set(keymap) - known_binding_ids())
+        if unknown:
+            self.notify(
+                f"[keymap] has unknown binding ids: {', '.join(unknown)}",
+                title="Config",
+                severity="warning",
+            )
+        self.set_keymap(keymap)
+
+    def _startup_model(self, state: dict[str, object]) -> str:
+        """The model asked for, else the configured default, else the last used, else the starter."""
+        if self.model_spec:
+            return self.model_spec
+        if self.settings.model.default:
+            return self.settings.model.default
+        last = state.get("last_model")
+        if isinstance(last, str) and Path(last).is_file():
+            return last
+        return STARTER_KEY
+
+    # --- the model ----------------------------------------------------------
+
+    def model_dirs(self) -> list[Path]:
+        """Where local models are looked for: the data directory's models/, then the config's."""
+        return [models_dir(self.data_dir), *self.settings.paths.model_dirs]
+
+    def watch_model(self) -> None:
+        self.refresh_bindings()
+
+    def load_model(self, spec: str) -> None:
+        """Load a model by key or path in a worker; the old one is unloaded first."""
+        old = self.model
+        self.model = None
+        self.run_worker(
+            self._load(spec, old),
+            name=f"load {spec}",
+            group="model",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _load(self, spec: str, old: LoadedModel | None) -> None:
+        # An async worker: llama.cpp loads on the model's own thread, resolving
+        # (which may assemble the starter model) on a thread of its own.
+        name = Path(spec).name if spec.endswith(".gguf") else spec
+        self.post_message(ModelLoadStarted(name))
+        try:
+            if old is not None:
+                await asyncio.to_thread(old.unload)
+            path = await asyncio.to_thread(self._resolve, spec)
+            config = self.settings.load_config_for(path.stem.lower(), path.name)
+            model = await LoadedModel.load_async(path, config, key=path.stem.lower())
+        except asyncio.CancelledError:
+            self.post_message(ModelLoadCancelled(name))
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the failure, the app goes on without a model
+            self.post_message(ModelLoadFailed(name, str(err)))
+            return
+        self.post_message(ModelLoaded(model, path))
+
+    def _resolve(self, spec: str) -> Path:
+        data_models = models_dir(self.data_dir)
+        if spec == STARTER_KEY:
+            try:
+                return resolve_model(spec, self.settings.paths.model_dirs, data_models)
+            except LookupError:
+                return ensure_starter_model(data_models)
+        return resolve_model(spec, self.settings.paths.model_dirs, data_models)
+
+    def on_model_load_started(self, message: ModelLoadStarted) -> None:
+        self.model_state = ModelState.loading(message.name)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        previous = self.model
+        if previous is not None and previous is not message.model:
+            # A load that finished while another was asked for: keep only the newest.
+            self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
+        self.model = message.model
+        self.model_state = ModelState.of(message.model)
+        try:
+            write_state(self.data_dir, "last_model", str(message.path))
+        except (OSError, TypeError) as err:
+            _log.warning("could not remember the model: %s", err)
+
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        self.model_state = ModelState.failed(message.name, message.error)
+        self.notify(message.error, title="Could not load the model", severity="error", timeout=15)
+
+    def on_model_load_cancelled(self, message: ModelLoadCancelled) -> None:
+        if self.model_state.status == "loading":
+            self.model_state = ModelState()
+
+    def unload_model(self) -> None:
+        model = self.model
+        if model is None:
+            self.notify("No model is loaded.", severity="warning")
+            return
+        self.model = None
+        self.model_state = ModelState()
+        self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
+
+    def cancel_model_load(self) -> None:
+        self.workers.cancel_group(self, "model")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unload_model":
+            return True if self.model is not None else None
+        return True
+
+    def action_unload_model(self) -> None:
+        self.unload_model()
+
+    async def on_unmount(self) -> None:
+        # Free llama.cpp's memory now, not whenever the process ends.
+        model = self.model
+        if model is not None:
+            # Not through the reactive: there are no screens left to tell.
+            self.set_reactive(LlamatermApp.model, None)
+            await asyncio.to_thread(model.unload)
+
+    # --- palette ------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from binding_commands(screen)
+        if self.model_state.status == "loading":
+            yield SystemCommand("model: cancel load", "Stop loading", self.cancel_model_load)
+        yield SystemCommand(
+            "model: load",
+            "Choose a local model to load (the Models screen)",
+            lambda: self.switch_mode("models"),
+        )
+        yield SystemCommand(
+            "model: load starter",
+            "Load the Gemma 3 270M starter model",
+            lambda: self.load_model(STARTER_KEY),
+        )
+        # Ours first: Textual's own themes are many, and know nothing of our roles.
+        for name in sorted(self.available_themes, key=lambda n: (not n.startswith("llamaterm"), n)):
+            yield SystemCommand(
+                f"theme: {name}", f"Switch to the {name} theme", self._theme_setter(name)
+            )
+        yield SystemCommand(
+            "app: keys", "Show the keys of this screen", self.action_show_help_panel
+        )
+
+    def _theme_setter(self, name: str) -> Callable[[], None]:
+        def set_theme() -> None:
+            self.theme = name
+
+        return set_theme
+
+
+def known_binding_ids() -> set[str]:
+    """Every binding id a [keymap] table may name."""
+    classes: list[type] = [
+        LlamatermApp,
+        ChatScreen,
+        CompleteScreen,
+        ModelsScreen,
+        LogsScreen,
+        LogRecordScreen,
+        PredictionSettingsScreen,
+    ]
+    ids: set[str] = set()
+    for cls in classes:
+        for binding in getattr(cls, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.id:
+                ids.add(binding.id)
+    return ids

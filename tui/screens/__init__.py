@@ -1,0 +1,1 @@
+"""llamaterm's screens, one module each."""
