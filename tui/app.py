@@ -62,7 +62,7 @@ class LlamatermApp(App[int]):
         "models": ModelsScreen,
         "logs": LogsScreen,
     }
-    DEFAULT_MODE = "complete"
+    DEFAULT_MODE = "chat"
     COMMANDS = App.COMMANDS | {ModelCommands}
 
     # F-keys work in tmux and over SSH; alt+digit is there for terminals that take F1.
@@ -105,10 +105,15 @@ class LlamatermApp(App[int]):
         theme_dirs: Sequence[Path] | None = None,
         log_bus: LogBus | None = None,
         cursor_blink: bool = True,
+        mode: str | None = None,
     ) -> None:
         """`model` (a key or a path) overrides the start-up choice; `autoload=False` starts
         with no model. The other arguments are for tests: another data directory, theme
-        directories, log bus, and a cursor that does not blink (for snapshots)."""
+        directories, log bus, a cursor that does not blink (for snapshots), and the
+        screen to open on (`mode`, default Chat)."""
+        if mode is not None:
+            # Read by App.__init__ to set up the first screen stack.
+            self.DEFAULT_MODE = mode
         super().__init__()
         self.settings = settings
         self.data_dir = data_dir if data_dir is not None else settings.data_dir()
@@ -320,9 +325,23 @@ class LlamatermApp(App[int]):
 
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
+    from .screens.chat_dialogs import ConfirmScreen, RenameChatScreen
+    from .screens.chat_settings import ChatSettingsScreen
+    from .widgets.chat_input import ChatInput
+    from .widgets.chat_list import ChatList
+    from .widgets.chat_view import ChatView
+    from .widgets.tool_card import ToolCard
+
     classes: list[type] = [
         LlamatermApp,
         ChatScreen,
+        ChatList,
+        ChatView,
+        ChatInput,
+        ToolCard,
+        ChatSettingsScreen,
+        RenameChatScreen,
+        ConfirmScreen,
         CompleteScreen,
         ModelsScreen,
         LogsScreen,

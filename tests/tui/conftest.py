@@ -42,6 +42,8 @@ def make_app(isolated: Path, tiny_model_path: Path) -> Callable[..., LlamatermAp
         )
         kwargs.setdefault("model", str(tiny_model_path))
         kwargs.setdefault("cursor_blink", False)
+        # The Complete screen's tests and snapshots predate Chat being the first screen.
+        kwargs.setdefault("mode", "complete")
         app = LlamatermApp(settings, **kwargs)
         app.animation_level = "none"
         return app

@@ -136,7 +136,7 @@ class CompleteScreen(LlamatermScreen):
         yield self.status
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         self._defaults = self.llamaterm.settings.prediction_defaults()
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush, pause=True)
         self.set_interval(SAVE_DELAY, self._save_typed_text)

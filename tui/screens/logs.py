@@ -152,7 +152,7 @@ class LogsScreen(LlamatermScreen):
         yield DataTable(id="logs-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         table = self.query_one(DataTable)
         table.add_column("level", key="level", width=7)
         table.add_column("source", key="source", width=9)

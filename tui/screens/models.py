@@ -99,7 +99,7 @@ class ModelsScreen(LlamatermScreen):
         yield Static("", id="models-hint")
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         table = self.query_one(DataTable)
         table.add_column(" ", key="mark", width=1)
         table.add_column("model", key="model")

@@ -1,0 +1,128 @@
+"""Tool calls in the chat: cards that fill in live, approval by key, denial, stopping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from chat_testing import (
+    THINKING_PREDICTION,
+    THINKING_TEMPLATE,
+    TOOL_LOAD,
+    TOOL_PREDICTION,
+    cards,
+    open_chat,
+    replies,
+    send,
+    wait_for_card,
+    write_tools_file,
+)
+from tui_testing import TERMINAL_SIZE, wait_for_prediction
+
+from engine.agent import DENIED
+from engine.chat import AssistantResponse, ToolResultMessage
+from tui.app import LlamatermApp
+from tui.chats import ToolOptions
+from tui.widgets.reasoning_block import ReasoningBlock
+
+MakeApp = Callable[..., LlamatermApp]
+
+REQUIRED = ToolOptions(enabled=True, names=None, choice="required")
+
+
+async def test_approve_runs_the_tool_and_the_model_answers(
+    make_app: MakeApp, isolated: Path
+) -> None:
+    write_tools_file(isolated)
+    app = make_app(prediction=TOOL_PREDICTION, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        screen.current.tools = REQUIRED
+        await send(pilot, "Note that llamas hum.", wait=False)
+        card = await wait_for_card(pilot, "pending")
+        assert card.has_focus, "the pending call takes the keys"
+        assert card.tool_name == "take_note"
+        assert json.loads(card.arguments)["note"] is not None
+        await pilot.press("y")
+        await wait_for_prediction(pilot)
+        assert card.state == "done"
+        assert card.result.startswith("noted:") and card.duration_sec > 0
+        assert "done in" in str(card.query_one(".tool-card--status").render())
+        messages = screen.current.chat.messages
+        assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+        assert isinstance(messages[1], AssistantResponse)
+        assert messages[1].tool_calls[0].id == card.call_id
+        assert isinstance(messages[2], ToolResultMessage) and messages[2].content == card.result
+        assert len(replies(screen)) == 2
+        assert screen.chat_input.has_focus
+        saved = json.loads(next((isolated / "chats").glob("*.json")).read_text())
+        assert saved["tool_runs"][card.call_id]["denied"] is False
+
+    # Reopened, the card shows the same outcome.
+    app = make_app(autoload=False)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot, model=False)
+        [restored] = cards(screen)
+        assert restored.state == "done" and restored.result == card.result
+
+
+async def test_deny_sends_the_refusal_and_runs_nothing(make_app: MakeApp, isolated: Path) -> None:
+    write_tools_file(isolated)
+    app = make_app(prediction=TOOL_PREDICTION, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        screen.current.tools = REQUIRED
+        await send(pilot, "Note this", wait=False)
+        card = await wait_for_card(pilot, "pending")
+        await pilot.press("n")
+        await wait_for_prediction(pilot)
+        assert card.state == "denied" and card.has_class("-denied")
+        tool_message = screen.current.chat.messages[2]
+        assert isinstance(tool_message, ToolResultMessage) and tool_message.content == DENIED
+        assert screen.current.tool_runs[card.call_id].denied
+
+
+async def test_escape_while_waiting_for_approval_stops_the_reply(
+    make_app: MakeApp, isolated: Path
+) -> None:
+    write_tools_file(isolated)
+    app = make_app(prediction=TOOL_PREDICTION, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        screen.current.tools = REQUIRED
+        await send(pilot, "Note this", wait=False)
+        card = await wait_for_card(pilot, "pending")
+        await pilot.press("escape")
+        await wait_for_prediction(pilot)
+        assert card.state == "denied"
+        assert [m.role for m in screen.current.chat.messages] == ["user", "assistant", "tool"]
+        assert not screen.generating and screen.chat_input.has_focus
+
+
+async def test_tools_off_offers_none(make_app: MakeApp, isolated: Path) -> None:
+    write_tools_file(isolated)
+    app = make_app(prediction=TOOL_PREDICTION, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, "Note this")
+        assert cards(screen) == []
+        assert [m.role for m in screen.current.chat.messages] == ["user", "assistant"]
+
+
+async def test_reasoning_streams_into_a_block_that_folds_when_the_answer_starts(
+    make_app: MakeApp, make_tiny_model: Callable[..., Path]
+) -> None:
+    model = make_tiny_model(chat_template=THINKING_TEMPLATE)
+    app = make_app(model=str(model), prediction=THINKING_PREDICTION)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, "Hi!")
+        [reply] = replies(screen)
+        assert reply.reasoning == "The person greets me. A short, friendly answer will do."
+        assert reply.content.startswith("Hello! Here is **some Markdown**")
+        block = reply.query_one(ReasoningBlock)
+        assert block.collapsed and block.title == "Reasoning"
+        assert block.markdown.source == reply.reasoning
+        message = screen.current.chat.messages[1]
+        assert isinstance(message, AssistantResponse) and message.reasoning == reply.reasoning

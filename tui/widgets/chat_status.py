@@ -1,0 +1,96 @@
+"""Under the conversation: prompt-processing progress while a reply starts, what the
+reply is doing, and otherwise how full the model's context is.
+
+Each reply carries its own stats line, so this line does not repeat them.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import ProgressBar, Static
+
+
+def context_text(used: int, length: int) -> str:
+    if not used:
+        return ""
+    if not length:
+        return f"context: {used} tokens"
+    return f"context: {used} of {length} tokens ({100 * used // length}%)"
+
+
+class ChatStatus(Horizontal):
+    """The screen sets the attributes."""
+
+    DEFAULT_CSS = """
+    ChatStatus {
+        height: 1;
+        background: $panel;
+        & > ProgressBar {
+            width: auto;
+            display: none;
+            & > Bar { width: 16; }
+        }
+        &.-processing > ProgressBar { display: block; }
+        & > #chat-status-text {
+            width: 1fr;
+            height: 1;
+            padding: 0 1;
+            color: $text-muted;
+            text-wrap: nowrap;
+            text-overflow: ellipsis;
+        }
+    }
+    """
+
+    progress: reactive[float] = reactive(0.0)
+    phase: reactive[str] = reactive("")
+    """What a running reply is doing ("processing prompt", "generating"...); "" when idle."""
+    error: reactive[str] = reactive("")
+    context_used: reactive[int] = reactive(0)
+    """Tokens of the chat in the context after its last reply (prompt and reply)."""
+    context_length: reactive[int] = reactive(0)
+
+    def compose(self) -> ComposeResult:
+        yield ProgressBar(total=1.0, show_eta=False, id="chat-prompt-progress")
+        yield Static(id="chat-status-text")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def watch_phase(self, phase: str) -> None:
+        # The bar is for prompt processing; the rest of the time the text needs the room.
+        self.set_class(phase == "processing prompt", "-processing")
+        self._show()
+
+    def watch_progress(self, progress: float) -> None:
+        for bar in self.query(ProgressBar):
+            bar.update(progress=progress)
+
+    def watch_error(self) -> None:
+        self._show()
+
+    def watch_context_used(self) -> None:
+        self._show()
+
+    def watch_context_length(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        if not self.is_mounted:
+            return
+        text = self.query_one("#chat-status-text", Static)
+        if self.phase:
+            text.update(f"{self.phase}…")
+        elif self.error:
+            text.update(Content.assemble(("failed: ", "$error"), self.error))
+        else:
+            text.update(context_text(self.context_used, self.context_length))
+
+    def start(self) -> None:
+        """A reply began: an empty bar."""
+        self.error = ""
+        self.progress = 0.0
+        self.phase = "processing prompt"
