@@ -111,11 +111,16 @@ def chat_prompt(
     fmt = tool_format(model) if offered else "default"
     native_tools = offered if fmt != "default" else None
 
+    template_has_tools = tool_format(model) != "default"
+
     def as_rendered(candidate: Messages) -> Messages:
         # Templates without tool support learn the default [TOOL_REQUEST] format from a
-        # system prompt, and see tool results as user turns.
+        # system prompt, and see tool results as user turns; a later request that offers
+        # no tools still shows the earlier calls and results that way.
         if offered and fmt == "default":
             return to_default_format(candidate, offered)
+        if not template_has_tools and has_tool_history(candidate):
+            return to_default_format(candidate, [])
         return candidate
 
     def render_messages(candidate: Messages) -> str:
@@ -161,6 +166,10 @@ def chat_prompt(
         return PreparedPrompt(text, add_special, parser, note, tokens)
 
     return prepare
+
+
+def has_tool_history(messages: Messages) -> bool:
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
 
 
 def fold_system(messages: Messages) -> Messages:

@@ -116,13 +116,15 @@ def to_default_format(
     message); `tool` results become user turns; assistant tool calls are written back
     into the assistant's content as `[TOOL_REQUEST]` blocks. Consecutive user turns
     made this way are joined, since many templates insist that roles alternate.
+    With no tools (a follow-up request that offers none), the history is converted all
+    the same, but no tool prompt is added.
     """
-    prompt = default_tool_system_prompt(tools)
+    prompt = default_tool_system_prompt(tools) if tools else None
     out: list[dict[str, Any]] = []
-    merged_system = False
+    merged_system = prompt is None
     for message in messages:
         role = message.get("role")
-        if role == "system" and not merged_system:
+        if role == "system" and not merged_system and prompt is not None:
             out.append(_with_tool_prompt(message, prompt))
             merged_system = True
         elif role == "tool":
@@ -133,7 +135,7 @@ def to_default_format(
             _append_user(out, _plain_text(message.get("content")), from_tool=False)
         else:
             out.append(dict(message))
-    if not merged_system:
+    if not merged_system and prompt is not None:
         out.insert(0, {"role": "system", "content": prompt})
     for message in out:
         message.pop("_from_tool", None)

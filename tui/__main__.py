@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from .models_cli import add_models_parser
+    from .serve_cli import add_serve_parser
 
     add_models_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -82,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .models_cli import run_models
 
         return run_models(args, settings)
+    if args.command == "serve":
+        from .serve_cli import run_serve
+
+        return run_serve(args, settings)
     from .app_main import run_app
 
     return run_app(settings, model=args.model)

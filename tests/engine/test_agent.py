@@ -351,3 +351,17 @@ def test_default_tool_prompt_folds_into_the_user_turn_for_gemma2(make_tiny_model
         assert len(result.tool_calls) == 1
     finally:
         model.unload()
+
+
+def test_tool_history_is_shown_when_a_follow_up_offers_no_tools(tiny: LoadedModel) -> None:
+    from engine.chat import ToolCall
+
+    chat = ask("What is the weather in Paris?")
+    call = ToolCall(id="abcdefghi", name="get_weather", arguments={"city": "Paris"})
+    chat.add_assistant_response("", tool_calls=[call])
+    chat.add_tool_result("abcdefghi", "sunny, 21 degrees", name="get_weather")
+    result = reply(tiny, chat, config={"maxTokens": 3, "seed": 1})
+    assert '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris"}}' in result.prompt
+    assert "sunny, 21 degrees" in result.prompt
+    assert "AVAILABLE TOOLS" not in result.prompt
+    assert "<|im_start|>tool" not in result.prompt

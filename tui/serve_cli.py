@@ -1,0 +1,66 @@
+"""`llamaterm serve`: a model behind an OpenAI-compatible HTTP server, in the foreground.
+
+No Textual here: the command runs headless, printing one line per request to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+API_KEY_ENV = "LLAMATERM_API_KEY"
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `serve` command to the CLI's subparsers and return its parser."""
+    from engine.server import DEFAULT_HOST, DEFAULT_PORT
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a model over an OpenAI-compatible API (/v1/chat/completions, ...)",
+        description=(
+            "Load a model and serve it at http://HOST:PORT/v1 for any OpenAI client. "
+            "Requests are logged to stderr; Ctrl+C stops the server."
+        ),
+    )
+    serve.add_argument(
+        "--model", "-m", help="model key, file name or path (default: the configured one)"
+    )
+    serve.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default: {DEFAULT_HOST}; 0.0.0.0 listens on every interface)",
+    )
+    serve.add_argument(
+        "--port",
+        "-p",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default: {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require 'Authorization: Bearer KEY' on every request (or set ${API_KEY_ENV})",
+    )
+    return serve  # type: ignore[no-any-return]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {port}")
+    return port
+
+
+def run_serve(args: argparse.Namespace, settings: Any) -> int:
+    """Serve until interrupted; the exit status is 0 after Ctrl+C, 1 when it cannot start."""
+    from engine.server import run_server
+
+    # From the environment too, so that the key need not appear in `ps` output.
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    return run_server(settings, args.model, host=args.host, port=args.port, api_key=api_key)
