@@ -176,7 +176,7 @@ class ActRun:
 
 
 def act_events(
-    model: LoadedModel,
+    model: LoadedModel | Any,
     chat: Chat,
     tools: Iterable[AgentTool | Callable[..., Any]],
     *,
@@ -216,14 +216,15 @@ def act_events(
         last: PredictionResult | None = None
         for index in range(max_rounds):
             yield RoundStarted(index)
-            stream = respond_events(
-                model,
-                chat,
-                config,
-                defaults=defaults,
-                tools=schemas,
-                tool_choice=tool_choice if index == 0 else "auto",
-            )
+            choice = tool_choice if index == 0 else "auto"
+            if isinstance(model, LoadedModel):
+                stream = respond_events(
+                    model, chat, config, defaults=defaults, tools=schemas, tool_choice=choice
+                )
+            else:
+                # A remote model (engine.remote) renders and parses on its server.
+                merged = PredictionConfig.parse(config).merged_over(defaults)
+                stream = model.respond_events(chat, merged, tools=schemas, tool_choice=choice)
             run._current = stream
             async for event in stream:
                 yield event

@@ -262,3 +262,24 @@ def test_api_base() -> None:
     assert api_base("localhost:1234") == "http://localhost:1234/v1"
     assert api_base("http://gpu-box:8000/") == "http://gpu-box:8000/v1"
     assert api_base("https://host/api/v1") == "https://host/api/v1"
+
+
+async def test_act_loop_on_a_remote_model(server: ServerHandle) -> None:
+    from engine.agent import ActFinished, ToolRunFinished, act_events
+
+    ran: list[str] = []
+
+    def get_weather(city: str) -> str:
+        """The weather forecast for a city."""
+        ran.append(city)
+        return "sunny"
+
+    remote = RemoteModel(server.url, "tiny", "key")
+    chat = ask("Weather in Paris?")
+    run_ = act_events(remote, chat, [get_weather], config={"maxTokens": 200, "seed": 3},
+                      tool_choice="required", max_rounds=2)
+    events = [e async for e in run_]
+    assert len(ran) == 1
+    assert any(isinstance(e, ToolRunFinished) and e.result.content == "sunny" for e in events)
+    assert isinstance(events[-1], ActFinished)
+    assert [m.role for m in chat.messages][-3:] == ["assistant", "tool", "assistant"]
