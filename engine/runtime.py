@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -201,11 +202,22 @@ class LoadedModel:
     # --- loading ------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path, config: LoadConfig | None = None, key: str = "") -> LoadedModel:
-        """Load a model, blocking the caller (not the model thread's other work)."""
+    def load(
+        cls,
+        path: str | Path,
+        config: LoadConfig | None = None,
+        key: str = "",
+        *,
+        on_progress: LoadProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> LoadedModel:
+        """Load a model, blocking the caller (not the model thread's other work).
+
+        `on_progress(fraction)` is called on the loading thread as the weights load
+        (0.0 to 1.0); setting `cancel` aborts the load with a `ModelLoadError`."""
         model = cls(Path(path).expanduser(), config or LoadConfig(), key)
         try:
-            model._thread.submit(model._load).result()
+            model._thread.submit(lambda: model._load(on_progress, cancel)).result()
         except BaseException:
             model._thread.stop()
             raise
@@ -213,25 +225,54 @@ class LoadedModel:
 
     @classmethod
     async def load_async(
-        cls, path: str | Path, config: LoadConfig | None = None, key: str = ""
+        cls,
+        path: str | Path,
+        config: LoadConfig | None = None,
+        key: str = "",
+        *,
+        on_progress: LoadProgress | None = None,
+        cancel: threading.Event | None = None,
     ) -> LoadedModel:
+        """`load` for an event loop; cancelling the awaiting task also aborts the load."""
         model = cls(Path(path).expanduser(), config or LoadConfig(), key)
+        cancel = cancel if cancel is not None else threading.Event()
         try:
-            await asyncio.wrap_future(model._thread.submit(model._load))
+            await asyncio.wrap_future(
+                model._thread.submit(lambda: model._load(on_progress, cancel))
+            )
+        except asyncio.CancelledError:
+            # The load goes on on the model thread unless told to stop; whatever it
+            # got as far as is freed there, after it.
+            cancel.set()
+            model._closed = True
+
+            def free() -> None:
+                if model._llama is not None:
+                    model._llama.close()
+                    model._llama = None
+
+            model._thread.submit(free)
+            model._thread.stop()
+            raise
         except BaseException:
             model._thread.stop()
             raise
         return model
 
-    def _load(self) -> None:
+    def _load(
+        self, on_progress: LoadProgress | None = None, cancel: threading.Event | None = None
+    ) -> None:
         import llama_cpp
 
         install_llama_log_hook()
         check_gguf_file(self.path)
         cfg = self.config
+        if cancel is not None and cancel.is_set():
+            raise ModelLoadError(f"loading {self.path} was cancelled")
         LOG_BUS.emit("info", "load", f"loading {self.path}", path=str(self.path), **_jsonable(cfg))
         started = time.perf_counter()
-        with LOG_BUS.capture() as records:
+        progress = _ProgressReporter(self.path, on_progress, cancel)
+        with LOG_BUS.capture() as records, _load_progress(llama_cpp, progress.callback):
             try:
                 self._llama = llama_cpp.Llama(
                     model_path=str(self.path),
@@ -251,10 +292,20 @@ class LoadedModel:
                     logits_all=False,
                     verbose=False,
                 )
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - llama-cpp-python raises ValueError and others
+                if progress.cancelled:
+                    LOG_BUS.emit("info", "load", f"cancelled loading {self.path}")
+                    raise ModelLoadError(f"loading {self.path} was cancelled") from None
                 errors = [r.message for r in records if r.level == "error"]
                 detail = "; ".join(errors[-3:]) or str(err)
                 raise ModelLoadError(f"llama.cpp could not load {self.path}: {detail}") from None
+        if cancel is not None and cancel.is_set():
+            # Cancelled after the weights were in (while the context was made): free it all.
+            self._llama.close()
+            self._llama = None
+            LOG_BUS.emit("info", "load", f"cancelled loading {self.path}")
+            raise ModelLoadError(f"loading {self.path} was cancelled")
+        progress.finish()
         llama = self._llama
         self._pieces = TokenPieces(llama._model.vocab)
         self.metadata = dict(llama.metadata)
@@ -425,6 +476,76 @@ def _token_text(llama_cpp: Any, vocab: Any, token: int) -> str:
 
 def _tokenize(llama: Any, text: str, add_special: bool) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
+
+
+LoadProgress = Callable[[float], None]
+"""Called with the fraction of a model loaded, 0.0 to 1.0, on the loading thread."""
+
+# `Llama.__init__` offers no progress callback, so for the length of a load we wrap
+# the function it gets its model parameters from. The wrapper is process-wide, so
+# loads take turns, and it sets the callback only for calls from the loading thread.
+_PROGRESS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _load_progress(llama_cpp: Any, callback: Callable[[float], bool]) -> Iterator[None]:
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+    loading_thread = threading.get_ident()
+    c_callback = module.llama_progress_callback(lambda fraction, _user_data: callback(fraction))
+
+    def default_params() -> Any:
+        params = original()
+        if threading.get_ident() == loading_thread:
+            params.progress_callback = c_callback
+        return params
+
+    with _PROGRESS_LOCK:
+        module.llama_model_default_params = default_params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
+
+
+class _ProgressReporter:
+    """Turns llama.cpp's progress calls into `on_progress` calls; answers False to cancel."""
+
+    def __init__(
+        self, path: Path, on_progress: LoadProgress | None, cancel: threading.Event | None
+    ) -> None:
+        self.path = path
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.cancelled = False
+        self.last = -1.0
+
+    def callback(self, fraction: float) -> bool:
+        # Runs inside a ctypes callback: an exception here would abort the load silently.
+        try:
+            if self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+                return False
+            self._report(min(max(float(fraction), 0.0), 1.0))
+        except Exception as err:  # noqa: BLE001 - a broken progress display must not fail the load
+            self._warn(err)
+        return True
+
+    def finish(self) -> None:
+        try:
+            self._report(1.0)
+        except Exception as err:  # noqa: BLE001 - as above
+            self._warn(err)
+
+    def _warn(self, err: Exception) -> None:
+        LOG_BUS.emit("warning", "load", f"load progress callback failed: {err!r}")
+
+    def _report(self, fraction: float) -> None:
+        if fraction <= self.last:
+            return
+        self.last = fraction
+        if self.on_progress is not None:
+            self.on_progress(fraction)
 
 
 def _offload_from(records: Sequence[LogRecord], gpu_supported: bool) -> Offload:

@@ -124,6 +124,24 @@ class ToolsSettings(_Section):
     """Directories the built-in file tools may read and write; empty means none."""
 
 
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    """Where the OpenAI-compatible server listens; loopback unless you mean otherwise."""
+    port: int = Field(default=1234, ge=0, le=65535)
+    """Its port."""
+    api_key: str | None = None
+    """When set, requests must carry `Authorization: Bearer <key>`."""
+
+
+class RemoteSettings(_Section):
+    base_url: str
+    """An OpenAI-compatible server, e.g. "http://gpu-box:8080/v1" (llama-server, vLLM, LM Studio, Ollama)."""
+    api_key: str | None = None
+    """Its API key, if it wants one."""
+    name: str = ""
+    """A name to show in the Models screen; empty shows the URL."""
+
+
 class Settings(_Section):
     """The whole config file."""
 
@@ -145,6 +163,10 @@ class Settings(_Section):
     """Key bindings by binding id, e.g. "chat.new" = "ctrl+n"."""
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     """Tools the model may call."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    """The OpenAI-compatible server (llamaterm serve, or F8 in the app)."""
+    remotes: list[RemoteSettings] = Field(default_factory=list)
+    """Remote OpenAI-compatible servers whose models the Models screen lists."""
 
     @field_validator("keymap", mode="before")
     @classmethod

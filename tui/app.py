@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,8 +19,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.catalog import STARTER_KEY, ensure_starter_model, resolve_model
+from engine.catalog import STARTER_KEY, ensure_starter_model, model_key, resolve_model
 from engine.logbus import LOG_BUS, LogBus
+from engine.model_settings import ModelSettingsStore
+from engine.remote import RemoteModel
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
 from engine.settings import Settings
@@ -34,6 +37,8 @@ from .screens.complete import CompleteScreen
 from .screens.logs import LogRecordScreen, LogsScreen
 from .screens.models import ModelsScreen
 from .screens.prediction_settings import PredictionSettingsScreen
+from .widgets.server_control import InAppServer
+from .widgets.server_status import ServerState
 
 DEFAULT_THEME = "llamaterm-dark"
 
@@ -81,6 +86,15 @@ class LlamatermApp(App[int]):
             show=False,
         ),
         Binding(
+            # F5 to F7 belong to Textual's text areas (select line, all).
+            "f8",
+            "toggle_server",
+            "Server",
+            id="server.toggle",
+            tooltip="Start or stop the OpenAI-compatible server for the loaded model",
+            show=False,
+        ),
+        Binding(
             "f9",
             "unload_model",
             "Unload",
@@ -94,6 +108,10 @@ class LlamatermApp(App[int]):
     """The loaded model, or None. Screens watch it."""
     model_state: reactive[ModelState] = reactive(ModelState, init=False)
     """What the status line shows about the model."""
+    load_progress: reactive[float | None] = reactive(None, init=False)
+    """How much of the loading model is in, 0.0 to 1.0; None when not known."""
+    server_state: reactive[ServerState] = reactive(ServerState, init=False)
+    """What the status line shows about the in-app server."""
 
     def __init__(
         self,
@@ -127,6 +145,8 @@ class LlamatermApp(App[int]):
         self.log_bus = log_bus if log_bus is not None else LOG_BUS
         self.cursor_blink = cursor_blink
         self._remembered_theme: str | None = None
+        self.server = InAppServer(settings, self._show_server_state)
+        self._load_cancel: threading.Event | None = None
 
     # --- start-up -----------------------------------------------------------
 
@@ -197,7 +217,8 @@ class LlamatermApp(App[int]):
         """Where local models are looked for: the data directory's models/, then the config's."""
         return [models_dir(self.data_dir), *self.settings.paths.model_dirs]
 
-    def watch_model(self) -> None:
+    def watch_model(self, model: object) -> None:
+        self.server.set_model(model)
         self.refresh_bindings()
 
     def load_model(self, spec: str) -> None:
@@ -217,12 +238,19 @@ class LlamatermApp(App[int]):
         # (which may assemble the starter model) on a thread of its own.
         name = Path(spec).name if spec.endswith(".gguf") else spec
         self.post_message(ModelLoadStarted(name))
+        cancel = self._load_cancel = threading.Event()
+        on_progress = self._load_progress_reporter()
         try:
-            if old is not None:
+            if isinstance(old, LoadedModel):
                 await asyncio.to_thread(old.unload)
             path = await asyncio.to_thread(self._resolve, spec)
-            config = self.settings.load_config_for(path.stem.lower(), path.name)
-            model = await LoadedModel.load_async(path, config, key=path.stem.lower())
+            # What the person chose in the Models screen, over the config file's settings.
+            config = ModelSettingsStore(self.data_dir).load_config(
+                self.settings, model_key(path), path.name
+            )
+            model = await LoadedModel.load_async(
+                path, config, key=path.stem.lower(), on_progress=on_progress, cancel=cancel
+            )
         except asyncio.CancelledError:
             self.post_message(ModelLoadCancelled(name))
             raise
@@ -230,6 +258,25 @@ class LlamatermApp(App[int]):
             self.post_message(ModelLoadFailed(name, str(err)))
             return
         self.post_message(ModelLoaded(model, path))
+
+    def _load_progress_reporter(self) -> Callable[[float], None]:
+        """A progress callback for the model thread that sets `load_progress` on the loop,
+        at most once per percent."""
+        loop = asyncio.get_running_loop()
+        shown = -1
+
+        def report(fraction: float) -> None:
+            nonlocal shown
+            percent = int(fraction * 100)
+            if percent != shown:
+                shown = percent
+                loop.call_soon_threadsafe(self._set_load_progress, fraction)
+
+        return report
+
+    def _set_load_progress(self, fraction: float) -> None:
+        if self.model_state.status == "loading":
+            self.load_progress = fraction
 
     def _resolve(self, spec: str) -> Path:
         data_models = models_dir(self.data_dir)
@@ -241,11 +288,12 @@ class LlamatermApp(App[int]):
         return resolve_model(spec, self.settings.paths.model_dirs, data_models)
 
     def on_model_load_started(self, message: ModelLoadStarted) -> None:
+        self.load_progress = None
         self.model_state = ModelState.loading(message.name)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         previous = self.model
-        if previous is not None and previous is not message.model:
+        if isinstance(previous, LoadedModel) and previous is not message.model:
             # A load that finished while another was asked for: keep only the newest.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -254,6 +302,14 @@ class LlamatermApp(App[int]):
             write_state(self.data_dir, "last_model", str(message.path))
         except (OSError, TypeError) as err:
             _log.warning("could not remember the model: %s", err)
+
+    def on_models_screen_remote_model_chosen(self, message: ModelsScreen.RemoteModelChosen) -> None:
+        previous = self.model
+        if isinstance(previous, LoadedModel):
+            # A remote model needs no local one: free its memory.
+            self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
+        self.model = message.model
+        self.model_state = ModelState.of(message.model)
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         self.model_state = ModelState.failed(message.name, message.error)
@@ -270,10 +326,41 @@ class LlamatermApp(App[int]):
             return
         self.model = None
         self.model_state = ModelState()
-        self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
+        if isinstance(model, LoadedModel):
+            self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
 
     def cancel_model_load(self) -> None:
+        # The event stops llama.cpp mid-load; cancelling the worker tells the app.
+        if self._load_cancel is not None:
+            self._load_cancel.set()
         self.workers.cancel_group(self, "model")
+
+    # --- the server ---------------------------------------------------------
+
+    def _show_server_state(self, state: ServerState) -> None:
+        self.server_state = state
+
+    def action_toggle_server(self) -> None:
+        self.run_worker(
+            self._toggle_server(not self.server.running),
+            name="server",
+            group="server",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _toggle_server(self, start: bool) -> None:
+        if not start:
+            await self.server.stop()
+            self.notify("The server has stopped.", title="Server")
+            return
+        try:
+            await self.server.start()
+        except Exception as err:  # noqa: BLE001 - a port in use must not end the app
+            self.notify(str(err), title="Could not start the server", severity="error", timeout=15)
+            return
+        note = "" if self.model is not None else " (no model loaded yet)"
+        self.notify(f"Serving at {self.server_state.url}{note}", title="Server")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "unload_model":
@@ -284,9 +371,10 @@ class LlamatermApp(App[int]):
         self.unload_model()
 
     async def on_unmount(self) -> None:
+        await self.server.stop()
         # Free llama.cpp's memory now, not whenever the process ends.
         model = self.model
-        if model is not None:
+        if isinstance(model, LoadedModel):
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
@@ -297,6 +385,18 @@ class LlamatermApp(App[int]):
         yield from binding_commands(screen)
         if self.model_state.status == "loading":
             yield SystemCommand("model: cancel load", "Stop loading", self.cancel_model_load)
+        if self.server.running:
+            yield SystemCommand(
+                "server: stop",
+                f"Stop serving at {self.server_state.url}",
+                self.action_toggle_server,
+            )
+        else:
+            yield SystemCommand(
+                "server: start",
+                "Serve the loaded model over an OpenAI-compatible API",
+                self.action_toggle_server,
+            )
         yield SystemCommand(
             "model: load",
             "Choose a local model to load (the Models screen)",
@@ -326,6 +426,7 @@ class LlamatermApp(App[int]):
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
     from .screens.chat_dialogs import ConfirmScreen, RenameChatScreen
+    from .screens.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from .screens.chat_settings import ChatSettingsScreen
     from .widgets.chat_input import ChatInput
     from .widgets.chat_list import ChatList
@@ -342,6 +443,8 @@ def known_binding_ids() -> set[str]:
         ChatSettingsScreen,
         RenameChatScreen,
         ConfirmScreen,
+        LoadSettingsScreen,
+        AddRemoteScreen,
         CompleteScreen,
         ModelsScreen,
         LogsScreen,

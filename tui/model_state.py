@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from engine.runtime import LoadedModel
 
@@ -29,8 +29,17 @@ class ModelState:
         return cls(status="failed", name=name, error=error)
 
     @classmethod
-    def of(cls, model: LoadedModel) -> ModelState:
+    def of(cls, model: LoadedModel | Any) -> ModelState:
         info = model.info
+        if not isinstance(model, LoadedModel):
+            # A remote model (engine.remote): the server holds it, nothing is offloaded here.
+            return cls(
+                status="loaded",
+                name=info.display_name if info else model.key,
+                context_length=info.context_length if info else 0,
+                offload="remote",
+                path=str(getattr(model, "base_url", "")),
+            )
         return cls(
             status="loaded",
             name=info.display_name if info else model.key,

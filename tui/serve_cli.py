@@ -29,15 +29,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--host",
-        default=DEFAULT_HOST,
-        help=f"address to listen on (default: {DEFAULT_HOST}; 0.0.0.0 listens on every interface)",
+        default=None,
+        help=f"address to listen on (default: [server] host, else {DEFAULT_HOST}; "
+        "0.0.0.0 listens on every interface)",
     )
     serve.add_argument(
         "--port",
         "-p",
         type=_port,
-        default=DEFAULT_PORT,
-        help=f"port to listen on (default: {DEFAULT_PORT}; 0 picks a free one)",
+        default=None,
+        help=f"port to listen on (default: [server] port, else {DEFAULT_PORT}; 0 picks a free one)",
     )
     serve.add_argument(
         "--api-key",
@@ -62,5 +63,8 @@ def run_serve(args: argparse.Namespace, settings: Any) -> int:
     from engine.server import run_server
 
     # From the environment too, so that the key need not appear in `ps` output.
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    return run_server(settings, args.model, host=args.host, port=args.port, api_key=api_key)
+    server = settings.server
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or server.api_key or None
+    host = args.host if args.host is not None else server.host
+    port = args.port if args.port is not None else server.port
+    return run_server(settings, args.model, host=host, port=port, api_key=api_key)

@@ -685,7 +685,9 @@ def test_serve_command_reports_a_missing_model(isolated_dirs: Path, tmp_path: Pa
     parser = argparse.ArgumentParser()
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--model", str(tmp_path / "absent.gguf"), "--port", "0"])
-    assert (args.host, args.port, args.api_key) == ("127.0.0.1", 0, None)
+    # Unset on the command line: [server] in the config decides (127.0.0.1:1234 by default).
+    assert (args.host, args.port, args.api_key) == (None, 0, None)
+    assert Settings().server.host == "127.0.0.1"
     assert run_serve(args, Settings()) == 1
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--port", "70000"])

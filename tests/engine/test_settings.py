@@ -443,3 +443,12 @@ def test_model_override_defaults() -> None:
     override = ModelOverride()
     assert override.chat_template_file is None
     assert override.load.model_dump(exclude_none=True) == {}
+
+
+def test_remote_servers_are_read(tmp_path: Path) -> None:
+    text = '[[remotes]]\nbase_url = "http://gpu-box:8080/v1"\napi_key = "k"\n\n[[remotes]]\nbase_url = "http://other/v1"\n'
+    settings = load_settings(write_config(tmp_path, text))
+    assert [r.base_url for r in settings.remotes] == ["http://gpu-box:8080/v1", "http://other/v1"]
+    assert settings.remotes[0].api_key == "k" and settings.remotes[1].api_key is None
+    with pytest.raises(ConfigError, match="remotes"):
+        load_settings(write_config(tmp_path, "[[remotes]]\napi_key = 'no url'\n"))

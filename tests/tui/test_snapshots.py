@@ -8,7 +8,6 @@ the SVGs in __snapshots__/ before committing them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,11 @@ from tui_testing import (
     freeze_timings,
     wait_for_model,
     wait_for_prediction,
-    wait_until,
 )
 
 from engine.logbus import LogBus
 from tui.app import LlamatermApp
 from tui.screens.complete import CompleteScreen
-from tui.screens.models import ModelsScreen
 
 MakeApp = Callable[..., LlamatermApp]
 SnapCompare = Callable[..., bool]
@@ -125,39 +122,6 @@ def test_logs_prompt_record_in_full(snap_compare: SnapCompare, make_app: MakeApp
 
     app = make_app(autoload=False, log_bus=fixed_log_bus())
     assert snap_compare(app, terminal_size=NARROW_SIZE, run_before=run_before)
-
-
-def test_models_with_the_loaded_one_marked(
-    snap_compare: SnapCompare, make_app: MakeApp, isolated: Path, tiny_model_path: Path
-) -> None:
-    models = isolated / "models"
-    models.mkdir(parents=True)
-    os.symlink(tiny_model_path, models / "tiny-test-model.gguf")
-
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await wait_for_model(pilot)
-        await pilot.press("f3")
-        screen = pilot.app.screen
-        assert isinstance(screen, ModelsScreen)
-        await wait_until(pilot, lambda: bool(screen.rows))
-        await pilot.pause()
-
-    assert snap_compare(make_app(), terminal_size=TERMINAL_SIZE, run_before=run_before)
-
-
-@pytest.mark.parametrize(
-    "theme", ["llamaterm-dark", "llamaterm-light", "llamaterm-256", "llamaterm-contrast"]
-)
-def test_theme(snap_compare: SnapCompare, make_app: MakeApp, theme: str) -> None:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        pilot.app.theme = theme
-        area = complete_screen(pilot).complete_area
-        prompt = "The prompt is the person's text;\n"
-        generated = "the model's continuation shows in\nthe generated-text colour."
-        area.load_session(prompt + generated, [(len(prompt), len(prompt + generated))])
-        await pilot.pause()
-
-    assert snap_compare(make_app(autoload=False), terminal_size=NARROW_SIZE, run_before=run_before)
 
 
 def test_broken_theme_notification(
