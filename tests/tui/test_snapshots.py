@@ -124,6 +124,21 @@ def test_logs_prompt_record_in_full(snap_compare: SnapCompare, make_app: MakeApp
     assert snap_compare(app, terminal_size=NARROW_SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize(
+    "theme", ["llamaterm-dark", "llamaterm-light", "llamaterm-256", "llamaterm-contrast"]
+)
+def test_theme(snap_compare: SnapCompare, make_app: MakeApp, theme: str) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.theme = theme
+        area = complete_screen(pilot).complete_area
+        prompt = "The prompt is the person's text;\n"
+        generated = "the model's continuation shows in\nthe generated-text colour."
+        area.load_session(prompt + generated, [(len(prompt), len(prompt + generated))])
+        await pilot.pause()
+
+    assert snap_compare(make_app(autoload=False), terminal_size=NARROW_SIZE, run_before=run_before)
+
+
 def test_broken_theme_notification(
     snap_compare: SnapCompare, make_app: MakeApp, tmp_path: Path
 ) -> None:
