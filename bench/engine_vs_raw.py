@@ -11,22 +11,29 @@ ratio (ours / raw; above 1 means we are faster):
 - time to first token of a follow-up that extends the previous prompt by about
   20 tokens, against a cold one (goal: only the new tokens are evaluated).
 
+A base model ends its text on its own long before 1,500 tokens, so the end-of-generation
+tokens are banned with a logit bias on both sides alike: ours through its `logitBias`
+setting, raw llama-cpp-python through the same native llama.cpp sampler put first in its
+chain. `--allow-eos` measures the natural lengths instead.
+
     python bench/engine_vs_raw.py [--rounds 3] [--long 1500] [--model PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp  # noqa: E402
+import llama_cpp._internals as llama_internals  # noqa: E402
 
 from engine.catalog import ensure_starter_model  # noqa: E402
 from engine.load_config import LoadConfig  # noqa: E402
@@ -49,14 +56,23 @@ def token_rate(timestamps: list[float]) -> float:
     return (len(timestamps) - 1) / (timestamps[-1] - timestamps[0])
 
 
+def end_of_generation_tokens(llama: llama_cpp.Llama) -> dict[int, float]:
+    vocab = llama._model.vocab
+    return {
+        t: float("-inf") for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)
+    }
+
+
 class Ours:
-    def __init__(self, path: Path, config: LoadConfig) -> None:
+    def __init__(self, path: Path, config: LoadConfig, ban_eog: bool) -> None:
         self.model = LoadedModel.load(path, config)
+        assert self.model._llama is not None
+        self.bias = {"logitBias": end_of_generation_tokens(self.model._llama)} if ban_eog else {}
 
     def generate(self, prompt: str, n: int) -> tuple[float, int]:
         self.model.reset_cache()
         stream = self.model.complete_sync(
-            prompt, {"maxTokens": n, "seed": SEED, **_lm_studio(SAMPLING)}
+            prompt, {"maxTokens": n, "seed": SEED, **_lm_studio(SAMPLING), **self.bias}
         )
         stamps: list[float] = []
         for event in stream:
@@ -90,7 +106,7 @@ class Ours:
 
 
 class Raw:
-    def __init__(self, path: Path, config: LoadConfig) -> None:
+    def __init__(self, path: Path, config: LoadConfig, ban_eog: bool) -> None:
         self.llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=config.context_length,
@@ -102,8 +118,38 @@ class Raw:
             verbose=False,
         )
         self.vocab = self.llama._model.vocab
+        self.bias = end_of_generation_tokens(self.llama) if ban_eog else {}
+
+    @contextlib.contextmanager
+    def _banned(self) -> Iterator[None]:
+        """`Llama._init_sampler` builds a fresh chain on every call: give it one that starts
+        with the logit bias, just as ours does."""
+        if not self.bias:
+            yield
+            return
+        plain = llama_internals.LlamaSampler
+        bias, n_vocab = self.bias, self.llama.n_vocab()
+
+        class Biased(plain):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                super().__init__()
+                self.add_logit_bias(n_vocab, bias)
+
+        llama_internals.LlamaSampler = Biased
+        try:
+            yield
+        finally:
+            llama_internals.LlamaSampler = plain
 
     def generate_loop(self, prompt: str, n: int) -> tuple[float, int]:
+        with self._banned():
+            return self._generate_loop(prompt, n)
+
+    def create_completion(self, prompt: str, n: int) -> tuple[float, int]:
+        with self._banned():
+            return self._create_completion(prompt, n)
+
+    def _generate_loop(self, prompt: str, n: int) -> tuple[float, int]:
         llama = self.llama
         llama.reset()
         llama.set_seed(SEED)
@@ -127,7 +173,7 @@ class Raw:
                 break
         return token_rate(stamps), len(stamps)
 
-    def create_completion(self, prompt: str, n: int) -> tuple[float, int]:
+    def _create_completion(self, prompt: str, n: int) -> tuple[float, int]:
         self.llama.reset()
         s = SAMPLING
         stamps: list[float] = []
@@ -221,14 +267,17 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=100)
     parser.add_argument("--long", type=int, default=1500)
     parser.add_argument("--model", type=Path, help="GGUF file (default: the starter model)")
+    parser.add_argument("--allow-eos", action="store_true",
+                        help="let the model end its text (default: ban end-of-generation tokens)")
     args = parser.parse_args()
 
     path = args.model or ensure_starter_model(Path(tempfile.gettempdir()) / "llamaterm-bench")
     config = LoadConfig(context_length=4096, batch_size=256)
     print(f"model: {path.name}, threads {config.n_threads}, batch {config.batch_size}, "
-          f"llama-cpp-python {llama_cpp.__version__}, rounds {args.rounds}")
-    ours = Ours(path, config)
-    raw = Raw(path, config)
+          f"llama-cpp-python {llama_cpp.__version__}, rounds {args.rounds}, "
+          f"end of generation {'allowed' if args.allow_eos else 'banned'}")
+    ours = Ours(path, config, ban_eog=not args.allow_eos)
+    raw = Raw(path, config, ban_eog=not args.allow_eos)
     rows: list[tuple[str, str, str, str, str]] = []
 
     def row(name: str, unit: str, result: tuple[float, float, float], goal: str) -> None:

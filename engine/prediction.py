@@ -57,6 +57,10 @@ class PredictionConfig(BaseModel):
     """Sampling seed; None or -1 picks a random one."""
     grammar: str | None = None
     """A llama.cpp GBNF grammar that constrains sampling (ours, not LM Studio's)."""
+    logit_bias: tuple[tuple[int, float], ...] | None = Field(default=None, alias="logitBias")
+    """Added to a token's logit before sampling, by token id: `{id: bias}`; `float("-inf")`
+    bans a token (ours, as OpenAI's `logit_bias`). Given as a dict, kept as sorted pairs
+    so that the config stays hashable."""
     enable_thinking: bool | None = Field(default=None, alias="enableThinking")
     """Chat: let the model reason before answering (passed to the chat template)."""
     context_overflow_policy: ContextOverflowPolicy | None = Field(
@@ -83,6 +87,25 @@ class PredictionConfig(BaseModel):
     def _stop_strings_not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is not None and any(s == "" for s in value):
             raise ValueError("stop strings must not be empty")
+        return value
+
+    @field_validator("logit_bias", mode="before")
+    @classmethod
+    def _logit_bias_pairs(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return tuple(sorted(value.items(), key=lambda item: int(item[0])))
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias_values(
+        cls, value: tuple[tuple[int, float], ...] | None
+    ) -> tuple[tuple[int, float], ...] | None:
+        for token, bias in value or ():
+            if token < 0:
+                raise ValueError(f"token id {token} is negative")
+            if bias != bias:
+                raise ValueError(f"the bias of token {token} is not a number")
         return value
 
     @classmethod

@@ -262,6 +262,10 @@ def _sampling(config: PredictionConfig) -> dict[str, Any]:
         "seed": config.seed if config.seed is not None and config.seed >= 0 else None,
         "stop": list(config.stop_strings) if config.stop_strings else None,
         "grammar": config.grammar,
+        # JSON has no -inf: OpenAI's -100 means "banned".
+        "logit_bias": {str(t): max(-100.0, min(100.0, b)) for t, b in config.logit_bias}
+        if config.logit_bias
+        else None,
     }
     if config.max_tokens is not None and config.max_tokens > 0:
         values["max_tokens"] = config.max_tokens

@@ -34,6 +34,7 @@ from .prediction import (
     LogRecord,
     ModelInfo,
     PredictionConfig,
+    PredictionConfigError,
     PredictionResult,
     PredictionStats,
     PromptProgress,
@@ -635,14 +636,7 @@ class _PredictionJob:
 
         # The sampler first: a bad grammar fails before any prompt work is done.
         llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else _random_seed())
-        sampler = llama._init_sampler(
-            top_k=cfg.top_k if cfg.top_k is not None else 40,
-            top_p=cfg.top_p if cfg.top_p is not None else 0.95,
-            min_p=cfg.min_p if cfg.min_p is not None else 0.05,
-            temp=cfg.temperature if cfg.temperature is not None else 0.8,
-            repeat_penalty=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
-            grammar=_grammar(cfg.grammar, llama._model.vocab),
-        )
+        sampler = _sampler(llama, cfg)
         reused = self._reuse_cache(llama, tokens)
         to_eval = tokens[reused:]
         self.sink(PromptProgress(0.0))
@@ -808,6 +802,44 @@ def _random_seed() -> int:
     import random
 
     return random.randrange(0, 2**31 - 1)
+
+
+def _sampler(llama: Any, cfg: PredictionConfig) -> Any:
+    """The sampler chain of `Llama._init_sampler` (so that benchmarks against raw
+    llama-cpp-python compare like with like), with the logit bias applied first, as
+    llama.cpp's own server does."""
+    from llama_cpp._internals import LlamaSampler
+
+    n_vocab = llama.n_vocab()
+    grammar = _grammar(cfg.grammar, llama._model.vocab)
+    sampler = LlamaSampler()
+    if cfg.logit_bias:
+        for token, _bias in cfg.logit_bias:
+            if token >= n_vocab:
+                raise PredictionConfigError(
+                    f"logitBias: token id {token} is outside the vocabulary of {n_vocab} tokens"
+                )
+        sampler.add_logit_bias(n_vocab, dict(cfg.logit_bias))
+    sampler.add_penalties(
+        n_vocab=n_vocab,
+        penalty_last_n=llama.last_n_tokens_size,
+        penalty_repeat=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
+        penalty_freq=0.0,
+        penalty_present=0.0,
+    )
+    if grammar is not None:
+        sampler.add_grammar(llama._model, grammar)
+    temperature = cfg.temperature if cfg.temperature is not None else 0.8
+    if temperature == 0.0:
+        sampler.add_greedy()
+        return sampler
+    sampler.add_top_k(cfg.top_k if cfg.top_k is not None else 40)
+    sampler.add_typical(1.0, 1)
+    sampler.add_top_p(cfg.top_p if cfg.top_p is not None else 0.95, 1)
+    sampler.add_min_p(cfg.min_p if cfg.min_p is not None else 0.05, 1)
+    sampler.add_temp(temperature)
+    sampler.add_dist(llama._seed)
+    return sampler
 
 
 def _grammar(text: str | None, vocab: Any) -> Any:

@@ -268,6 +268,8 @@ class _SamplingRequest(_Body):
     seed: int | None = None
     grammar: str | None = None
     """A llama.cpp GBNF grammar, as llama.cpp's own server accepts."""
+    logit_bias: dict[int, float] | None = None
+    """OpenAI's: token id (a string in JSON) to a bias from -100 (banned) to 100."""
     n: int | None = 1
 
     @field_validator("stop")
@@ -278,6 +280,14 @@ class _SamplingRequest(_Body):
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings")
         if any(s == "" for s in stops):
             raise ValueError("stop strings must not be empty")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias_range(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        for token, bias in (value or {}).items():
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"the bias of token {token} must be between -100 and 100")
         return value
 
     @field_validator("n")
@@ -298,6 +308,10 @@ class _SamplingRequest(_Body):
             "stop_strings": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
             "grammar": self.grammar,
+            # OpenAI's -100 means "never": llama.cpp needs -inf to be sure of that.
+            "logit_bias": {t: (float("-inf") if b <= -100.0 else b) for t, b in self.logit_bias.items()}
+            if self.logit_bias
+            else None,
         }
         return {k: v for k, v in values.items() if v is not None}
 

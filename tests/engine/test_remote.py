@@ -199,6 +199,25 @@ async def test_completion_with_a_stop_string(server: ServerHandle) -> None:
     assert result.stats.stop_reason == "eosFound"  # OpenAI's "stop" covers both
 
 
+async def test_logit_bias_reaches_the_remote_sampler(
+    server: ServerHandle, tiny_model_path: Path
+) -> None:
+    remote = RemoteModel(server.url, "tiny", "key")
+    _, greedy = await run(remote.complete_events("the", {"maxTokens": 1, "temperature": 0}))
+    local = LoadedModel.load(tiny_model_path, LoadConfig(context_length=256))
+    assert local._pieces is not None and local._llama is not None and greedy.content
+    token = local.tokenize("fox", add_special=False)[0]
+    piece = local._pieces(token).decode()
+    same = [t for t in range(local._llama.n_vocab()) if local._pieces(t) == greedy.content.encode()]
+    local.unload()
+    _, forced = await run(remote.complete_events("the", {"maxTokens": 3, "logitBias": {token: 100.0}}))
+    assert forced.content == piece * 3
+    # -inf cannot travel as JSON: it is sent as OpenAI's -100, which bans the token.
+    config = {"maxTokens": 1, "temperature": 0, "logitBias": {t: float("-inf") for t in same}}
+    _, banned = await run(remote.complete_events("the", config))
+    assert banned.content != greedy.content
+
+
 async def test_cancel_closes_the_request_and_the_server_stops(server: ServerHandle) -> None:
     records: list[LogRecord] = []
     unsubscribe = LOG_BUS.subscribe(lambda r: records.append(r) if r.kind == "server" else None)

@@ -339,3 +339,49 @@ def test_prediction_config_is_validated() -> None:
     snake = PredictionConfig.parse({"top_k": 5, "top_p": 0.5, "min_p": 0.1, "repeat_penalty": 1.2})
     assert camel == snake
     assert PredictionConfig.parse({"stopStrings": "$"}).stop_strings == ("$",)
+
+
+# --- logit bias ------------------------------------------------------------------
+
+
+def test_logit_bias_forces_a_token(model: LoadedModel) -> None:
+    token = model.tokenize("fox", add_special=False)[0]
+    assert model._pieces is not None
+    piece = model._pieces(token).decode()
+    _, result = run(model, "the", maxTokens=6, seed=3, logitBias={token: 100.0})
+    assert piece and result.content == piece * 6
+
+
+def test_logit_bias_bans_the_greedy_choice(model: LoadedModel) -> None:
+    assert model._llama is not None
+    _, first = run(model, LONG_PROMPT, maxTokens=1, temperature=0)
+    assert first.content
+    pieces = model._pieces
+    assert pieces is not None
+    piece = first.content.encode()
+    same = {t: float("-inf") for t in range(model._llama.n_vocab()) if pieces(t) == piece}
+    _, banned = run(model, LONG_PROMPT, maxTokens=1, temperature=0, logit_bias=same)
+    assert banned.content != first.content
+
+
+def test_logit_bias_outside_the_vocabulary_fails_clearly(model: LoadedModel) -> None:
+    from engine.prediction import PredictionConfigError
+
+    stream = model.complete_sync("x", {"logitBias": {10**6: 5.0}})
+    list(stream)
+    assert isinstance(stream.error, PredictionConfigError)
+    assert "token id 1000000 is outside the vocabulary" in str(stream.error)
+
+
+def test_logit_bias_config_is_validated() -> None:
+    from engine.prediction import PredictionConfigError
+
+    parsed = PredictionConfig.parse({"logitBias": {"12": -1.5, "3": float("-inf")}})
+    assert parsed.logit_bias == ((3, float("-inf")), (12, -1.5))
+    assert PredictionConfig.parse({"logit_bias": {3: float("-inf"), 12: -1.5}}) == parsed
+    with pytest.raises(PredictionConfigError, match="negative"):
+        PredictionConfig.parse({"logitBias": {-1: 1.0}})
+    with pytest.raises(PredictionConfigError, match="not a number"):
+        PredictionConfig.parse({"logitBias": {1: float("nan")}})
+    with pytest.raises(PredictionConfigError, match="logitBias"):
+        PredictionConfig.parse({"logitBias": {"fox": 1.0}})

@@ -375,6 +375,27 @@ def test_completion_runs_to_max_tokens(client: OpenAI) -> None:
     assert response.usage is not None and response.usage.completion_tokens == 6
 
 
+def test_logit_bias_reaches_the_sampler(client: OpenAI, models: dict[str, LoadedModel]) -> None:
+    model = models["tiny"]
+    token = model.tokenize("fox", add_special=False)[0]
+    assert model._pieces is not None
+    piece = model._pieces(token).decode()
+    response = client.completions.create(
+        model="tiny", prompt="the", max_tokens=4, seed=2, logit_bias={str(token): 100}
+    )
+    assert response.choices[0].text == piece * 4
+    # -100 bans: the greedy choice, banned, is not chosen.
+    greedy = client.completions.create(model="tiny", prompt="the", max_tokens=1, temperature=0)
+    first = greedy.choices[0].text
+    assert first
+    assert model._llama is not None
+    same = {str(t): -100 for t in range(model._llama.n_vocab()) if model._pieces(t) == first.encode()}
+    banned = client.completions.create(
+        model="tiny", prompt="the", max_tokens=1, temperature=0, logit_bias=same
+    )
+    assert banned.choices[0].text != first
+
+
 # --- thinking -------------------------------------------------------------------------------
 
 THINK_THEN_ANSWER = 'root ::= "<think>" [a-z ]{2,12} "</think>" "\\n\\n" [a-z]{1,6}'
@@ -556,6 +577,8 @@ def chat_body(**fields: Any) -> dict[str, Any]:
         (chat_body(max_tokens=0), "max_tokens", "invalid_value"),
         (chat_body(stop=["$", ""]), "stop", "invalid_value"),
         (chat_body(n=3), "n", "invalid_value"),
+        (chat_body(logit_bias={"5": 101}), "logit_bias", "invalid_value"),
+        (chat_body(logit_bias={"fox": 1}), "logit_bias.fox", "invalid_value"),
         (chat_body(model="gpt-9"), "model", "model_not_found"),
         (chat_body(tools=[{"type": "function", "function": {}}]), "tools[0].function.name",
          "invalid_value"),
