@@ -9,7 +9,9 @@ The transfer loop itself is ours, because huggingface_hub 2.x cannot do what a
 terminal app needs: it deletes a partial file when a download fails or is stopped
 (so nothing resumes), and it reads 10 MB per chunk (so a stop can take seconds on a
 slow link). Here a partial download is kept as `<hash>.<etag>.incomplete` and
-resumed with an HTTP Range request; a stop takes effect within about a second.
+resumed with an HTTP Range request; a stop takes effect within about a second. A
+finished file is checked against the Hub's SHA-256 (the ETag of an LFS file) before
+it takes its name, so a damaged download never reaches the catalog.
 
 Errors come out as HubError subclasses whose message is one line a person can act
 on: HubUnavailable (no network, offline mode, Hub down), AccessDenied (gated or
@@ -20,6 +22,7 @@ called, never at import, so HF_ENDPOINT and HF_TOKEN set later take effect.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -72,6 +75,8 @@ _SORTS: dict[str, Any] = {
 }
 _SEARCH_FIELDS: list[Any] = ["downloads", "likes", "lastModified", "gated", "tags", "gguf"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 class HubError(Exception):
@@ -619,12 +624,49 @@ def _fetch(
     _remove_stale_partials(plan)
 
 
+class _Checksum:
+    """SHA-256 of a file as it is written. The Hub's ETag of an LFS file (every GGUF)
+    is the SHA-256 of its content, so a download that went wrong anywhere (a proxy, a
+    flipped bit, a partial file changed on disk before a resume) is caught. Other ETags
+    (a small file's git blob id) are not checksums: nothing is checked then."""
+
+    def __init__(self, etag: str) -> None:
+        self.expected = etag.lower() if _SHA256.fullmatch(etag) else None
+        self._hash = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        if self.expected is not None:
+            self._hash.update(data)
+
+    def reset(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def absorb(self, path: Path, length: int, cancel: threading.Event) -> None:
+        """Hash the first `length` bytes already on disk (a download being resumed)."""
+        if self.expected is None or length == 0:
+            return
+        with open(path, "rb") as existing:
+            while length > 0:
+                _stop_if(cancel)
+                chunk = existing.read(min(HASH_CHUNK, length))
+                if not chunk:
+                    break
+                self._hash.update(chunk)
+                length -= len(chunk)
+
+    def matches(self) -> bool:
+        return self.expected is None or self._hash.hexdigest() == self.expected
+
+
 def _transfer(plan: _Plan, index: int, meter: _Meter, cancel: threading.Event) -> None:
-    """Bring plan.incomplete up to the full file, resuming what is there."""
+    """Bring plan.incomplete up to the full file, resuming what is there, and check it
+    against the Hub's checksum."""
     offset = plan.incomplete.stat().st_size if plan.incomplete.exists() else 0
     if plan.size is not None and offset > plan.size:
         plan.incomplete.unlink()
         offset = 0
+    checksum = _Checksum(plan.etag)
+    checksum.absorb(plan.incomplete, offset, cancel)
     meter.start(plan, index, offset)
     attempts = 0
     stalled_since: float | None = None
@@ -632,7 +674,7 @@ def _transfer(plan: _Plan, index: int, meter: _Meter, cancel: threading.Event) -
         while plan.size is None or offset < plan.size:
             _stop_if(cancel)
             try:
-                offset, complete = _stream(plan, out, offset, meter, cancel)
+                offset, complete = _stream(plan, out, offset, meter, checksum, cancel)
                 attempts, stalled_since = 0, None
                 if complete:
                     break
@@ -657,10 +699,21 @@ def _transfer(plan: _Plan, index: int, meter: _Meter, cancel: threading.Event) -
     if plan.size is not None and offset != plan.size:
         plan.incomplete.unlink()
         raise HubError(f"{plan.filename}: got {offset} bytes, expected {plan.size}; try again")
+    if not checksum.matches():
+        plan.incomplete.unlink()
+        raise HubError(
+            f"{plan.filename}: the downloaded bytes do not match the Hub's SHA-256 checksum; "
+            "the damaged file was removed, run the download again"
+        )
 
 
 def _stream(
-    plan: _Plan, out: BinaryIO, offset: int, meter: _Meter, cancel: threading.Event
+    plan: _Plan,
+    out: BinaryIO,
+    offset: int,
+    meter: _Meter,
+    checksum: _Checksum,
+    cancel: threading.Event,
 ) -> tuple[int, bool]:
     """One GET from `offset`; returns the new offset and whether the server sent it all."""
     headers = dict(plan.headers)
@@ -677,6 +730,7 @@ def _stream(
             # The server ignored the range (or answered another one): start over.
             out.seek(0)
             out.truncate()
+            checksum.reset()
             meter.restart(offset)
             offset = 0
         for chunk in response.iter_bytes():
@@ -686,6 +740,7 @@ def _stream(
                     f"download cancelled; {format_bytes(meter.done)} kept, run it again to resume"
                 )
             out.write(chunk)
+            checksum.update(chunk)
             offset += len(chunk)
             meter.add(len(chunk))
     complete = plan.size is None or offset >= plan.size

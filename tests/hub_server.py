@@ -16,8 +16,8 @@ Repositories may be gated (401 without a token, 403 with a token not granted acc
 ``X-Error-Code: GatedRepo``) or private (401 ``RepoNotFound`` without a token), and
 errors carry the headers huggingface_hub maps to its exception types. Knobs for
 download tests: ``throttle`` (bytes per second), ``drop_after`` (close the connection
-after that many body bytes, once), ``ignore_ranges`` and ``requests`` (everything
-asked, for asserts).
+after that many body bytes, once), ``corrupt_next`` (flip one byte of the next file
+body, once), ``ignore_ranges`` and ``requests`` (everything asked, for asserts).
 
 Plain module, no pytest import::
 
@@ -120,6 +120,8 @@ class HubServer:
         self.chunk_size = 4096
         self.drop_after: int | None = None
         """Close the connection after this many body bytes of the next download (once)."""
+        self.corrupt_next = False
+        """Flip one byte in the next file body served (once), as a bad proxy might."""
         self.cdn = False
         self.ignore_ranges = False
         """Answer every request with the whole file, as some proxies do."""
@@ -418,6 +420,10 @@ class _HubHandler(BaseHTTPRequestHandler):
         hub = self.hub
         sent = 0
         drop_after, hub.drop_after = hub.drop_after, None
+        if hub.corrupt_next and payload:
+            hub.corrupt_next = False
+            middle = len(payload) // 2
+            payload = payload[:middle] + bytes([payload[middle] ^ 0xFF]) + payload[middle + 1 :]
         while sent < len(payload):
             chunk = payload[sent : sent + hub.chunk_size]
             if drop_after is not None and sent + len(chunk) > drop_after:

@@ -219,6 +219,44 @@ def test_a_server_that_ignores_ranges_gets_a_clean_restart(server: HubServer, mo
     assert path.read_bytes() == file_bytes(server, TINY, name)
 
 
+def test_a_damaged_download_is_caught_by_its_checksum(server: HubServer, models: Path) -> None:
+    name = "tiny-Q4_K_M.gguf"
+    target = models / "tester" / "tiny-GGUF" / name
+    server.corrupt_next = True
+    with pytest.raises(hub.HubError, match="SHA-256"):
+        hub.download(TINY, name, models)
+    assert not target.exists()
+    assert hub.partial_bytes(models, TINY, name) == 0
+    assert scan_catalog([CatalogSource("models_dir", models)]).entries == []
+    path = hub.download(TINY, name, models)
+    assert path.read_bytes() == file_bytes(server, TINY, name)
+
+
+def test_a_partial_file_changed_before_the_resume_is_caught(
+    server: HubServer, models: Path
+) -> None:
+    name = "tiny-Q4_K_M.gguf"
+    cancel = threading.Event()
+    server.throttle = 200_000
+
+    def stop_early(progress: DownloadProgress) -> None:
+        if progress.bytes_done > 20_000:
+            cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        hub.download(TINY, name, models, progress=stop_early, cancel=cancel)
+    server.throttle = None
+    (partial,) = (models / "tester" / "tiny-GGUF").rglob("*.incomplete")
+    kept = bytearray(partial.read_bytes())
+    kept[100] ^= 0xFF
+    partial.write_bytes(bytes(kept))
+    with pytest.raises(hub.HubError, match="SHA-256"):
+        hub.download(TINY, name, models)
+    # The resume asked only for the rest: the old bytes were checked from disk.
+    assert server.downloads()[-1].headers["range"] == f"bytes={len(kept)}-"
+    assert hub.download(TINY, name, models).read_bytes() == file_bytes(server, TINY, name)
+
+
 def test_cdn_redirect_keeps_the_token_on_the_hub(
     server: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
