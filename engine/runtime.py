@@ -42,7 +42,7 @@ from .prediction import (
     StopReason,
     ToolCallFinished,
 )
-from .textstream import StopStringMatcher, TokenPieces, Utf8Decoder
+from .textstream import EndOfGeneration, StopStringMatcher, TokenPieces, Utf8Decoder
 
 Sink = Callable[[Event], None]
 
@@ -192,6 +192,7 @@ class LoadedModel:
         self._thread = _ModelThread(f"llama:{path.name}")
         self._llama: Any = None
         self._pieces: TokenPieces | None = None
+        self._eog: EndOfGeneration | None = None
         self.info: ModelInfo | None = None
         self.offload = Offload()
         self.metadata: dict[str, str] = {}
@@ -309,6 +310,7 @@ class LoadedModel:
         progress.finish()
         llama = self._llama
         self._pieces = TokenPieces(llama._model.vocab)
+        self._eog = EndOfGeneration(llama._model.vocab)
         self.metadata = dict(llama.metadata)
         self.offload = _offload_from(records, llama_cpp.llama_supports_gpu_offload())
         n_ctx_train = int(llama._model.n_ctx_train())
@@ -650,11 +652,9 @@ class _PredictionJob:
         n_evaluated = len(to_eval)
 
         max_tokens = cfg.max_tokens if cfg.max_tokens and cfg.max_tokens > 0 else None
-        vocab = llama._model.vocab
         ctx = llama._ctx
-        import llama_cpp
-
-        is_eog = llama_cpp.llama_vocab_is_eog
+        is_eog = model._eog
+        assert is_eog is not None
         decoder = Utf8Decoder()
         stops = StopStringMatcher(cfg.stop_strings or ())
         ttft: float | None = None
@@ -671,7 +671,7 @@ class _PredictionJob:
             if ttft is None:
                 ttft = time.perf_counter() - started
                 self.sink(FirstToken(ttft))
-            if is_eog(vocab, token):
+            if is_eog(token):
                 stop_reason = "eosFound"
                 break
             n_predicted += 1
@@ -872,12 +872,31 @@ class EventStream:
         self.result: PredictionResult | None = None
         self.error: BaseException | None = None
         self._finished = False
+        # Events from the model thread wait here until the loop takes them. One wake-up
+        # of the loop is in flight at a time: while the loop is busy (a UI drawing),
+        # the tokens that arrive meanwhile ride on it, instead of each paying for a
+        # write to the loop's self-pipe, a syscall that hands the GIL away.
+        self._pending: list[Event] = []
+        self._pending_lock = threading.Lock()
+        self._wake_scheduled = False
 
     def sink(self, event: Event) -> None:
+        with self._pending_lock:
+            self._pending.append(event)
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.control.cancel()
+
+    def _deliver(self) -> None:
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+            self._wake_scheduled = False
+        for event in events:
+            self._queue.put_nowait(event)
 
     def cancel(self) -> None:
         self.control.cancel()

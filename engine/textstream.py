@@ -7,6 +7,28 @@ import ctypes
 from collections.abc import Sequence
 
 
+class EndOfGeneration:
+    """Token id -> is it an end-of-generation token, cached.
+
+    Not for llama.cpp's sake: every ctypes call releases the GIL, and taking it back
+    can cost a whole switch interval when another thread (a UI) is busy, so the token
+    loop makes as few of them as it can.
+    """
+
+    def __init__(self, vocab: ctypes.c_void_p) -> None:
+        import llama_cpp
+
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._vocab = vocab
+        self._cache: dict[int, bool] = {}
+
+    def __call__(self, token: int) -> bool:
+        known = self._cache.get(token)
+        if known is None:
+            known = self._cache[token] = bool(self._is_eog(self._vocab, token))
+        return known
+
+
 class TokenPieces:
     """Token id -> bytes, cached.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -38,6 +39,14 @@ from .screens.logs import LogRecordScreen, LogsScreen
 from .screens.models import ModelsScreen
 from .screens.prediction_settings import PredictionSettingsScreen
 from .widgets.server_control import InAppServer
+
+UI_SWITCH_INTERVAL = 0.0005
+"""Seconds the UI thread may hold the GIL while the model thread waits for it.
+
+The token loop takes the GIL back after every llama.cpp call; with Python's default
+of 5 ms, a UI thread busy drawing made each token wait up to that long several times
+over, costing a third of generation speed on a 2-core machine (bench/tui_streaming.py).
+A thread that nobody waits for is not interrupted, so this costs the UI nothing then."""
 from .widgets.server_status import ServerState
 
 DEFAULT_THEME = "llamaterm-dark"
@@ -137,6 +146,7 @@ class LlamatermApp(App[int]):
         self.data_dir = data_dir if data_dir is not None else settings.data_dir()
         self.model_spec = model
         self.autoload = autoload
+        self._switch_interval = sys.getswitchinterval()
         self.theme_dirs = (
             list(theme_dirs)
             if theme_dirs is not None
@@ -155,6 +165,7 @@ class LlamatermApp(App[int]):
         return dict(DEFAULT_ROLE_COLORS)
 
     def on_mount(self) -> None:
+        sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
         state = read_state(self.data_dir)
         self._apply_themes(state.get("theme"))
         self._apply_keymap()
@@ -371,6 +382,7 @@ class LlamatermApp(App[int]):
         self.unload_model()
 
     async def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
         await self.server.stop()
         # Free llama.cpp's memory now, not whenever the process ends.
         model = self.model

@@ -2,9 +2,10 @@
 
 A widget update per token costs a fifth of generation speed (measured for the TUI
 issue); so the worker only appends text to a `TextBuffer`, and the screen drains
-the buffer into its widget on a timer, about 30 times a second. Everything else
-(progress, first token, the end) becomes a message, and the handler of the final
-message drains the buffer once more, so the last tokens always reach the screen.
+the buffer into its widget on a timer, `[ui] stream_refresh_rate` times a second.
+Everything else (progress, first token, the end) becomes a message, and the handler
+of the final message drains the buffer once more, so the last tokens always reach
+the screen.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from .messages import (
     PredictionProgress,
 )
 
-FLUSH_INTERVAL = 1 / 30
-"""Seconds between two drains of a TextBuffer into its widget."""
+def flush_interval(refresh_rate: int) -> float:
+    """Seconds between two drains of a TextBuffer into its widget (`[ui] stream_refresh_rate`)."""
+    return 1 / max(1, refresh_rate)
 
 
 class TextBuffer:

@@ -385,3 +385,19 @@ def test_logit_bias_config_is_validated() -> None:
         PredictionConfig.parse({"logitBias": {1: float("nan")}})
     with pytest.raises(PredictionConfigError, match="logitBias"):
         PredictionConfig.parse({"logitBias": {"fox": 1.0}})
+
+
+async def test_events_made_while_the_loop_is_busy_all_arrive_in_order(model: LoadedModel) -> None:
+    import time
+
+    stream = model.complete_events(LONG_PROMPT, {"maxTokens": 30, "seed": 4})
+    time.sleep(1.0)  # the loop is blocked: the model thread's events pile up meanwhile
+    events = [e async for e in stream if not isinstance(e, Log)]
+    assert stream.result is not None
+    assert isinstance(events[-1], Finished)
+    assert isinstance(events[0], PromptProgress)
+    assert sum(isinstance(e, FirstToken) for e in events) == 1
+    progress = [e.fraction for e in events if isinstance(e, PromptProgress)]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert content_of(events) == stream.result.content
+    assert stream.result.stats.predicted_tokens_count == 30

@@ -201,3 +201,16 @@ async def test_palette_loads_a_local_model_by_key(
         await pilot.press("down", "enter")
         await wait_for_model(pilot)
         assert app.model is not None and app.model.path.name == "palette-model.gguf"
+
+
+async def test_the_gil_switch_interval_is_short_while_the_app_runs(make_app: MakeApp) -> None:
+    import sys
+
+    from tui.app import UI_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    assert before > UI_SWITCH_INTERVAL  # Python's default, 5 ms
+    app = make_app(autoload=False)
+    async with app.run_test():
+        assert sys.getswitchinterval() == UI_SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before

@@ -49,7 +49,7 @@ from ..chat_stream import (
 from ..chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
 from ..messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from ..model_state import ModelState
-from ..streaming import FLUSH_INTERVAL
+from ..streaming import flush_interval
 from ..widgets.chat_input import ChatInput
 from ..widgets.chat_list import ChatList
 from ..widgets.chat_status import ChatStatus
@@ -212,7 +212,9 @@ class ChatScreen(LlamatermScreen):
         app = self.llamaterm
         self._defaults = app.settings.prediction_defaults()
         self.store = ChatStore(app.data_dir)
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush, pause=True)
+        self._flush_timer = self.set_interval(
+            flush_interval(self.llamaterm.settings.ui.stream_refresh_rate), self._flush, pause=True
+        )
         self._reload_tools()
         chats, errors = self.store.load_all()
         if errors:

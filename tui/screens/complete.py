@@ -36,7 +36,7 @@ from ..sessions import (
     save_session,
     sessions_dir,
 )
-from ..streaming import FLUSH_INTERVAL, TextBuffer, pump_prediction
+from ..streaming import TextBuffer, flush_interval, pump_prediction
 from ..widgets.completion_area import CompletionArea
 from ..widgets.prediction_status import PredictionStatus
 from .base import LlamatermScreen
@@ -138,7 +138,9 @@ class CompleteScreen(LlamatermScreen):
     def on_mount(self) -> None:
         # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         self._defaults = self.llamaterm.settings.prediction_defaults()
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush, pause=True)
+        self._flush_timer = self.set_interval(
+            flush_interval(self.llamaterm.settings.ui.stream_refresh_rate), self._flush, pause=True
+        )
         self.set_interval(SAVE_DELAY, self._save_typed_text)
         self._restore()
         self.watch(self.app, "model", self._model_changed, init=False)

@@ -223,10 +223,13 @@ class AssistantMessageView(MessageView):
             await self._stream.stop()
             self._stream = None
         # The engine's parsed result is the authority (a stop string or a tool call
-        # may have been held back from the stream).
+        # may have been held back from the stream). When the stream already showed
+        # exactly that, its blocks stand: rebuilding every block of a long reply would
+        # hold the screen for a quarter of a second just as the reply ends.
         self.content = result.content
         self.markdown.set_class(not self.content, "-empty")
-        await self.markdown.update(self.content)
+        if self.markdown.source != self.content:
+            await self.markdown.update(self.content)
         self.reasoning = result.reasoning or self.reasoning
         if self.reasoning and self.show_reasoning and self.reasoning_block is None:
             self.reasoning_block = ReasoningBlock(self.reasoning)
