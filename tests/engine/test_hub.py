@@ -202,18 +202,23 @@ def test_a_dropped_connection_is_resumed_within_the_same_download(
     assert ranges[0] is None and ranges[1] == "bytes=50000-"
 
 
-def test_a_server_that_ignores_ranges_gets_a_clean_restart(server: HubServer, models: Path) -> None:
-    name = "tiny-Q4_K_M.gguf"
+def stop_early(server: HubServer, models: Path, name: str) -> None:
+    """Start a slow download of `name` and cancel it after 20 kB, leaving a partial file."""
     cancel = threading.Event()
     server.throttle = 200_000
 
-    def stop_early(progress: DownloadProgress) -> None:
+    def on_progress(progress: DownloadProgress) -> None:
         if progress.bytes_done > 20_000:
             cancel.set()
 
     with pytest.raises(DownloadCancelled):
-        hub.download(TINY, name, models, progress=stop_early, cancel=cancel)
+        hub.download(TINY, name, models, progress=on_progress, cancel=cancel)
     server.throttle = None
+
+
+def test_a_server_that_ignores_ranges_gets_a_clean_restart(server: HubServer, models: Path) -> None:
+    name = "tiny-Q4_K_M.gguf"
+    stop_early(server, models, name)
     server.ignore_ranges = True
     path = hub.download(TINY, name, models)
     assert path.read_bytes() == file_bytes(server, TINY, name)
@@ -236,16 +241,7 @@ def test_a_partial_file_changed_before_the_resume_is_caught(
     server: HubServer, models: Path
 ) -> None:
     name = "tiny-Q4_K_M.gguf"
-    cancel = threading.Event()
-    server.throttle = 200_000
-
-    def stop_early(progress: DownloadProgress) -> None:
-        if progress.bytes_done > 20_000:
-            cancel.set()
-
-    with pytest.raises(DownloadCancelled):
-        hub.download(TINY, name, models, progress=stop_early, cancel=cancel)
-    server.throttle = None
+    stop_early(server, models, name)
     (partial,) = (models / "tester" / "tiny-GGUF").rglob("*.incomplete")
     kept = bytearray(partial.read_bytes())
     kept[100] ^= 0xFF
