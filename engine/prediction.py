@@ -6,6 +6,7 @@ defined here; none re-implements generation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -104,7 +105,7 @@ class PredictionConfig(BaseModel):
         for token, bias in value or ():
             if token < 0:
                 raise ValueError(f"token id {token} is negative")
-            if bias != bias:
+            if math.isnan(bias):
                 raise ValueError(f"the bias of token {token} is not a number")
         return value
 

@@ -23,7 +23,6 @@ from textual.theme import Theme
 from engine.catalog import STARTER_KEY, ensure_starter_model, model_key, resolve_model
 from engine.logbus import LOG_BUS, LogBus
 from engine.model_settings import ModelSettingsStore
-from engine.remote import RemoteModel
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
 from engine.settings import Settings
@@ -438,8 +437,8 @@ class LlamatermApp(App[int]):
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
     from .screens.chat_dialogs import ConfirmScreen, RenameChatScreen
-    from .screens.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from .screens.chat_settings import ChatSettingsScreen
+    from .screens.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from .widgets.chat_input import ChatInput
     from .widgets.chat_list import ChatList
     from .widgets.chat_view import ChatView

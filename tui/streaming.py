@@ -31,6 +31,7 @@ from .messages import (
     PredictionProgress,
 )
 
+
 def flush_interval(refresh_rate: int) -> float:
     """Seconds between two drains of a TextBuffer into its widget (`[ui] stream_refresh_rate`)."""
     return 1 / max(1, refresh_rate)

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 from gguf_factory import write_tiny_gguf
+from openai_tools import WEATHER
 
 from engine.chat import Chat
 from engine.conversation import respond_events
@@ -33,21 +34,6 @@ from engine.runtime import EventStream, LoadedModel
 from engine.server import ModelRegistry, ServedModel, ServerHandle
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "maxLength": 24},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city", "unit"],
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 from gguf_factory import write_tiny_gguf
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
+from openai_tools import WEATHER
 from pydantic import BaseModel, Field
 
 from engine.load_config import LoadConfig
@@ -33,21 +34,6 @@ from engine.server import ModelRegistry, ServedModel, ServerError, ServerHandle
 TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
 MAX_BODY = 256 * 1024
 
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "maxLength": 24},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city", "unit"],
-        },
-    },
-}
 TIME_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
