@@ -9,6 +9,15 @@ from __future__ import annotations
 from .agent import ActFinished, FunctionTool, RoundFinished, RoundStarted, ToolRunFinished
 from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
 from .catalog import ModelNotFoundError
+from .errors import (
+    ChatFormatError,
+    ConfigError,
+    EngineError,
+    LMStudioError,
+    LMStudioModelNotFoundError,
+    TemplateError,
+    ToolError,
+)
 from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
 from .conversation import respond_events, respond_sync
 from .toolcalls import ParsedOutput, detect_tool_format, parse_output
@@ -39,6 +48,13 @@ from .prediction import (
 from .runtime import EventStream, LoadedModel, ModelLoadError
 
 __all__ = [
+    "ChatFormatError",
+    "ConfigError",
+    "EngineError",
+    "LMStudioError",
+    "LMStudioModelNotFoundError",
+    "TemplateError",
+    "ToolError",
     "LLM",
     "ActFinished",
     "ActResult",

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from engine.errors import PredictionNotFinished
+
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -35,8 +37,6 @@ ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]
 
 
-class PredictionNotFinished(RuntimeError):
-    """`result()` was asked for while the prediction is still running."""
 
 
 _loaded: dict[Path, LoadedModel] = {}

@@ -11,6 +11,8 @@ read is listed with its error rather than skipped. Headers are remembered by
 
 from __future__ import annotations
 
+from engine.errors import GGUFFormatError, ModelNotFoundError
+
 import functools
 import mmap
 import os
@@ -47,8 +49,6 @@ SPLIT_NAME = re.compile(
 )
 
 
-class ModelNotFoundError(LookupError):
-    """No local model matches a key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,8 +766,6 @@ def _real(path: Path) -> Path:
 # --- the GGUF header -----------------------------------------------------------------
 
 
-class GGUFFormatError(ValueError):
-    """The file is not a GGUF file, or its header is damaged."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ list that Jinja chat templates expect.
 
 from __future__ import annotations
 
+from engine.errors import ChatFormatError
+
 import json
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -30,8 +32,6 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 
-class ChatFormatError(ValueError):
-    """A chat (JSON or history) that cannot be read."""
 
 
 def _text_of(content: Any) -> Any:

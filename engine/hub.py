@@ -21,6 +21,8 @@ called, never at import, so HF_ENDPOINT and HF_TOKEN set later take effect.
 
 from __future__ import annotations
 
+from engine.errors import AccessDenied, DownloadCancelled, HubError, HubUnavailable, NotFound
+
 import contextlib
 import hashlib
 import os
@@ -79,24 +81,14 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 HASH_CHUNK = 8 * 1024 * 1024
 
 
-class HubError(Exception):
-    """Something the Hub would not or could not do; str() is one line for a person."""
 
 
-class HubUnavailable(HubError):
-    """No network, offline mode, a proxy in the way, or the Hub is down."""
 
 
-class AccessDenied(HubError):
-    """A gated or private repository this token (or no token) may not read."""
 
 
-class NotFound(HubError):
-    """No such repository, revision or file."""
 
 
-class DownloadCancelled(HubError):
-    """The download was stopped; what arrived is kept and the next attempt resumes it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ engine.store) and reported in `problems`, never overwritten.
 
 from __future__ import annotations
 
+from engine.errors import ModelSettingsError
+
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,8 +40,6 @@ class RememberedLoad(LoadOverride):
         return not self.model_dump(exclude_none=True)
 
 
-class ModelSettingsError(ValueError):
-    """Settings that cannot be remembered (an invalid value); the message is one line."""
 
 
 class ModelSettingsStore:

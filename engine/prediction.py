@@ -6,6 +6,8 @@ defined here; none re-implements generation.
 
 from __future__ import annotations
 
+from engine.errors import PredictionConfigError
+
 import math
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Literal, TypeAlias
@@ -27,8 +29,6 @@ FragmentKind: TypeAlias = Literal["content", "reasoning"]
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
 
-class PredictionConfigError(ValueError):
-    """A prediction config with an unknown key or a bad value."""
 
 
 class PredictionConfig(BaseModel):

@@ -11,6 +11,8 @@ takes as a cancellation.
 
 from __future__ import annotations
 
+from engine.errors import RemoteError
+
 import asyncio
 import json
 import secrets
@@ -57,8 +59,6 @@ _STOP_REASONS: dict[str, StopReason] = {
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 
-class RemoteError(RuntimeError):
-    """The remote server could not be reached, refused the request or failed mid-stream."""
 
 
 def api_base(base_url: str) -> str:

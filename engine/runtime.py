@@ -10,6 +10,8 @@ between batches.
 
 from __future__ import annotations
 
+from engine.errors import ModelLoadError, PredictionCancelled
+
 import asyncio
 import concurrent.futures
 import queue
@@ -60,12 +62,8 @@ ENGINE_DEFAULTS = PredictionConfig(
 )
 
 
-class ModelLoadError(RuntimeError):
-    """A model file that is missing, not GGUF, or refused by llama.cpp."""
 
 
-class PredictionCancelled(RuntimeError):
-    pass
 
 
 class OutputParser(Protocol):

@@ -14,6 +14,8 @@ Run it from the command line with `run_server`, or inside a running asyncio app
 
 from __future__ import annotations
 
+from engine.errors import ServerError
+
 import asyncio
 import contextlib
 import hmac
@@ -1055,8 +1057,6 @@ def create_app(
 # --- serving ---------------------------------------------------------------------------
 
 
-class ServerError(RuntimeError):
-    """The server could not start (the port is taken, the host does not resolve...)."""
 
 
 class _LogBusHandler(logging.Handler):

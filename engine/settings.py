@@ -7,6 +7,8 @@ person's config (remembered choices go to state.json, see engine.store).
 
 from __future__ import annotations
 
+from engine.errors import ConfigError
+
 import difflib
 import json
 import re
@@ -32,8 +34,6 @@ from engine.prediction import PredictionConfig
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
 
-class ConfigError(Exception):
-    """The config file cannot be used; the message has one line per problem."""
 
 
 def _expand_user(path: Path) -> Path:

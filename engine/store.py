@@ -8,6 +8,8 @@ renamed aside to `<name>.corrupt-<n>` and the problem is reported.
 
 from __future__ import annotations
 
+from engine.errors import StoreError
+
 import contextlib
 import json
 import logging
@@ -23,8 +25,6 @@ STATE_FILE_NAME = "state.json"
 _log = logging.getLogger("llamaterm.store")
 
 
-class StoreError(OSError):
-    """A write was refused to protect a file that could not be set aside."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -7,6 +7,8 @@ shown, and the KV-cache prefix logic sees exactly what the model sees.
 
 from __future__ import annotations
 
+from engine.errors import TemplateError
+
 import copy
 import json
 from collections.abc import Iterator
@@ -30,8 +32,6 @@ TemplateOrigin: TypeAlias = Literal["gguf", "fallback", "file"]
 REFUSED_PREFIX = "chat template refused the conversation: "
 
 
-class TemplateError(ValueError):
-    """A chat template that cannot be read, does not parse, or refuses a conversation."""
 
 
 @dataclass(frozen=True, slots=True)

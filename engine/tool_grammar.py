@@ -7,6 +7,8 @@ that even a tiny random model writes a call that parses and validates.
 
 from __future__ import annotations
 
+from engine.errors import UnsupportedToolFormat
+
 import json
 import re
 from collections.abc import Sequence
@@ -20,8 +22,6 @@ MAX_ITEMS = 8
 MAX_ENUM_RANGE = 2000
 
 
-class UnsupportedToolFormat(ValueError):
-    """No grammar is known for this tool-call format."""
 
 
 def function_of(tool: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ whether to ask the person first.
 
 from __future__ import annotations
 
+from engine.errors import ToolError
+
 import asyncio
 import concurrent.futures
 import contextlib
@@ -75,8 +77,6 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
-class ToolError(Exception):
-    """A tool could not do what was asked; the message goes back to the model."""
 
 
 # --- definitions --------------------------------------------------------------------
