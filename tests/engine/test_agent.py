@@ -58,7 +58,7 @@ ADD = {
     },
 }
 TOOLS = [WEATHER, ADD]
-TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 
 def schema_of(name: str) -> dict[str, Any]:

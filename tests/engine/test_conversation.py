@@ -13,7 +13,7 @@ from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta, Log, PredictionResult, ReasoningDelta
 from engine.runtime import LoadedModel, SyncEventStream
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 
 def finish(stream: SyncEventStream) -> tuple[list[object], PredictionResult]:

@@ -26,7 +26,7 @@ from engine.reasoning import (
 )
 from engine.runtime import OutputParser
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 
 def run(parser: ReasoningParser, chunks: list[str]) -> list[Event]:

@@ -33,7 +33,7 @@ from engine.remote import RemoteError, RemoteModel, RemoteSource, api_base, list
 from engine.runtime import EventStream, LoadedModel
 from engine.server import ModelRegistry, ServedModel, ServerHandle
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 
 @pytest.fixture(scope="module")

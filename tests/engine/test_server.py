@@ -31,7 +31,7 @@ from engine.prediction import LogRecord
 from engine.runtime import LoadedModel
 from engine.server import ModelRegistry, ServedModel, ServerError, ServerHandle
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 MAX_BODY = 256 * 1024
 
 TIME_TOOL: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Chat templates: every real template in shared/chat-templates renders a conversation,
+"""Chat templates: every real template in tests/data/chat-templates renders a conversation,
 embedded in a GGUF it reads back unchanged, and fallbacks are chosen by architecture."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine.templates import (
     template_supports_tools,
 )
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 TEMPLATE_FILES = sorted(TEMPLATES_DIR.glob("*.jinja"))
 
 SYSTEM, USER_1, ASSISTANT_1, USER_2 = "SYS-PROMPT", "USER-ONE", "ASSIST-ONE", "USER-TWO"

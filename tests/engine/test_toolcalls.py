@@ -36,7 +36,7 @@ from engine.toolcalls import (
     to_default_format,
 )
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "shared" / "chat-templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 WEATHER = {
     "type": "function",
