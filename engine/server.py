@@ -167,7 +167,9 @@ class ApiError(Exception):
                 "type": self.kind,
                 "param": self.param,
                 "code": self.code,
-            }
+            },
+            # Xinference's clients read the message from `detail` (FastAPI's shape).
+            "detail": self.message,
         }
 
 
@@ -266,7 +268,11 @@ class _SamplingRequest(_Body):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    """Xinference's (and Hugging Face's) name for repeat_penalty."""
     stop: str | list[str] | None = None
+    stop_token_ids: int | list[int] | None = None
+    """Xinference's and vLLM's: stop at these tokens (as the stop strings of their text)."""
     seed: int | None = None
     grammar: str | None = None
     """A llama.cpp GBNF grammar, as llama.cpp's own server accepts."""
@@ -306,7 +312,9 @@ class _SamplingRequest(_Body):
             "top_p": self.top_p,
             "top_k": self.top_k,
             "min_p": self.min_p,
-            "repeat_penalty": self.repeat_penalty,
+            "repeat_penalty": self.repeat_penalty
+            if self.repeat_penalty is not None
+            else self.repetition_penalty,
             "stop_strings": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
             "grammar": self.grammar,
@@ -477,6 +485,38 @@ def _thinking(request: ChatCompletionRequest) -> tuple[bool | None, dict[str, An
     if thinking is None and isinstance(kwargs.get("thinking"), bool):
         thinking = kwargs["thinking"]
     return thinking, kwargs
+
+
+async def with_stop_tokens(
+    config: PredictionConfig, served: ServedModel, ids: int | list[int] | None
+) -> PredictionConfig:
+    """`stop_token_ids` as stop strings: the text each token prints, special tokens included.
+
+    The engine stops on text, so another token sequence spelling the same text stops too;
+    end-of-generation tokens stop the model whatever is asked.
+    """
+    wanted = [ids] if isinstance(ids, int) else list(ids or [])
+    if not wanted:
+        return config
+    model = served.model
+
+    def texts(llama: Any) -> list[str] | int:
+        n_vocab = llama.n_vocab()
+        bad = next((t for t in wanted if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            return bad
+        pieces = model._pieces
+        assert pieces is not None
+        return [pieces(t).decode("utf-8", errors="replace") for t in wanted]
+
+    found = await asyncio.wrap_future(model.run(texts))
+    if isinstance(found, int):
+        raise ApiError(f"stop_token_ids: token {found} is not in the model's vocabulary",
+                       param="stop_token_ids", code="invalid_value")
+    base = config.stop_strings if config.stop_strings is not None else served.defaults.stop_strings
+    stops = list(base or ())
+    stops += [text for text in dict.fromkeys(found) if text and text not in stops]
+    return config.model_copy(update={"stop_strings": tuple(stops)}) if stops else config
 
 
 def _config(values: dict[str, Any]) -> PredictionConfig:
@@ -758,10 +798,21 @@ class EventStreamResponse:
     the request is logged with the prediction's stats either way.
     """
 
+    done_marker = True
+    """Whether `data: [DONE]` ends the stream (chat and completions; not the Responses API)."""
+
     def __init__(self, stream: EventStream, writer: ChunkWriter, log: RequestLog) -> None:
         self.stream = stream
         self.writer = writer
         self.log = log
+
+    def encode(self, payload: dict[str, Any] | str) -> bytes:
+        """One server-sent event; a protocol that names its events overrides this."""
+        return sse(payload)
+
+    def failure(self, error: BaseException) -> list[dict[str, Any]]:
+        """What to send when the prediction fails after the stream has opened."""
+        return [_engine_error(error).body()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -802,18 +853,20 @@ class EventStreamResponse:
         )
         opening = self.writer.first()
         if opening is not None:
-            await _send_body(send, sse(opening))
+            await _send_body(send, self.encode(opening))
         event: Event | None = first
         while event is not None:
             if isinstance(event, Failed):
-                await _send_body(send, sse(_engine_error(event.error).body()))
+                for payload in self.failure(event.error):
+                    await _send_body(send, self.encode(payload))
                 break
             for payload in self.writer.on_event(event):
-                await _send_body(send, sse(payload))
+                await _send_body(send, self.encode(payload))
             if isinstance(event, Finished):
                 break
             event = await _next_event(self.stream)
-        await _send_body(send, sse("[DONE]"))
+        if self.done_marker:
+            await _send_body(send, sse("[DONE]"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return 200
 
@@ -949,6 +1002,7 @@ class _Api:
         served = self._model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
         job = chat_job(parsed)
+        job.config = await with_stop_tokens(job.config, served, parsed.stop_token_ids)
         stream = self._track(respond_events(
             served.model,
             job.chat,
@@ -969,7 +1023,10 @@ class _Api:
         parsed: CompletionRequest = _parse(CompletionRequest, raw)
         served = self._model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
-        config = _config(parsed.sampling()).merged_over(served.defaults)
+        config = _config(parsed.sampling())
+        config = (await with_stop_tokens(config, served, parsed.stop_token_ids)).merged_over(
+            served.defaults
+        )
         stream = self._track(served.model.complete_events(parsed.text, config))
         reply = Reply(served.id, "text_completion")
         if parsed.stream:
@@ -1017,6 +1074,9 @@ def _model_json(served: ServedModel) -> dict[str, Any]:
     if info is not None:
         entry["context_length"] = info.context_length
         entry["architecture"] = info.architecture
+    from .serve.xinference import model_fields  # late: that module imports this one
+
+    entry.update(model_fields(served))
     return entry
 
 
@@ -1049,6 +1109,10 @@ def create_app(
         route("/v1/completions", api.completions, "POST"),
         route("/health", api.health, "GET"),
     ]
+    # Late imports: those modules build on this one.
+    from .serve import responses, xinference
+
+    routes += responses.routes(api) + xinference.routes(api)
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.api = api
     return app
