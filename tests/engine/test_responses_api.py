@@ -411,3 +411,41 @@ def test_a_failed_prediction_is_an_error_and_the_server_lives_on(client: OpenAI)
         list(client.responses.create(model="tiny", input="Hi", stream=True,
                                      extra_body={"grammar": "root ::= ("}))
     assert client.responses.create(model="tiny", input="Hi", max_output_tokens=2).output_text
+
+
+def test_a_client_that_goes_away_cancels_the_response(client: OpenAI, records: Records) -> None:
+    stream = client.responses.create(model="tiny", input="Talk for a long time", stream=True,
+                                     max_output_tokens=1500, extra_body={"seed": 1})
+    for n, _ in enumerate(stream):
+        if n == 5:
+            break
+    stream.close()
+    logged = records.wait_for("server", path="/v1/responses", status=499)
+    assert logged.data["stop_reason"] == "userStopped"
+    assert logged.data["completion_tokens"] < 1500
+
+
+# --- the starter model ---------------------------------------------------------------------------
+
+
+@pytest.mark.starter
+def test_starter_model_answers_and_follows_up_cheaply(starter_model_path: Path) -> None:
+    gemma = LoadedModel.load(starter_model_path, LoadConfig(context_length=1024))
+    try:
+        registry = ModelRegistry([ServedModel("gemma-3-270m", gemma)])
+        with ServerThread(ServerHandle(registry, port=0)) as handle, \
+                OpenAI(base_url=handle.url, api_key="x", max_retries=0, timeout=120) as client:
+            first = client.responses.create(
+                model="gemma-3-270m", input="What is the capital of France?",
+                instructions="Answer in a few words.", max_output_tokens=16, temperature=0,
+            )
+            assert first.output_text.strip() and first.status in ("completed", "incomplete")
+            again = client.responses.create(
+                model="gemma-3-270m", input="And of Italy?", previous_response_id=first.id,
+                instructions="Answer in a few words.", max_output_tokens=16, temperature=0,
+            )
+            assert again.output_text
+            assert first.usage is not None and again.usage is not None
+            assert again.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens - 2
+    finally:
+        gemma.unload()

@@ -246,3 +246,24 @@ def test_no_api_key_is_asked_for_when_none_is_set(base: str) -> None:
     assert httpx.get(f"{base}/v1/cluster/auth").json() == {"auth": False}
     # A key given anyway is not sent (the client's rule), and nothing is refused.
     assert list(RESTfulClient(base, api_key="anything").list_models()) == ["tiny", "tiny-qwen3"]
+
+
+# --- the starter model ---------------------------------------------------------------------------
+
+
+@pytest.mark.starter
+def test_starter_model_chats_through_the_client(starter_model_path: Path) -> None:
+    gemma = LoadedModel.load(starter_model_path, LoadConfig(context_length=1024))
+    try:
+        registry = ModelRegistry([ServedModel("gemma-3-270m", gemma)])
+        with ServerThread(ServerHandle(registry, port=0)) as handle:
+            client = RESTfulClient(handle.url.removesuffix("/v1"))
+            entry = client.list_models()["gemma-3-270m"]
+            assert entry["quantization"] == "Q4_K_M" and entry["model_family"] == "gemma3"
+            model = chat_model(client, "gemma-3-270m")
+            reply = model.chat([{"role": "user", "content": "What is the capital of France?"}],
+                               generate_config={"max_tokens": 16, "temperature": 0})
+            assert reply["choices"][0]["message"]["content"].strip()
+            assert reply["usage"]["completion_tokens"] > 0
+    finally:
+        gemma.unload()
