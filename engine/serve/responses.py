@@ -16,6 +16,10 @@ so that `previous_response_id` continues a conversation: the earlier turns come 
 as chat messages in front of the new input, and the engine's KV-cache reuse makes
 the follow-up cost only its new tokens. `GET`/`DELETE /v1/responses/{id}` read and
 forget a kept response.
+
+About 650 lines, past the house's ~600, on purpose: one protocol in one module (request,
+translation, output items, stream events, store, routes), as every protocol of the
+server has, so that nothing of the Responses API lives anywhere else.
 """
 
 from __future__ import annotations
