@@ -16,7 +16,7 @@ from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
 from gguf_factory import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, write_tiny_gguf
 from hub_server import write_mmproj_gguf, write_split_gguf
 
-from engine import catalog
+from engine.models import catalog, gguf_header, model_facts
 from engine.catalog import (
     CatalogSource,
     clear_info_cache,
@@ -161,9 +161,9 @@ def _write_big_header(path: Path, n_layer: int = 80, n_embd: int = 8192) -> Path
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.close()
-    needed = catalog.read_gguf_header(path).problem
+    needed = gguf_header.read_gguf_header(path).problem
     assert needed is not None  # data not there yet
-    header = catalog.read_gguf_header(path)
+    header = gguf_header.read_gguf_header(path)
     end = header.data_offset + max(t.offset + t.n_bytes for t in header.tensors)
     os.truncate(path, end)  # sparse: no disk used, and reading it would take minutes
     return path
@@ -352,13 +352,13 @@ def test_rescans_read_headers_only_when_files_change(
     for n in range(3):
         write_tiny_gguf(models / f"m{n}.gguf", seed=n)
     reads: list[Path] = []
-    real = catalog.read_gguf_header
+    real = gguf_header.read_gguf_header
 
-    def counting(path: Path) -> catalog.GGUFHeader:
+    def counting(path: Path) -> gguf_header.GGUFHeader:
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(catalog, "read_gguf_header", counting)
+    monkeypatch.setattr(model_facts, "read_gguf_header", counting)
     scan_dir(models)
     assert len(reads) == 3
     scan_dir(models)
