@@ -17,18 +17,19 @@ from gguf_factory import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, write_tiny_gguf
 from hub_server import write_mmproj_gguf, write_split_gguf
 
 from engine.models import catalog, gguf_header, model_facts
-from engine.catalog import (
+from engine.errors import ModelSettingsError
+from engine.models.catalog import (
     CatalogSource,
     clear_info_cache,
     default_sources,
     find_models,
     hf_cache_dir,
     read_model_info,
-    resolve_model,
     scan_catalog,
 )
+from engine.models.loader import resolve_model
 from engine.load_config import LoadConfig
-from engine.memory import (
+from engine.models.memory import (
     MIB,
     GpuMemory,
     MemorySnapshot,
@@ -39,7 +40,7 @@ from engine.memory import (
     parse_nvidia_smi,
     ram_memory,
 )
-from engine.model_settings import ModelSettingsError, ModelSettingsStore
+from engine.models.remembered import ModelSettingsStore
 from engine.settings import LoadOverride, ModelOverride, Settings
 
 
@@ -632,7 +633,7 @@ def test_bad_entries_are_skipped_not_fatal(tmp_path: Path) -> None:
 
 
 def test_sources_for_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.catalog import sources_for
+    from engine.models.catalog import sources_for
     from engine.settings import PathsSettings
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -645,3 +646,23 @@ def test_sources_for_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         CatalogSource("configured", tmp_path / "x"),
         CatalogSource("hf_cache", tmp_path / "hf"),
     ]
+
+
+def test_the_old_module_paths_re_export_the_same_objects() -> None:
+    """engine.catalog, .hub, .memory and .model_settings stay importable while callers move."""
+    import engine.catalog as old_catalog
+    import engine.hub as old_hub
+    import engine.memory as old_memory
+    import engine.model_settings as old_settings
+    from engine.models import download, gguf_header, hub, loader, memory, remembered, starter
+
+    for old in (old_catalog, old_hub, old_memory, old_settings):
+        for name in old.__all__:
+            assert getattr(old, name) is not None, (old.__name__, name)
+    assert old_catalog.CatalogEntry is catalog.CatalogEntry
+    assert old_catalog.read_gguf_header is gguf_header.read_gguf_header
+    assert old_catalog.resolve_model is loader.resolve_model
+    assert old_catalog.ensure_starter_model is starter.ensure_starter_model
+    assert old_hub.download is download.download and old_hub.search_models is hub.search_models
+    assert old_memory.fit_check is memory.fit_check
+    assert old_settings.ModelSettingsStore is remembered.ModelSettingsStore

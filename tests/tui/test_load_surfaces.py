@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from tui_testing import wait_for_model, wait_until
 
-from engine.model_settings import ModelSettingsStore
+from engine.models.remembered import ModelSettingsStore
 from tui.app import LlamatermApp
 
 REPO = Path(__file__).resolve().parents[2]
