@@ -206,19 +206,22 @@ class Settings(_Section):
         """The [models."<key>"] table, if there is one."""
         return self.models.get(key)
 
+    def model_override_for(
+        self, model_key: str, file_name: str = ""
+    ) -> tuple[str, ModelOverride] | None:
+        """The [models."<name>"] table that applies to a model and its name: looked up by
+        key, then by file name; the first found applies."""
+        for name in (model_key, file_name):
+            if name and name in self.models:
+                return name, self.models[name]
+        return None
+
     def load_config_for(self, model_key: str, file_name: str = "") -> LoadConfig:
-        """[load] with the model's override on top; the override is looked up by key,
-        then by file name, and the first found applies."""
-        override = self.model_override(model_key) or (
-            self.model_override(file_name) if file_name else None
-        )
-        if override is None:
-            return self.load
-        values = self.load.model_dump()
-        values.update(override.load.model_dump(exclude_none=True))
-        if override.chat_template_file is not None:
-            values["chat_template_file"] = override.chat_template_file
-        return LoadConfig.model_validate(values)
+        """[load] with the model's override on top (see model_override_for). What a load
+        really uses also has the remembered settings and the call's own: engine.models.loader."""
+        from engine.models.loader import layered_load_config
+
+        return layered_load_config(self, model_key, file_name)[0]
 
 
 def engine_prediction_defaults() -> PredictionConfig:

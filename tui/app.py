@@ -20,9 +20,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.catalog import STARTER_KEY, ensure_starter_model, model_key, resolve_model
 from engine.logbus import LOG_BUS, LogBus
-from engine.model_settings import ModelSettingsStore
+from engine.models.loader import load_model_async, resolve_load
+from engine.models.starter import STARTER_KEY
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
 from engine.settings import Settings
@@ -253,14 +253,15 @@ class LlamatermApp(App[int]):
         try:
             if isinstance(old, LoadedModel):
                 await asyncio.to_thread(old.unload)
-            path = await asyncio.to_thread(self._resolve, spec)
-            # What the person chose in the Models screen, over the config file's settings.
-            config = ModelSettingsStore(self.data_dir).load_config(
-                self.settings, model_key(path), path.name
+            # The one loader: config, then what the person chose in the Models screen.
+            plan = await asyncio.to_thread(
+                resolve_load, spec, self.settings, data_dir=self.data_dir
             )
-            model = await LoadedModel.load_async(
-                path, config, key=path.stem.lower(), on_progress=on_progress, cancel=cancel
-            )
+            path = plan.path
+            for problem in plan.problems:
+                # Remembered settings that were not applied: say so, the load goes on.
+                self.notify(problem, title="Model settings", severity="warning", markup=False)
+            model = await load_model_async(plan, on_progress=on_progress, cancel=cancel)
         except asyncio.CancelledError:
             self.post_message(ModelLoadCancelled(name))
             raise
@@ -287,15 +288,6 @@ class LlamatermApp(App[int]):
     def _set_load_progress(self, fraction: float) -> None:
         if self.model_state.status == "loading":
             self.load_progress = fraction
-
-    def _resolve(self, spec: str) -> Path:
-        data_models = models_dir(self.data_dir)
-        if spec == STARTER_KEY:
-            try:
-                return resolve_model(spec, self.settings.paths.model_dirs, data_models)
-            except LookupError:
-                return ensure_starter_model(data_models)
-        return resolve_model(spec, self.settings.paths.model_dirs, data_models)
 
     def on_model_load_started(self, message: ModelLoadStarted) -> None:
         self.load_progress = None
