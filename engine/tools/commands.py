@@ -26,6 +26,7 @@ from engine.errors import ToolError
 from engine.tools.definitions import PLACEHOLDER, ToolDefinition
 from engine.tools.results import ToolResult, error_result, truncate
 from engine.tools.roots import confine_path
+from engine.tools.spawn import RunningCommand, start_command
 
 
 async def run_command(
@@ -39,24 +40,26 @@ async def run_command(
     if tool.cwd is not None and not tool.cwd.is_dir():
         return error_result(call, f"the tool's working directory does not exist: {tool.cwd}", started)
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tool.cwd,
-            env={**os.environ, **tool.env},
-            # Its own process group, so a timeout kills the children it started too.
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        return error_result(call, f"program not found: {argv[0]!r}", started)
-    except PermissionError:
-        return error_result(call, f"program is not executable: {argv[0]!r}", started)
+        running = await start_command(argv, cwd=tool.cwd, env={**os.environ, **tool.env})
     except (OSError, ValueError) as err:
-        return error_result(call, f"cannot start {argv[0]!r}: {err}", started)
-    captured = await _collect(process, tool)
+        return _start_error(call, argv, err, started)
+    try:
+        captured = await _collect(running, tool)
+    finally:
+        running.close()
+    if running.start_error is not None:
+        return _start_error(call, argv, running.start_error, started)
     return _command_result(tool, call, captured, started)
+
+
+def _start_error(
+    call: ToolCall, argv: list[str], err: OSError | ValueError, started: float
+) -> ToolResult:
+    if isinstance(err, FileNotFoundError):
+        return error_result(call, f"program not found: {argv[0]!r}", started)
+    if isinstance(err, PermissionError):
+        return error_result(call, f"program is not executable: {argv[0]!r}", started)
+    return error_result(call, f"cannot start {argv[0]!r}: {err}", started)
 
 
 def build_argv(
@@ -149,44 +152,40 @@ class _Captured:
     timed_out: bool
 
 
-async def _collect(process: asyncio.subprocess.Process, tool: ToolDefinition) -> _Captured:
+async def _collect(running: RunningCommand, tool: ToolDefinition) -> _Captured:
     # Bytes kept per stream: enough for max_output_chars of any UTF-8 text, never more,
     # so a chatty program cannot fill memory.
     keep = tool.max_output_chars * 4 + 4
     stdout, stderr = _Capture(keep), _Capture(keep)
     timed_out = False
     try:
-        await asyncio.wait_for(_drain_all(process, stdout, stderr), tool.timeout_sec)
+        await asyncio.wait_for(_drain_all(running, stdout, stderr), tool.timeout_sec)
     except TimeoutError:
         timed_out = True
     finally:
         # Also on cancellation: a call abandoned by the act loop must not leave it running.
-        if timed_out or process.returncode is None:
-            _kill_group(process)
+        if timed_out or running.process.returncode is None:
+            running.stop()
     if timed_out:
         # What the program wrote before it was killed is still in the pipes.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_drain_all(process, stdout, stderr), 2.0)
-    return _Captured(stdout, stderr, process.returncode, timed_out)
+        try:
+            await asyncio.wait_for(_drain_all(running, stdout, stderr), 2.0)
+        except TimeoutError:
+            running.kill_group()  # the reaper did not finish: the last resort
+    return _Captured(stdout, stderr, running.exit_code, timed_out)
 
 
-async def _drain_all(process: asyncio.subprocess.Process, out: _Capture, err: _Capture) -> None:
+async def _drain_all(running: RunningCommand, out: _Capture, err: _Capture) -> None:
+    process = running.process
     assert process.stdout is not None and process.stderr is not None
-    await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
-    await process.wait()
+    # The wait runs beside the reads: once the command has ended, what it left running is
+    # killed, which also closes the pipes it held open.
+    await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err), running.wait())
 
 
 async def _drain(stream: asyncio.StreamReader, capture: _Capture) -> None:
     while chunk := await stream.read(65536):
         capture.add(chunk)
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(process.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows has no process groups to kill
-            process.kill()
 
 
 def _command_result(

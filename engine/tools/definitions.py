@@ -76,7 +76,7 @@ class ToolDefinition(BaseModel):
     """Parameters of a command that are paths: each must resolve inside the allowed
     roots, and the command receives it as an absolute path."""
     timeout_sec: float = Field(default=DEFAULT_TIMEOUT_SEC, gt=0)
-    """Seconds before the command (its whole process group) is killed."""
+    """Seconds before the command, and everything it started, is killed."""
     max_output_chars: int = Field(default=DEFAULT_MAX_OUTPUT_CHARS, ge=1)
     """Characters of output sent back to the model; the rest is cut with a note."""
     requires_approval: bool = True
