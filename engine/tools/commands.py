@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.chat import ToolCall
 from engine.errors import ToolError
-from engine.tools.definitions import PLACEHOLDER, ToolDefinition
+from engine.tools.definitions import PLACEHOLDER, ToolDefinition, leading_placeholder
 from engine.tools.results import ToolResult, error_result, truncate
 from engine.tools.roots import confine_path
 from engine.tools.spawn import RunningCommand, start_command
@@ -73,11 +73,29 @@ def build_argv(
     """
     values = _argument_values(tool, arguments, roots)
     argv: list[str] = []
+    options_end = False
     for element in tool.command or []:
+        # Only a literal "--" ends the options: one a placeholder produced is not trusted.
+        options_end = options_end or element == "--"
         substituted = _substitute(element, values)
-        if substituted is not None:
-            argv.append(substituted)
+        if substituted is None:
+            continue
+        if not options_end and not tool.allow_options and substituted.startswith("-"):
+            name = leading_placeholder(element)
+            if name is not None:
+                raise ToolError(_option_refused(name, values[name]))
+        argv.append(substituted)
     return argv
+
+
+def _option_refused(name: str, value: str) -> str:
+    shown = value if len(value) <= 60 else value[:60] + "..."
+    return (
+        f"argument {name!r} ({shown!r}) starts with '-', so the program would read it as an "
+        "option, and this tool takes no options from its arguments; pass a value that does "
+        "not start with '-' (the tool's definition can put \"--\" before the placeholder, "
+        "or set allow_options = true)"
+    )
 
 
 def _argument_values(

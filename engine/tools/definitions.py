@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,7 @@ _NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # so Python snippets such as `-c "d = {}"` need no escaping.
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+_log = logging.getLogger("llamaterm.tools")
 
 
 
@@ -75,6 +78,10 @@ class ToolDefinition(BaseModel):
     path_parameters: list[str] = Field(default_factory=list)
     """Parameters of a command that are paths: each must resolve inside the allowed
     roots, and the command receives it as an absolute path."""
+    allow_options: bool = False
+    """Let an argument that starts with `-` fill a placeholder at the start of an element
+    before any `--` (where the program would read it as an option). Off, such a call is
+    refused: `["sort", "{input}"]` must not get `--output=/etc/x` from a model."""
     timeout_sec: float = Field(default=DEFAULT_TIMEOUT_SEC, gt=0)
     """Seconds before the command, and everything it started, is killed."""
     max_output_chars: int = Field(default=DEFAULT_MAX_OUTPUT_CHARS, ge=1)
@@ -120,8 +127,8 @@ class ToolDefinition(BaseModel):
             raise ValueError("give exactly one of `builtin` and `command`")
         if self.command is not None:
             _check_command(self.command, self.parameter_names())
-        elif self.cwd is not None or self.env or self.path_parameters:
-            raise ValueError("cwd, env and path_parameters apply to commands only")
+        elif self.cwd is not None or self.env or self.path_parameters or self.allow_options:
+            raise ValueError("cwd, env, path_parameters and allow_options apply to commands only")
         unknown = [p for p in self.path_parameters if p not in self.parameter_names()]
         if unknown:
             raise ValueError(f"path_parameters names no parameter: {', '.join(unknown)}")
@@ -130,6 +137,29 @@ class ToolDefinition(BaseModel):
     def parameter_names(self) -> list[str]:
         properties = self.parameters.get("properties")
         return list(properties) if isinstance(properties, dict) else []
+
+    def option_placeholders(self) -> list[str]:
+        """The parameters whose value would be read as an option if it started with `-`:
+        those at the start of an element, before the first literal `--`."""
+        names: list[str] = []
+        for element in (self.command or [])[1:]:
+            if element == "--":
+                break
+            name = leading_placeholder(element)
+            if name is not None and name not in names:
+                names.append(name)
+        return names
+
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant: today, placeholders that could take an
+        option, of a tool that does not allow options (calls that try are refused)."""
+        if self.allow_options:
+            return []
+        return [
+            f'{{{name}}} is not after "--": a value starting with "-" will be refused; '
+            f'put "--" before it, or set allow_options = true if it takes options'
+            for name in self.option_placeholders()
+        ]
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool as OpenAI's `tools` list and chat templates expect it."""
@@ -145,7 +175,7 @@ class ToolDefinition(BaseModel):
     def to_toml_table(self) -> dict[str, Any]:
         """The table `save_tools` writes: unset keys and a built-in's own texts left out."""
         table = self.model_dump(mode="json", exclude_none=True)
-        for key in ("env", "path_parameters"):
+        for key in ("env", "path_parameters", "allow_options"):
             if not table[key]:
                 del table[key]
         builtin = BUILTINS.get(self.builtin or "")
@@ -168,6 +198,12 @@ def _check_command(command: list[str], parameters: list[str]) -> None:
         raise ValueError(f"command placeholder {names} names no parameter (parameters: {known})")
 
 
+def leading_placeholder(element: str) -> str | None:
+    """The parameter of the placeholder an argv element starts with, if it does."""
+    match = PLACEHOLDER.match(element)
+    return match.group(1) if match is not None else None
+
+
 def placeholders(element: str) -> list[str]:
     """The parameter names of the `{param}` placeholders in one argv element."""
     return [m.group(1) for m in PLACEHOLDER.finditer(element) if m.group(1)]
@@ -187,8 +223,22 @@ def tools_path(settings: Settings) -> Path:
     return configured if configured is not None else default_tools_path(settings.data_dir())
 
 
-def load_tools(path: Path) -> tuple[list[ToolDefinition], list[str]]:
-    """The valid definitions in the tools file, and one error line per invalid one.
+@dataclass(frozen=True)
+class ToolsFile:
+    """What reading a tools file found."""
+
+    path: Path
+    """The file read (or looked for: a missing file is no tools and no error)."""
+    tools: list[ToolDefinition] = field(default_factory=list)
+    """The valid definitions, in file order."""
+    errors: list[str] = field(default_factory=list)
+    """One line per invalid tool, or one for a file that cannot be read at all."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per thing allowed but probably not meant (`ToolDefinition.warnings`)."""
+
+
+def read_tools_file(path: Path) -> ToolsFile:
+    """The tools file's valid definitions, its errors and its warnings.
 
     A missing file is no tools and no error. A file that is not TOML loads nothing and
     reports its line. The file is only read, never rewritten.
@@ -197,16 +247,28 @@ def load_tools(path: Path) -> tuple[list[ToolDefinition], list[str]]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return [], []
+        return ToolsFile(path)
     except OSError as err:
-        return [], [f"{path}: cannot read: {err.strerror or err}"]
+        return ToolsFile(path, errors=[f"{path}: cannot read: {err.strerror or err}"])
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
-        return [], [f"{path}: not UTF-8 text (byte {err.start})"]
+        return ToolsFile(path, errors=[f"{path}: not UTF-8 text (byte {err.start})"])
     except tomllib.TOMLDecodeError as err:
-        return [], [_toml_error(path, err)]
+        return ToolsFile(path, errors=[_toml_error(path, err)])
     return _definitions(path, data)
+
+
+def load_tools(path: Path) -> tuple[list[ToolDefinition], list[str]]:
+    """The valid definitions in the tools file, and one error line per invalid one.
+
+    Warnings are logged (logger `llamaterm.tools`), not returned: callers show the
+    second list as errors, and a warned-about tool works. `read_tools_file` has them.
+    """
+    found = read_tools_file(path)
+    for warning in found.warnings:
+        _log.warning("%s", warning)
+    return found.tools, found.errors
 
 
 def _toml_error(path: Path, err: tomllib.TOMLDecodeError) -> str:
@@ -215,7 +277,7 @@ def _toml_error(path: Path, err: tomllib.TOMLDecodeError) -> str:
     return f"{where}: invalid TOML: {err}"
 
 
-def _definitions(path: Path, data: dict[str, Any]) -> tuple[list[ToolDefinition], list[str]]:
+def _definitions(path: Path, data: dict[str, Any]) -> ToolsFile:
     errors = [
         f"{path}: unknown top-level key {key!r}{_did_you_mean(key, ['tool'])}; "
         "tools are [[tool]] tables"
@@ -224,8 +286,11 @@ def _definitions(path: Path, data: dict[str, Any]) -> tuple[list[ToolDefinition]
     ]
     tables = data.get("tool", [])
     if not isinstance(tables, list):
-        return [], [*errors, f"{path}: `tool` must be an array of tables: write [[tool]]"]
+        return ToolsFile(
+            path, errors=[*errors, f"{path}: `tool` must be an array of tables: write [[tool]]"]
+        )
     tools: list[ToolDefinition] = []
+    warnings: list[str] = []
     for number, table in enumerate(tables, start=1):
         label = _tool_label(number, table)
         try:
@@ -237,7 +302,8 @@ def _definitions(path: Path, data: dict[str, Any]) -> tuple[list[ToolDefinition]
             errors.append(f"{path}: {label}: another tool already has this name; skipped")
             continue
         tools.append(tool)
-    return tools, errors
+        warnings.extend(f"{path}: {label}: warning: {warning}" for warning in tool.warnings())
+    return ToolsFile(path, tools, errors, warnings)
 
 
 def _tool_label(number: int, table: Any) -> str:
