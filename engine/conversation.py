@@ -7,11 +7,11 @@ an earlier request still runs.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from .chat import Chat
+from .contract import ToolChoice
 from .prediction import ContextOverflowPolicy, PredictionConfig
 from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reasoning
 from .runtime import (
@@ -28,9 +28,6 @@ from .tool_grammar import UnsupportedToolFormat, tool_call_grammar
 from .toolcalls import OutputPipeline, ToolCallParser, detect_tool_format, to_default_format
 
 Messages = list[dict[str, Any]]
-ToolChoice = Any
-"""OpenAI's tool_choice: "auto", "none", "required", or {"type": "function", "function":
-{"name": ...}} (a bare tool name works too)."""
 
 
 def tool_format(model: LoadedModel) -> str:
@@ -214,10 +211,11 @@ def respond_events(
     tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> EventStream:
-    """One assistant reply as an async stream of events. Call from a running event loop."""
-    stream = EventStream(asyncio.get_running_loop())
-    _start(stream, model, chat, config, defaults, tools, tool_choice, template_kwargs)
-    return stream
+    """`model.respond_events(...)`, as a function (the server and older callers use it)."""
+    return model.respond_events(
+        chat, config, defaults=defaults, tools=tools, tool_choice=tool_choice,
+        template_kwargs=template_kwargs,
+    )
 
 
 def respond_sync(
@@ -230,13 +228,14 @@ def respond_sync(
     tool_choice: ToolChoice = "auto",
     template_kwargs: dict[str, Any] | None = None,
 ) -> SyncEventStream:
-    """One assistant reply as a blocking stream of events."""
-    stream = SyncEventStream()
-    _start(stream, model, chat, config, defaults, tools, tool_choice, template_kwargs)
-    return stream
+    """`model.respond_sync(...)`, as a function."""
+    return model.respond_sync(
+        chat, config, defaults=defaults, tools=tools, tool_choice=tool_choice,
+        template_kwargs=template_kwargs,
+    )
 
 
-def _start(
+def start_reply(
     stream: EventStream | SyncEventStream,
     model: LoadedModel,
     chat: Chat | dict[str, Any] | str,
@@ -246,6 +245,7 @@ def _start(
     tool_choice: ToolChoice,
     template_kwargs: dict[str, Any] | None,
 ) -> None:
+    """Queue one reply to `chat` on `model`, its events going to `stream`."""
     merged = PredictionConfig.parse(config).merged_over(defaults)
     merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
     source = chat_prompt(

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .load_config import LoadConfig
 from .logbus import LOG_BUS, install_llama_log_hook
@@ -45,6 +45,9 @@ from .prediction import (
     ToolCallFinished,
 )
 from .textstream import EndOfGeneration, StopStringMatcher, TokenPieces, Utf8Decoder
+
+if TYPE_CHECKING:
+    from .chat import Chat
 
 Sink = Callable[[Event], None]
 
@@ -191,13 +194,40 @@ class LoadedModel:
         self._llama: Any = None
         self._pieces: TokenPieces | None = None
         self._eog: EndOfGeneration | None = None
-        self.info: ModelInfo | None = None
+        self._info: ModelInfo | None = None
         self.offload = Offload()
         self.metadata: dict[str, str] = {}
         self.chat_template: Any = None
         self.bos_text = ""
         self.eos_text = ""
         self._closed = False
+        self._active: dict[int, PredictionControl] = {}
+        self._active_lock = threading.Lock()
+
+    # --- what the ChatModel contract asks of every model -----------------------
+
+    is_remote = False
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise ModelLoadError(f"model {self.path} has not finished loading")
+        return self._info
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def placement(self) -> str:
+        return self.offload.describe()
+
+    def cancel(self) -> None:
+        """Stop every queued or running prediction (each finishes as userStopped)."""
+        with self._active_lock:
+            controls = list(self._active.values())
+        for control in controls:
+            control.cancel()
 
     # --- loading ------------------------------------------------------------
 
@@ -313,7 +343,7 @@ class LoadedModel:
         self.offload = _offload_from(records, llama_cpp.llama_supports_gpu_offload())
         n_ctx_train = int(llama._model.n_ctx_train())
         self._select_template(llama_cpp)
-        self.info = ModelInfo(
+        self._info = ModelInfo(
             display_name=self.metadata.get("general.name") or self.path.stem,
             path=str(self.path),
             architecture=self.metadata.get("general.architecture", "unknown"),
@@ -332,7 +362,7 @@ class LoadedModel:
         LOG_BUS.emit(
             "info",
             "load",
-            f"loaded {self.info.display_name} in {time.perf_counter() - started:.2f}s: "
+            f"loaded {self._info.display_name} in {time.perf_counter() - started:.2f}s: "
             f"context {llama.n_ctx()}, {cfg.n_threads} threads, {self.offload.describe()}",
             path=str(self.path),
         )
@@ -421,9 +451,53 @@ class LoadedModel:
         self._require_open()
         control = PredictionControl()
         job = _PredictionJob(self, prompt, config, sink, parser or PlainText(), add_special, control)
+        with self._active_lock:
+            self._active[id(control)] = control
+
+        def done(_: concurrent.futures.Future[Any]) -> None:
+            with self._active_lock:
+                self._active.pop(id(control), None)
+            control.done.set()
+
         future = self._thread.submit(job.run)
-        future.add_done_callback(lambda _: control.done.set())
+        future.add_done_callback(done)
         return control
+
+    def respond_events(
+        self,
+        chat: Chat | dict[str, Any] | str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        defaults: PredictionConfig = ENGINE_DEFAULTS,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = "auto",
+        template_kwargs: dict[str, Any] | None = None,
+    ) -> EventStream:
+        """One assistant reply as an async stream of events. Call from a running event loop.
+
+        The chat template renders on the model thread (see engine.conversation)."""
+        from .conversation import start_reply
+
+        stream = EventStream(asyncio.get_running_loop())
+        start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
+        return stream
+
+    def respond_sync(
+        self,
+        chat: Chat | dict[str, Any] | str,
+        config: PredictionConfig | dict[str, Any] | None = None,
+        *,
+        defaults: PredictionConfig = ENGINE_DEFAULTS,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = "auto",
+        template_kwargs: dict[str, Any] | None = None,
+    ) -> SyncEventStream:
+        """One assistant reply as a blocking stream of events."""
+        from .conversation import start_reply
+
+        stream = SyncEventStream()
+        start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
+        return stream
 
     def complete_events(
         self,
