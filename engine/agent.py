@@ -22,7 +22,7 @@ from pydantic import ValidationError, create_model
 from .chat import AssistantResponse, Chat, ToolCall, ToolResultMessage
 from .contract import ChatModel, ToolChoice
 from .prediction import Event, Failed, Finished, PredictionConfig, PredictionResult
-from .runtime import ENGINE_DEFAULTS
+from .llama import ENGINE_DEFAULTS
 from .tools import ToolDefinition, ToolResult, run_tool
 
 DENIED = "The user denied this tool call. Do not call it again; answer without it."

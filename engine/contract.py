@@ -6,7 +6,7 @@ what it holds in memory) is an attribute here, not an `isinstance` check. Harleq
 `adapter.py` plays this part for databases; this module is importable without
 llama.cpp, an HTTP client or Textual.
 
-Implementations: `engine.runtime.LoadedModel` (llama.cpp in this process) and
+Implementations: `engine.llama.LoadedModel` (llama.cpp in this process) and
 `engine.remote.RemoteModel` (an OpenAI-compatible server).
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from .chat import Chat
     from .prediction import ModelInfo, PredictionConfig
-    from .runtime import EventStream
+    from .llama.channels import EventStream
 
 ToolChoice = Any
 """OpenAI's tool_choice: "auto", "none", "required", or {"type": "function", "function":

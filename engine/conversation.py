@@ -14,7 +14,7 @@ from .chat import Chat
 from .contract import ToolChoice
 from .prediction import ContextOverflowPolicy, PredictionConfig
 from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reasoning
-from .runtime import (
+from .llama import (
     ENGINE_DEFAULTS,
     EventStream,
     LoadedModel,

@@ -46,7 +46,7 @@ from .prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from .runtime import EventStream
+from .llama.channels import EventStream
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for the next byte: a busy server may queue a request for a while."""
