@@ -25,7 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .chat import Chat, ToolCall
-from .conversation import as_chat
+from .formatting.conversation import as_chat
 from .logbus import LOG_BUS
 from .prediction import (
     ContentDelta,

@@ -226,7 +226,7 @@ class LoadedModel:
         )
 
     def _select_template(self, llama_cpp: Any) -> None:
-        from ..templates import TemplateError, select_template
+        from ..formatting.templates import TemplateError, select_template
 
         vocab = self._llama._model.vocab
         self.bos_text = _token_text(llama_cpp, vocab, llama_cpp.llama_vocab_bos(vocab))
@@ -334,7 +334,7 @@ class LoadedModel:
         """One assistant reply as an async stream of events. Call from a running event loop.
 
         The chat template renders on the model thread (see engine.conversation)."""
-        from ..conversation import start_reply
+        from ..formatting.conversation import start_reply
 
         stream = EventStream(asyncio.get_running_loop())
         start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
@@ -351,7 +351,7 @@ class LoadedModel:
         template_kwargs: dict[str, Any] | None = None,
     ) -> SyncEventStream:
         """One assistant reply as a blocking stream of events."""
-        from ..conversation import start_reply
+        from ..formatting.conversation import start_reply
 
         stream = SyncEventStream()
         start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
