@@ -20,6 +20,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
+from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
 from engine.models.loader import load_model_async, resolve_load
 from engine.models.starter import STARTER_KEY
@@ -112,7 +113,7 @@ class LlamatermApp(App[int]):
         ),
     ]
 
-    model: reactive[LoadedModel | None] = reactive(None, init=False)
+    model: reactive[ChatModel | None] = reactive(None, init=False)
     """The loaded model, or None. Screens watch it."""
     model_state: reactive[ModelState] = reactive(ModelState, init=False)
     """What the status line shows about the model."""
@@ -243,7 +244,7 @@ class LlamatermApp(App[int]):
             exit_on_error=False,
         )
 
-    async def _load(self, spec: str, old: LoadedModel | None) -> None:
+    async def _load(self, spec: str, old: ChatModel | None) -> None:
         # An async worker: llama.cpp loads on the model's own thread, resolving
         # (which may assemble the starter model) on a thread of its own.
         name = Path(spec).name if spec.endswith(".gguf") else spec
@@ -251,7 +252,7 @@ class LlamatermApp(App[int]):
         cancel = self._load_cancel = threading.Event()
         on_progress = self._load_progress_reporter()
         try:
-            if isinstance(old, LoadedModel):
+            if old is not None:
                 await asyncio.to_thread(old.unload)
             # The one loader: config, then what the person chose in the Models screen.
             plan = await asyncio.to_thread(
@@ -295,7 +296,7 @@ class LlamatermApp(App[int]):
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel) and previous is not message.model:
+        if previous is not None and previous is not message.model:
             # A load that finished while another was asked for: keep only the newest.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -307,7 +308,7 @@ class LlamatermApp(App[int]):
 
     def on_models_screen_remote_model_chosen(self, message: ModelsScreen.RemoteModelChosen) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel):
+        if previous is not None and previous is not message.model:
             # A remote model needs no local one: free its memory.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -328,8 +329,7 @@ class LlamatermApp(App[int]):
             return
         self.model = None
         self.model_state = ModelState()
-        if isinstance(model, LoadedModel):
-            self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
+        self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
 
     def cancel_model_load(self) -> None:
         # The event stops llama.cpp mid-load; cancelling the worker tells the app.
@@ -377,7 +377,7 @@ class LlamatermApp(App[int]):
         await self.server.stop()
         # Free llama.cpp's memory now, not whenever the process ends.
         model = self.model
-        if isinstance(model, LoadedModel):
+        if model is not None:
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
