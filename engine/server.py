@@ -6,7 +6,7 @@ Every public name this module had still imports from here; new code imports from
 
 from __future__ import annotations
 
-from engine.serve.app import Api, Endpoint, ServerOptions, create_app
+from engine.serve.app import Api, Endpoint, create_app
 from engine.serve.errors import CLIENT_CLOSED, ApiError, error_response
 from engine.serve.models import ModelProvider, ModelRegistry, ServedModel
 from engine.serve.requestlog import RequestLog
@@ -65,7 +65,6 @@ __all__ = [
     "ServedModel",
     "ServerError",
     "ServerHandle",
-    "ServerOptions",
     "StreamOptions",
     "TextChunks",
     "ToolSpec",

@@ -27,6 +27,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -34,6 +35,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.kind = kind
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {
@@ -47,14 +49,19 @@ class ApiError(Exception):
 
 
 def error_response(error: ApiError) -> Response:
-    return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+# The request field an engine refusal is about, by how the engine's message starts;
+# any other refusal is about the messages (the template would not render them).
+_ENGINE_PARAMS = {"invalid grammar": "grammar", "logitBias:": "logit_bias"}
 
 
 def engine_error(error: BaseException) -> ApiError:
     """A failed prediction: ValueErrors (template refusals, bad grammars) are the request's fault."""
     message = str(error) or type(error).__name__
     if isinstance(error, ValueError):
-        param = "grammar" if message.startswith("invalid grammar") else "messages"
+        param = next((p for start, p in _ENGINE_PARAMS.items() if message.startswith(start)), "messages")
         return ApiError(message, param=param, code="invalid_request")
     return ApiError(message, status=500, kind="server_error", code="prediction_failed")
 
@@ -91,7 +98,9 @@ def validation_error(err: ValidationError, data: Any, prefix: str = "") -> ApiEr
 
 def too_large(size: int, limit: int) -> ApiError:
     return ApiError(
-        f"the request body is {size} bytes, more than the server's limit of {limit}",
+        f"the request body is {size} bytes, more than the server's limit of {limit} "
+        "([server] max_body_bytes)",
+        status=413,
         code="request_too_large",
     )
 

@@ -70,6 +70,7 @@ class OpenAIv1:
         served = self.api.model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
         job = chat_job(parsed)
+        self.api.admit(log)
         stream = self.api.track(respond_events(
             served.model,
             job.chat,
@@ -91,6 +92,7 @@ class OpenAIv1:
         served = self.api.model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
         config = prediction_config(parsed.sampling()).merged_over(served.defaults)
+        self.api.admit(log)
         stream = self.api.track(served.model.complete_events(parsed.text, config))
         reply = Reply(served.id, "text_completion")
         if parsed.stream:

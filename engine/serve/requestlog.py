@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,15 @@ class RequestLog:
     model: str | None = None
     stream: bool = False
     done: bool = False
+    on_finish: list[Callable[[], None]] = field(default_factory=list)
+    """Called once the request is answered or abandoned (a queue slot is given back)."""
 
     def finish(self, status: int, result: PredictionResult | None = None, **extra: Any) -> None:
         if self.done:
             return
         self.done = True
+        for callback in self.on_finish:
+            callback()
         duration = time.perf_counter() - self.started
         data: dict[str, Any] = {
             "method": self.method,

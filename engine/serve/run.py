@@ -25,7 +25,9 @@ from engine.prediction import LogRecord
 
 from .app import create_app
 from .models import ModelProvider, ModelRegistry, ServedModel
-from .settings import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT
+from .connections import protocol_with
+from .security import is_loopback
+from .settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 
 __all__ = ["ServerError", "ServerHandle", "run_server"]
 
@@ -77,23 +79,27 @@ class ServerHandle:
     """The server inside an already-running asyncio app: `await start()`, `await stop()`.
 
     Port 0 picks a free port; `url` is then the real one. Signals are left to the app.
+    `settings` is the `[server]` table (limits, allowed hosts, CORS origins, timeouts);
+    `host`, `port`, `api_key` and `max_body_bytes`, when given, override its values.
     """
 
     def __init__(
         self,
         models: ModelProvider,
         *,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
+        host: str | None = None,
+        port: int | None = None,
         api_key: str | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_body_bytes: int | None = None,
         shutdown_timeout: float = 3.0,
+        settings: ServerSettings | None = None,
     ) -> None:
         self.models = models
-        self.host = host
-        self.port = port
-        self.api_key = api_key or None
-        self.max_body_bytes = max_body_bytes
+        self.settings = settings or ServerSettings()
+        self.host = host if host is not None else self.settings.host
+        self.port = port if port is not None else self.settings.port
+        self.api_key = (api_key if api_key is not None else self.settings.api_key) or None
+        self.max_body_bytes = max_body_bytes or self.settings.max_body_bytes
         self.shutdown_timeout = shutdown_timeout
         self._server: Any = None
         self._app: Starlette | None = None
@@ -117,11 +123,15 @@ class ServerHandle:
         _bridge_uvicorn_logs()
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        app = self._app = create_app(
-            self.models, api_key=self.api_key, max_body_bytes=self.max_body_bytes
-        )
+        settings = self.settings.model_copy(update={
+            "host": self.host, "port": self.port, "api_key": self.api_key,
+            "max_body_bytes": self.max_body_bytes,
+        })
+        app = self._app = create_app(self.models, settings=settings)
         config = uvicorn.Config(
             app,
+            http=protocol_with(settings.header_timeout),
+            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -198,7 +208,8 @@ def run_server(
         print(f"llamaterm: {err}", file=out)
         return 1
     served = ServedModel(handle.identifier, handle.loaded_model, settings.prediction_defaults())
-    server = ServerHandle(ModelRegistry([served]), host=host, port=port, api_key=api_key)
+    server = ServerHandle(ModelRegistry([served]), host=host, port=port, api_key=api_key,
+                          settings=getattr(settings, "server", None))
     try:
         return asyncio.run(_serve_until_signal(server, out))
     finally:
@@ -232,14 +243,10 @@ def _banner(server: ServerHandle) -> list[str]:
     ids = ", ".join(m.id for m in server.models.served_models())
     lines = [f"serving {ids} at {server.url}"]
     lines.append("API key required" if server.api_key else "no API key required")
-    if not _is_loopback(server.host) and not server.api_key:
+    if not is_loopback(server.host) and not server.api_key:
         lines.append(f"warning: {server.host} is reachable from other machines and no --api-key is set")
     lines.append("Ctrl+C stops the server")
     return lines
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _printer(out: TextIO) -> Callable[[LogRecord], None]:

@@ -104,17 +104,39 @@ def _tool_choice(request: ChatCompletionRequest, tools: list[dict[str, Any]]) ->
         return choice or "auto"
     if not tools:
         raise ApiError("tool_choice requires tools, and none were given", param="tool_choice")
+    names = [t["function"]["name"] for t in tools]
     if choice == "required":
+        _check_forced_schemas(tools, set(names))
         return choice
     assert isinstance(choice, NamedToolChoice)
-    names = [t["function"]["name"] for t in tools]
     if choice.function.name not in names:
         raise ApiError(
             f"tool_choice names {choice.function.name!r}, which is not among the tools "
             f"({', '.join(names)})",
             param="tool_choice.function.name",
         )
+    _check_forced_schemas(tools, {choice.function.name})
     return choice.model_dump()
+
+
+def _check_forced_schemas(tools: list[dict[str, Any]], chosen: set[str]) -> None:
+    """A forced call is generated under a grammar built from its tool's schema: refuse a
+    schema the converter cannot take, naming the tool, before any prediction starts."""
+    from engine.tool_grammar import tool_call_grammar
+
+    for n, tool in enumerate(tools):
+        if tool["function"]["name"] not in chosen:
+            continue
+        try:
+            # The JSON wrapper every JSON format shares; only the schema can fail here.
+            tool_call_grammar([tool], "required", "default")
+        except Exception as err:  # noqa: BLE001 - the converter raises anything on odd schemas
+            param = f"tools[{n}].function.parameters"
+            raise ApiError(
+                f"{param}: cannot turn this schema into a grammar: {err}",
+                param=param,
+                code="invalid_value",
+            ) from None
 
 
 def _response_grammar(response_format: ResponseFormat | None) -> str | None:
