@@ -90,12 +90,23 @@ def _chat_of(messages: list[dict[str, Any]]) -> Chat:
                 param=f"messages[{n}].role",
                 code="invalid_value",
             )
+        _check_text_parts(n, message.get("content"))
         # OpenAI's newer name for the system prompt.
         normalised.append({**message, "role": "system"} if role == "developer" else message)
     try:
         return Chat.model_validate({"messages": normalised})
     except ValidationError as err:
         raise validation_error(err, {"messages": normalised}) from None
+
+
+def _check_text_parts(n: int, content: Any) -> None:
+    """Text parts must hold text (the chat's own validator would fail on them unnamed)."""
+    if not isinstance(content, list):
+        return
+    for k, part in enumerate(content):
+        if isinstance(part, dict) and not isinstance(part.get("text", ""), str):
+            param = f"messages[{n}].content[{k}].text"
+            raise ApiError(f"{param}: must be a string", param=param, code="invalid_value")
 
 
 def _tool_choice(request: ChatCompletionRequest, tools: list[dict[str, Any]]) -> Any:
@@ -180,11 +191,28 @@ def _thinking(request: ChatCompletionRequest) -> tuple[bool | None, dict[str, An
     return thinking, kwargs
 
 
+# The request's name for an engine setting, where the two differ.
+_REQUEST_NAMES = {"stop_strings": "stop"}
+
+
 def prediction_config(values: dict[str, Any]) -> PredictionConfig:
+    """The engine's config from the request's sampling values; a refusal names the field."""
     try:
         return PredictionConfig.parse(values)
     except PredictionConfigError as err:
-        raise ApiError(str(err), code="invalid_value") from None
+        field = _first_field(values)
+        param = _REQUEST_NAMES.get(field, field) if field else None
+        raise ApiError(str(err), param=param, code="invalid_value") from None
+
+
+def _first_field(values: dict[str, Any]) -> str | None:
+    """The first field PredictionConfig refuses (its error message has every one)."""
+    try:
+        PredictionConfig.model_validate(values)
+    except ValidationError as err:
+        loc = err.errors()[0]["loc"]
+        return str(loc[0]) if loc else None
+    return None
 
 
 # --- results and events into OpenAI JSON -----------------------------------------------

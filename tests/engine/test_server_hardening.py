@@ -307,6 +307,8 @@ def with_(**fields: Any) -> dict[str, Any]:
         with_(messages=[{"role": "tool", "content": "x"}]),
         with_(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
         with_(messages=[{"role": "user", "content": None}]),
+        with_(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]),
+        with_(messages=[{"role": "user", "content": [5, {"type": "text"}]}]),
         with_(messages=[{"role": "assistant", "content": "", "tool_calls": "nope"}]),
         with_(chat_template_kwargs={"x": "[" * 60 + "]" * 60}),
         with_(stream_options={"include_usage": "maybe"}),
