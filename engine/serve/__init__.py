@@ -11,8 +11,10 @@ Split as llama-cpp-python splits its `server/` package:
 | `translate.py` | a request into engine inputs; results and events into OpenAI JSON |
 | `streaming.py` | server-sent events from one prediction, with disconnect handling |
 | `requestlog.py` | one log-bus record per request |
-| `app.py` | the plumbing every endpoint shares, and the Starlette app factory |
+| `security.py` | the Host check (DNS rebinding) and CORS for listed origins only |
+| `app.py` | the plumbing every endpoint shares (body limits, queue), the app factory |
 | `openai_v1.py` | OpenAI's `/v1` endpoints: models, chat completions, completions |
+| `connections.py` | uvicorn's HTTP protocol with a deadline for a request's headers |
 | `run.py` | starting and stopping uvicorn (`ServerHandle`, `run_server`), the banner |
 
 A new protocol (OpenAI Responses, the LM Studio websocket, Xinference's shapes) is a
