@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 from engine import paths
 from engine.load_config import KvCacheType, LoadConfig
 from engine.prediction import PredictionConfig
+from engine.serve.settings import ServerSettings  # the [server] table; re-exported
 
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
@@ -126,15 +127,6 @@ class ToolsSettings(_Section):
     """The TOML file of tool definitions; unset means tools.toml in the data directory."""
     allowed_roots: list[UserPath] = Field(default_factory=list)
     """Directories the built-in file tools may read and write; empty means none."""
-
-
-class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    """Where the OpenAI-compatible server listens; loopback unless you mean otherwise."""
-    port: int = Field(default=1234, ge=0, le=65535)
-    """Its port."""
-    api_key: str | None = None
-    """When set, requests must carry `Authorization: Bearer <key>`."""
 
 
 class RemoteSettings(_Section):
