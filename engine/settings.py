@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 from engine import paths
 from engine.load_config import KvCacheType, LoadConfig
 from engine.prediction import PredictionConfig
+from engine.serve.settings import ServerSettings  # the [server] table; re-exported
 
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
@@ -128,15 +129,6 @@ class ToolsSettings(_Section):
     """Directories the built-in file tools may read and write; empty means none."""
 
 
-class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    """Where the OpenAI-compatible server listens; loopback unless you mean otherwise."""
-    port: int = Field(default=1234, ge=0, le=65535)
-    """Its port."""
-    api_key: str | None = None
-    """When set, requests must carry `Authorization: Bearer <key>`."""
-
-
 class RemoteSettings(_Section):
     base_url: str
     """An OpenAI-compatible server, e.g. "http://gpu-box:8080/v1" (llama-server, vLLM, LM Studio, Ollama)."""
@@ -206,19 +198,22 @@ class Settings(_Section):
         """The [models."<key>"] table, if there is one."""
         return self.models.get(key)
 
+    def model_override_for(
+        self, model_key: str, file_name: str = ""
+    ) -> tuple[str, ModelOverride] | None:
+        """The [models."<name>"] table that applies to a model and its name: looked up by
+        key, then by file name; the first found applies."""
+        for name in (model_key, file_name):
+            if name and name in self.models:
+                return name, self.models[name]
+        return None
+
     def load_config_for(self, model_key: str, file_name: str = "") -> LoadConfig:
-        """[load] with the model's override on top; the override is looked up by key,
-        then by file name, and the first found applies."""
-        override = self.model_override(model_key) or (
-            self.model_override(file_name) if file_name else None
-        )
-        if override is None:
-            return self.load
-        values = self.load.model_dump()
-        values.update(override.load.model_dump(exclude_none=True))
-        if override.chat_template_file is not None:
-            values["chat_template_file"] = override.chat_template_file
-        return LoadConfig.model_validate(values)
+        """[load] with the model's override on top (see model_override_for). What a load
+        really uses also has the remembered settings and the call's own: engine.models.loader."""
+        from engine.models.loader import layered_load_config
+
+        return layered_load_config(self, model_key, file_name)[0]
 
 
 def engine_prediction_defaults() -> PredictionConfig:

@@ -20,9 +20,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.catalog import STARTER_KEY, ensure_starter_model, model_key, resolve_model
+from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
-from engine.model_settings import ModelSettingsStore
+from engine.models.loader import load_model_async, resolve_load
+from engine.models.starter import STARTER_KEY
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
 from engine.settings import Settings
@@ -112,7 +113,7 @@ class LlamatermApp(App[int]):
         ),
     ]
 
-    model: reactive[LoadedModel | None] = reactive(None, init=False)
+    model: reactive[ChatModel | None] = reactive(None, init=False)
     """The loaded model, or None. Screens watch it."""
     model_state: reactive[ModelState] = reactive(ModelState, init=False)
     """What the status line shows about the model."""
@@ -243,7 +244,7 @@ class LlamatermApp(App[int]):
             exit_on_error=False,
         )
 
-    async def _load(self, spec: str, old: LoadedModel | None) -> None:
+    async def _load(self, spec: str, old: ChatModel | None) -> None:
         # An async worker: llama.cpp loads on the model's own thread, resolving
         # (which may assemble the starter model) on a thread of its own.
         name = Path(spec).name if spec.endswith(".gguf") else spec
@@ -251,16 +252,17 @@ class LlamatermApp(App[int]):
         cancel = self._load_cancel = threading.Event()
         on_progress = self._load_progress_reporter()
         try:
-            if isinstance(old, LoadedModel):
+            if old is not None:
                 await asyncio.to_thread(old.unload)
-            path = await asyncio.to_thread(self._resolve, spec)
-            # What the person chose in the Models screen, over the config file's settings.
-            config = ModelSettingsStore(self.data_dir).load_config(
-                self.settings, model_key(path), path.name
+            # The one loader: config, then what the person chose in the Models screen.
+            plan = await asyncio.to_thread(
+                resolve_load, spec, self.settings, data_dir=self.data_dir
             )
-            model = await LoadedModel.load_async(
-                path, config, key=path.stem.lower(), on_progress=on_progress, cancel=cancel
-            )
+            path = plan.path
+            for problem in plan.problems:
+                # Remembered settings that were not applied: say so, the load goes on.
+                self.notify(problem, title="Model settings", severity="warning", markup=False)
+            model = await load_model_async(plan, on_progress=on_progress, cancel=cancel)
         except asyncio.CancelledError:
             self.post_message(ModelLoadCancelled(name))
             raise
@@ -288,22 +290,13 @@ class LlamatermApp(App[int]):
         if self.model_state.status == "loading":
             self.load_progress = fraction
 
-    def _resolve(self, spec: str) -> Path:
-        data_models = models_dir(self.data_dir)
-        if spec == STARTER_KEY:
-            try:
-                return resolve_model(spec, self.settings.paths.model_dirs, data_models)
-            except LookupError:
-                return ensure_starter_model(data_models)
-        return resolve_model(spec, self.settings.paths.model_dirs, data_models)
-
     def on_model_load_started(self, message: ModelLoadStarted) -> None:
         self.load_progress = None
         self.model_state = ModelState.loading(message.name)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel) and previous is not message.model:
+        if previous is not None and previous is not message.model:
             # A load that finished while another was asked for: keep only the newest.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -315,7 +308,7 @@ class LlamatermApp(App[int]):
 
     def on_models_screen_remote_model_chosen(self, message: ModelsScreen.RemoteModelChosen) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel):
+        if previous is not None and previous is not message.model:
             # A remote model needs no local one: free its memory.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -336,8 +329,7 @@ class LlamatermApp(App[int]):
             return
         self.model = None
         self.model_state = ModelState()
-        if isinstance(model, LoadedModel):
-            self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
+        self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
 
     def cancel_model_load(self) -> None:
         # The event stops llama.cpp mid-load; cancelling the worker tells the app.
@@ -385,7 +377,7 @@ class LlamatermApp(App[int]):
         await self.server.stop()
         # Free llama.cpp's memory now, not whenever the process ends.
         model = self.model
-        if isinstance(model, LoadedModel):
+        if model is not None:
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)

@@ -17,9 +17,8 @@ as chat messages in front of the new input, and the engine's KV-cache reuse make
 the follow-up cost only its new tokens. `GET`/`DELETE /v1/responses/{id}` read and
 forget a kept response.
 
-About 650 lines, past the house's ~600, on purpose: one protocol in one module (request,
-translation, output items, stream events, store, routes), as every protocol of the
-server has, so that nothing of the Responses API lives anywhere else.
+The request and its translation into a chat request are in `responses_request`; this
+module holds the output items, the streamed events, the kept responses and the routes.
 """
 
 from __future__ import annotations
@@ -30,14 +29,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.conversation import respond_events
+from engine.formatting.conversation import respond_events
 from engine.prediction import (
     ContentDelta,
     Event,
@@ -48,232 +46,25 @@ from engine.prediction import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from engine.server import (
-    ApiError,
-    ChatCompletionRequest,
-    EventStreamResponse,
-    RequestLog,
-    _Api,
-    _Body,
-    _engine_error,
-    _parse,
-    chat_job,
-    with_stop_tokens,
+
+from .errors import ApiError, engine_error
+from .requestlog import RequestLog
+from .responses_request import (
+    ResponsesRequest,
+    chat_param,
+    chat_request,
+    function_tools,
+    input_messages,
 )
+from .schemas import ChatCompletionRequest, parse
+from .streaming import EventStreamResponse
+from .translate import chat_job, with_stop_tokens
+
+if TYPE_CHECKING:
+    from .app import Api
 
 KEPT_PER_MODEL = 64
 """How many responses each model keeps for `previous_response_id` (the oldest go first)."""
-
-# Chat-completion fields a Responses client may send through `extra_body`, as llama.cpp's
-# and our chat endpoint take them; passed on unchanged.
-_PASSED_THROUGH = (
-    "top_k", "min_p", "repeat_penalty", "repetition_penalty", "seed", "stop", "grammar",
-    "logit_bias", "stop_token_ids", "enable_thinking",
-)
-_ROLES = {"user", "system", "developer", "assistant"}
-_TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
-
-
-# --- the request -----------------------------------------------------------------------
-
-
-class TextConfig(_Body):
-    format: dict[str, Any] | None = None
-
-
-class ReasoningConfig(_Body):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    summary: str | None = None
-
-
-class ResponsesRequest(_Body):
-    model: str | None = None
-    input: str | list[Any] = ""
-    instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=5.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stream: bool | None = False
-    text: TextConfig | None = None
-    reasoning: ReasoningConfig | None = None
-    previous_response_id: str | None = None
-    store: bool | None = True
-    metadata: dict[str, Any] | None = None
-    background: bool | None = None
-    chat_template_kwargs: dict[str, Any] | None = None
-
-
-def input_messages(items: str | list[Any], where: str = "input") -> list[dict[str, Any]]:
-    """Responses input items as chat messages.
-
-    A `function_call` joins the assistant message before it (one turn may say something
-    and call several tools); a `reasoning` item goes to the assistant message after it,
-    which templates that show earlier reasoning render; `function_call_output` becomes a
-    tool message, named after its call.
-    """
-    if isinstance(items, str):
-        return [{"role": "user", "content": items}] if items else []
-    messages: list[dict[str, Any]] = []
-    names: dict[str, str] = {}
-    reasoning = ""
-    for n, item in enumerate(items):
-        at = f"{where}[{n}]"
-        if not isinstance(item, dict):
-            raise ApiError(f"{at}: must be an object", param=at, code="invalid_value")
-        kind = item.get("type") or ("message" if "role" in item else None)
-        if kind == "message":
-            role = item.get("role")
-            if role not in _ROLES:
-                raise ApiError(f"{at}.role: must be one of user, system, developer, assistant "
-                               f"(got {role!r})", param=f"{at}.role", code="invalid_value")
-            text = _content_text(item.get("content"), f"{at}.content")
-            if role == "assistant":
-                messages.append({"role": "assistant", "content": text, "reasoning_content": reasoning})
-                reasoning = ""
-            else:
-                messages.append({"role": "system" if role == "developer" else role, "content": text})
-        elif kind == "function_call":
-            call_id, name = _required(item, at, "call_id"), _required(item, at, "name")
-            arguments = item.get("arguments") or "{}"
-            names[call_id] = name
-            call = {"id": call_id, "type": "function",
-                    "function": {"name": name, "arguments": arguments}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and not reasoning:
-                last.setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": "", "reasoning_content": reasoning,
-                                 "tool_calls": [call]})
-                reasoning = ""
-        elif kind == "function_call_output":
-            call_id = _required(item, at, "call_id")
-            output = item.get("output", "")
-            text = output if isinstance(output, str) else _content_text(output, f"{at}.output")
-            messages.append({"role": "tool", "tool_call_id": call_id, "name": names.get(call_id, ""),
-                             "content": text})
-        elif kind == "reasoning":
-            parts = item.get("content") or item.get("summary") or []
-            reasoning += _content_text(parts, f"{at}.content")
-        else:
-            raise ApiError(f"{at}.type: {kind!r} items are not supported here (message, "
-                           "function_call, function_call_output and reasoning are)",
-                           param=f"{at}.type", code="invalid_value")
-    return messages
-
-
-def _required(item: dict[str, Any], at: str, key: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str) or not value:
-        raise ApiError(f"{at}.{key}: is required", param=f"{at}.{key}", code="invalid_value")
-    return value
-
-
-def _content_text(content: Any, at: str) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if not isinstance(content, list):
-        raise ApiError(f"{at}: must be a string or a list of parts", param=at, code="invalid_value")
-    texts = []
-    for n, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in _TEXT_PARTS:
-            texts.append(str(part.get("text", "")))
-        elif kind == "refusal":
-            texts.append(str(part.get("refusal", "")))
-        elif kind == "input_image":
-            raise ApiError(f"{at}[{n}]: the model has no vision: image input is not supported",
-                           param=f"{at}[{n}]", code="unsupported_content")
-        else:
-            raise ApiError(f"{at}[{n}].type: {kind!r} parts are not supported here",
-                           param=f"{at}[{n}].type", code="unsupported_content")
-    return "".join(texts)
-
-
-def function_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Responses' flat function tools (chat-shaped ones pass too), as Responses echoes them."""
-    flat = []
-    for n, tool in enumerate(tools or []):
-        if tool.get("type", "function") != "function":
-            raise ApiError(f"tools[{n}].type: only function tools run here (got {tool.get('type')!r})",
-                           param=f"tools[{n}].type", code="unsupported_tool")
-        spec = tool["function"] if isinstance(tool.get("function"), dict) else tool
-        flat.append({"type": "function", "name": spec.get("name"),
-                     "description": spec.get("description"),
-                     "parameters": spec.get("parameters") or {"type": "object", "properties": {}},
-                     "strict": spec.get("strict")})
-    return flat
-
-
-def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    spec = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool[k] is not None}
-    return {"type": "function", "function": spec}
-
-
-def _chat_tool_choice(choice: str | dict[str, Any] | None) -> Any:
-    if choice is None or isinstance(choice, str):
-        return choice
-    if choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        return {"type": "function", "function": {"name": choice["name"]}}
-    if choice.get("type") == "function" and isinstance(choice.get("function"), dict):
-        return choice
-    raise ApiError(f"tool_choice: {choice.get('type')!r} is not supported here (auto, none, "
-                   "required or a function are)", param="tool_choice", code="invalid_value")
-
-
-def _response_format(text: TextConfig | None) -> dict[str, Any] | None:
-    spec = text.format if text is not None else None
-    if not spec or spec.get("type") == "text":
-        return None
-    if spec.get("type") == "json_schema":
-        schema = {k: spec[k] for k in ("name", "schema", "strict") if k in spec}
-        return {"type": "json_schema", "json_schema": schema}
-    return spec
-
-
-def chat_request(parsed: ResponsesRequest, raw: dict[str, Any],
-                 history: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The chat completion body this request amounts to, and the new turns it adds."""
-    if parsed.background:
-        raise ApiError("background: is not supported", param="background", code="invalid_value")
-    new = input_messages(parsed.input)
-    messages = ([{"role": "system", "content": parsed.instructions}] if parsed.instructions else [])
-    messages += history + new
-    if not any(m["role"] != "system" for m in messages):
-        raise ApiError("input: is required", param="input", code="invalid_value")
-    body: dict[str, Any] = {"model": parsed.model, "messages": messages,
-                            "max_tokens": parsed.max_output_tokens,
-                            "temperature": parsed.temperature, "top_p": parsed.top_p,
-                            "tools": [_chat_tool(t) for t in function_tools(parsed.tools)] or None,
-                            "tool_choice": _chat_tool_choice(parsed.tool_choice),
-                            "response_format": _response_format(parsed.text)}
-    kwargs = dict(parsed.chat_template_kwargs or {})
-    effort = parsed.reasoning.effort if parsed.reasoning else None
-    if effort is not None:
-        body["enable_thinking"] = effort not in ("none", "minimal")
-        if body["enable_thinking"]:
-            kwargs.setdefault("reasoning_effort", effort)  # gpt-oss's templates read it
-    body["chat_template_kwargs"] = kwargs or None
-    body.update({k: raw[k] for k in _PASSED_THROUGH if k in raw})
-    return {k: v for k, v in body.items() if v is not None}, new
-
-
-def _chat_param(param: str | None) -> str | None:
-    """A chat request's field, by the name a Responses client gave it."""
-    if param is None:
-        return None
-    renames = {"max_tokens": "max_output_tokens", "response_format": "text.format"}
-    for old, new in renames.items():
-        if param == old or param.startswith(old + "."):
-            return new + param[len(old):]
-    if param.startswith("messages"):
-        return "input"
-    if param.startswith("tools"):
-        return param.replace(".function", "")
-    return param
-
 
 # --- the response ----------------------------------------------------------------------
 
@@ -425,7 +216,7 @@ class ResponseEvents:
         return out
 
     def failed(self, error: BaseException) -> list[dict[str, Any]]:
-        api_error = _engine_error(error)
+        api_error = engine_error(error)
         body = self.draft.body("failed", self.output,
                                error={"code": api_error.code or "server_error",
                                       "message": api_error.message})
@@ -595,8 +386,8 @@ class ResponseStore:
 # --- routes ------------------------------------------------------------------------------
 
 
-def routes(api: _Api, store: ResponseStore | None = None) -> list[Route]:
-    """The Responses routes over the server's endpoints (`_Api`), keeping to `store`."""
+def routes(api: Api, store: ResponseStore | None = None) -> list[Route]:
+    """The Responses routes over the shared plumbing (`app.Api`), keeping to `store`."""
     kept = store if store is not None else ResponseStore()
 
     def _previous(response_id: str | None) -> list[dict[str, Any]]:
@@ -610,19 +401,20 @@ def routes(api: _Api, store: ResponseStore | None = None) -> list[Route]:
         return previous.messages
 
     async def create(request: Request, log: RequestLog) -> Response | EventStreamResponse:
-        raw = await api._json_body(request)
-        parsed: ResponsesRequest = _parse(ResponsesRequest, raw)
-        served = api._model(parsed.model)
+        raw = await api.json_body(request)
+        parsed: ResponsesRequest = parse(ResponsesRequest, raw)
+        served = api.model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
         history = _previous(parsed.previous_response_id)
         body, new = chat_request(parsed, raw, history)
         try:
-            job = chat_job(_parse(ChatCompletionRequest, body))
+            job = chat_job(parse(ChatCompletionRequest, body))
         except ApiError as err:
-            err.param = _chat_param(err.param)
+            err.param = chat_param(err.param)
             raise
         job.config = await with_stop_tokens(job.config, served, body.get("stop_token_ids"))
-        stream = api._track(respond_events(
+        api.admit(log)
+        stream = api.track(respond_events(
             served.model, job.chat, job.config, defaults=served.defaults,
             tools=job.tools or None, tool_choice=job.tool_choice,
             template_kwargs=job.template_kwargs,
@@ -636,7 +428,7 @@ def routes(api: _Api, store: ResponseStore | None = None) -> list[Route]:
 
         if parsed.stream:
             return ResponsesEventStream(stream, ResponseEvents(draft, keep), log)
-        result = await api._result(request, stream, log)
+        result = await api.result(request, stream, log)
         response = draft.finished(output_items(result), result)
         keep(response)
         return JSONResponse(response)
@@ -656,14 +448,8 @@ def routes(api: _Api, store: ResponseStore | None = None) -> list[Route]:
                            param="response_id", code="not_found")
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
-    def route(path: str, endpoint: Any, method: str) -> Route:
-        async def handler(request: Request) -> Any:
-            return await api.handle(request, endpoint)
-
-        return Route(path, handler, methods=[method])
-
     return [
-        route("/v1/responses", create, "POST"),
-        route("/v1/responses/{response_id}", retrieve, "GET"),
-        route("/v1/responses/{response_id}", delete, "DELETE"),
+        api.route("/v1/responses", create, "POST"),
+        api.route("/v1/responses/{response_id}", retrieve, "GET"),
+        api.route("/v1/responses/{response_id}", delete, "DELETE"),
     ]

@@ -6,11 +6,11 @@ Xinference speaks OpenAI's chat and completions routes, so `model.chat(...)` and
 
 - `GET /v1/models` and `/v1/models/{uid}` entries carry `model_type` and
   `model_ability`, from which `get_model(uid)` picks a chat or a generate handle
-  (`model_fields`, merged into every model entry);
+  (`model_fields`, merged into every model entry by `models.model_json`);
 - `GET /v1/cluster/auth` says whether the server wants an API key: the client
   sends its key only when it answers `{"auth": true}` (and asks without one);
 - error bodies carry a `detail` string, which the client puts in its exceptions
-  (`ApiError.body`).
+  (`errors.ApiError.body`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.conversation import tool_format
-from engine.reasoning import markers_for_template
+from engine.formatting.conversation import tool_format
+from engine.formatting.reasoning import markers_for_template
 
 if TYPE_CHECKING:
-    from engine.server import ServedModel, _Api
+    from .app import Api
+    from .models import ServedModel
 
 MODEL_FORMAT = "ggufv2"
 """Xinference's name for a GGUF file (its "ggmlv3" was the older format)."""
@@ -59,7 +60,7 @@ def quantization(served: ServedModel) -> str:
             name = ""
         if name and name != "GUESSED":
             return name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    from engine.hub import quantization_of
+    from engine.models.hub import quantization_of  # late: the Hub client is heavy, rarely needed
 
     return quantization_of(served.model.path.name) or "none"
 
@@ -82,11 +83,12 @@ def model_fields(served: ServedModel) -> dict[str, Any]:
     return fields
 
 
-def routes(api: _Api) -> list[Route]:
-    """Xinference's routes over the server's endpoints (`_Api`)."""
+def routes(api: Api) -> list[Route]:
+    """Xinference's routes beside OpenAI's (`openai_v1`), which its chat and generate use."""
 
     async def cluster_auth(request: Request) -> Response:
-        # Asked before the client has a key to send, so it never needs one itself.
-        return JSONResponse({"auth": bool(api.options.api_key)})
+        # Asked before the client has a key to send, so it never needs one itself (a plain
+        # Route, not `api.route`, which checks the key); the Host check still applies.
+        return JSONResponse({"auth": bool(api.settings.api_key)})
 
     return [Route("/v1/cluster/auth", cluster_auth, methods=["GET"])]

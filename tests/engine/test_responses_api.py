@@ -20,7 +20,8 @@ from openai import OpenAI
 from openai.types.responses import Response, ResponseFunctionToolCall
 from openai_tools import WEATHER
 from pydantic import BaseModel, Field
-from test_server import TEMPLATES, Records, ServerThread
+from serve_testing import ServerThread
+from test_server import TEMPLATES, Records
 
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS

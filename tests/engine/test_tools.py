@@ -329,8 +329,12 @@ async def test_unknown_tool_is_an_error_result() -> None:
 async def test_hostile_arguments_reach_the_program_verbatim(tmp_path: Path, hostile: str) -> None:
     marker = tmp_path / "pwned"
     value = hostile.replace("{marker}", str(marker))
+    # allow_options: "-rf" and "--output=..." must reach it verbatim too (python -c reads
+    # no options after the code); refusing them otherwise is test_tool_options.py's.
     tool = command_tool(
-        [sys.executable, "-c", ECHO_ARGV, "{arg}", "--name={arg}"], cwd=str(tmp_path)
+        [sys.executable, "-c", ECHO_ARGV, "{arg}", "--name={arg}"],
+        cwd=str(tmp_path),
+        allow_options=True,
     )
     result = await run_tool(tool, call("cmd", arg=value))
     assert not result.is_error, result.content

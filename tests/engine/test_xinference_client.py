@@ -14,7 +14,8 @@ import httpx
 import pytest
 from gguf_factory import write_tiny_gguf
 from openai_tools import WEATHER
-from test_server import TEMPLATES, Records, ServerThread
+from serve_testing import ServerThread
+from test_server import TEMPLATES, Records
 from xinference_client import RESTfulClient
 from xinference_client.client.restful.restful_client import (
     RESTfulChatModelHandle,

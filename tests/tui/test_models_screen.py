@@ -16,7 +16,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine import catalog, hub
+from engine import hub
+from engine.models import catalog
 from engine.memory import MemorySnapshot
 from engine.model_settings import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource

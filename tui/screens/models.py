@@ -291,12 +291,13 @@ class ModelsScreen(LlamatermScreen):
         self.refresh_bindings()
         table = self.table
         loaded = Path(state.path).resolve() if state.status == "loaded" and state.path else None
-        remote = self.llamaterm.model if isinstance(self.llamaterm.model, RemoteModel) else None
+        model = self.llamaterm.model
+        remote = model if model is not None and model.is_remote else None
         for index, row in enumerate(self.rows):
             if row.remote is not None:
-                mark = remote is not None and (remote.base_url, remote.model_id) == (
-                    row.remote.base_url,
-                    row.remote.model_id,
+                mark = remote is not None and (remote.location, remote.key) == (
+                    row.remote.location,
+                    row.remote.key,
                 )
             else:
                 mark = loaded is not None and row.path is not None and row.path.resolve() == loaded

@@ -6,8 +6,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from engine.catalog import CatalogEntry
+from engine.contract import ChatModel
 from engine.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
-from engine.remote import RemoteModel
 
 
 def format_count(count: int | None) -> str:
@@ -78,11 +78,11 @@ def fit_lines(report: FitReport) -> list[str]:
     return lines
 
 
-def remote_lines(model: RemoteModel) -> list[str]:
-    context = model.info.context_length if model.info else 0
+def remote_lines(model: ChatModel) -> list[str]:
+    context = model.info.context_length
     return [
-        f"[b]{model.model_id}[/b]  [dim]remote[/dim]",
-        f"server: {model.base_url}",
+        f"[b]{model.key}[/b]  [dim]{model.placement}[/dim]",
+        f"server: {model.location}",
         f"context: {context or 'as the server has it'}",
         "The server renders the prompt and runs the model; nothing is loaded here.",
     ]

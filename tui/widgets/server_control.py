@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
-from engine.runtime import LoadedModel
+from engine.contract import ChatModel
 from engine.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -50,12 +50,12 @@ class InAppServer:
     def running(self) -> bool:
         return self._handle is not None and self._handle.running
 
-    def set_model(self, model: object) -> None:
+    def set_model(self, model: ChatModel | None) -> None:
         """Serve `model` (the app's) from now on. Only a local model is served: None
         or a remote one serves nothing (its own server is already there to ask)."""
         for served in list(self.registry.served_models()):
             self.registry.remove(served.id)
-        if isinstance(model, LoadedModel):
+        if model is not None and not model.is_remote:
             self.registry.add(ServedModel(model.key, model, self.defaults), make_default=True)
 
     async def start(self) -> None:
