@@ -26,18 +26,18 @@ from engine.model_settings import ModelSettingsStore
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
 from engine.settings import Settings
-from engine.store import read_state, write_state
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
-from .commands import ModelCommands, binding_commands
-from .messages import ModelLoadCancelled, ModelLoaded, ModelLoadFailed, ModelLoadStarted
-from .model_state import ModelState
-from .screens.chat import ChatScreen
-from .screens.complete import CompleteScreen
-from .screens.logs import LogRecordScreen, LogsScreen
-from .screens.models import ModelsScreen
-from .screens.prediction_settings import PredictionSettingsScreen
-from .widgets.server_control import InAppServer
+from tui.app_messages import ModelLoadCancelled, ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from tui.model_state import ModelState
+from tui.palette import ModelCommands, binding_commands
+from tui.screens.chat.chat_screen import ChatScreen
+from tui.screens.complete.complete_screen import CompleteScreen
+from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
+from tui.screens.models.models_screen import ModelsScreen
+from tui.screens.prediction_settings import PredictionSettingsScreen
+from tui.services.in_app_server import InAppServer, ServerState
+from tui.store.app_state import LAST_MODEL_KEY, THEME_KEY, AppState
 
 UI_SWITCH_INTERVAL = 0.0005
 """Seconds the UI thread may hold the GIL while the model thread waits for it.
@@ -46,7 +46,6 @@ The token loop takes the GIL back after every llama.cpp call; with Python's defa
 of 5 ms, a UI thread busy drawing made each token wait up to that long several times
 over, costing a third of generation speed on a 2-core machine (bench/tui_streaming.py).
 A thread that nobody waits for is not interrupted, so this costs the UI nothing then."""
-from .widgets.server_status import ServerState
 
 DEFAULT_THEME = "llamaterm-dark"
 
@@ -165,8 +164,8 @@ class LlamatermApp(App[int]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
-        state = read_state(self.data_dir)
-        self._apply_themes(state.get("theme"))
+        state = AppState(self.data_dir).read()
+        self._apply_themes(state.get(THEME_KEY))
         self._apply_keymap()
         if self.autoload:
             self.load_model(self._startup_model(state))
@@ -195,7 +194,7 @@ class LlamatermApp(App[int]):
             return
         self._remembered_theme = theme.name
         try:
-            write_state(self.data_dir, "theme", theme.name)
+            AppState(self.data_dir).remember(THEME_KEY, theme.name)
         except (OSError, TypeError) as err:
             self.notify(f"could not remember the theme: {err}", severity="warning")
 
@@ -216,7 +215,7 @@ class LlamatermApp(App[int]):
             return self.model_spec
         if self.settings.model.default:
             return self.settings.model.default
-        last = state.get("last_model")
+        last = state.get(LAST_MODEL_KEY)
         if isinstance(last, str) and Path(last).is_file():
             return last
         return STARTER_KEY
@@ -309,7 +308,7 @@ class LlamatermApp(App[int]):
         self.model = message.model
         self.model_state = ModelState.of(message.model)
         try:
-            write_state(self.data_dir, "last_model", str(message.path))
+            AppState(self.data_dir).remember(LAST_MODEL_KEY, str(message.path))
         except (OSError, TypeError) as err:
             _log.warning("could not remember the model: %s", err)
 
@@ -436,13 +435,13 @@ class LlamatermApp(App[int]):
 
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
-    from .screens.chat_dialogs import ConfirmScreen, RenameChatScreen
-    from .screens.chat_settings import ChatSettingsScreen
-    from .screens.model_dialogs import AddRemoteScreen, LoadSettingsScreen
-    from .widgets.chat_input import ChatInput
-    from .widgets.chat_list import ChatList
-    from .widgets.chat_view import ChatView
-    from .widgets.tool_card import ToolCard
+    from tui.screens.chat.chat_settings import ChatSettingsScreen
+    from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
+    from tui.widgets.chat.chat_input import ChatInput
+    from tui.widgets.chat.chat_list import ChatList
+    from tui.widgets.chat.chat_view import ChatView
+    from tui.widgets.chat.tool_card import ToolCard
 
     classes: list[type] = [
         LlamatermApp,
@@ -468,3 +467,12 @@ def known_binding_ids() -> set[str]:
             if isinstance(binding, Binding) and binding.id:
                 ids.add(binding.id)
     return ids
+
+
+def run_app(settings: Settings, model: str | None = None) -> int:
+    """Run the full-screen app until the person quits; returns the process exit code."""
+    app = LlamatermApp(settings, model=model)
+    result = app.run()
+    if app.return_code:
+        return app.return_code
+    return result if isinstance(result, int) else 0

@@ -1,4 +1,4 @@
-"""App-wide messages: what happened to the model and to predictions.
+"""App-wide messages: requests for the model, what happened to it and to predictions.
 
 Workers post these; handlers on the screens and the app own every state change.
 Messages that belong to one widget are nested in that widget instead.
@@ -65,3 +65,23 @@ class PredictionFinished(Message):
 class PredictionFailed(Message):
     tag: str
     error: BaseException
+
+
+# --- requests: screens post these up; the app owns the model ------------------
+
+
+@dataclass
+class LoadModelRequested(Message):
+    """Load this model (a catalog key or a path); the one loaded now is unloaded first."""
+
+    spec: str
+
+
+@dataclass
+class UnloadModelRequested(Message):
+    """Unload the model and free its memory."""
+
+
+@dataclass
+class CancelModelLoadRequested(Message):
+    """Stop the load in progress."""

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from engine.catalog import LocalModel, find_models
 
 if TYPE_CHECKING:
-    from .app import LlamatermApp
+    from tui.app import LlamatermApp
 
 
 def command_title(binding_id: str) -> str:

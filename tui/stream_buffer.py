@@ -24,7 +24,7 @@ from engine.prediction import (
 )
 from engine.runtime import EventStream
 
-from .messages import (
+from tui.app_messages import (
     PredictionFailed,
     PredictionFinished,
     PredictionFirstToken,

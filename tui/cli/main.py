@@ -1,4 +1,8 @@
-"""The `llamaterm` command: the full-screen app by default, headless subcommands besides."""
+"""The `llamaterm` command: the full-screen app by default, headless subcommands besides.
+
+Textual is imported only on the way to the app (`tui.app.run_app`), so the headless
+commands start without it.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-shot: answer MESSAGE (or all of stdin) and print the result with stats as JSON",
     )
 
-    from .models_cli import add_models_parser
-    from .serve_cli import add_serve_parser
+    from tui.cli.models import add_models_parser
+    from tui.cli.serve import add_serve_parser
 
     add_models_parser(commands)
     add_serve_parser(commands)
@@ -73,25 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llamaterm: bad config: {err}", file=sys.stderr)
         return 2
     if args.command == "complete":
-        from .headless import run_complete
+        from tui.cli.headless import run_complete
 
         return run_complete(args, settings)
     if args.command == "chat":
-        from .headless import run_chat
+        from tui.cli.headless import run_chat
 
         return run_chat(args, settings)
     if args.command == "models":
-        from .models_cli import run_models
+        from tui.cli.models import run_models
 
         return run_models(args, settings)
     if args.command == "serve":
-        from .serve_cli import run_serve
+        from tui.cli.serve import run_serve
 
         return run_serve(args, settings)
-    from .app_main import run_app
+    # The one place the command line reaches the Textual app.
+    from tui.app import run_app
 
     return run_app(settings, model=args.model)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,12 +8,12 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TextArea
 
-from ..model_state import ModelState
-from ..widgets.model_status import ModelStatus
-from ..widgets.top_bar import TopBar
+from tui.model_state import ModelState
+from tui.widgets.status.model_status import ModelStatus
+from tui.widgets.status.top_bar import TopBar
 
 if TYPE_CHECKING:
-    from ..app import LlamatermApp
+    from tui.app import LlamatermApp
 
 
 class LlamatermScreen(Screen[None]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from engine.logbus import LOG_BUS
@@ -22,7 +23,32 @@ from engine.server import (
 )
 from engine.settings import Settings
 
-from .server_status import LastRequest, ServerState
+
+@dataclass(frozen=True, slots=True)
+class LastRequest:
+    method: str
+    path: str
+    status: int
+    duration: float
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> LastRequest:
+        return cls(
+            method=str(data.get("method", "")),
+            path=str(data.get("path", "")),
+            status=int(data.get("status", 0)),
+            duration=float(data.get("duration", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What the status line shows about the app's OpenAI-compatible server."""
+
+    running: bool = False
+    url: str = ""
+    requests: int = 0
+    last: LastRequest | None = None
 
 
 class InAppServer:

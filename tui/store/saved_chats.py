@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.chat import Chat, ChatFormatError, SystemPrompt, UserMessage
 from engine.paths import chats_dir
 from engine.prediction import PredictionConfig, PredictionConfigError, PredictionStats
-from engine.store import atomic_write_json, quarantine, read_json_or_quarantine
+from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
 
 SCHEMA_VERSION = 1
 TRASH_DIR = "trash"
@@ -275,9 +275,9 @@ class ChatStore:
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "file"
-            return None, _set_aside(path, f"{where}: {first['msg']}")
+            return None, set_aside(path, f"{where}: {first['msg']}")
         except (ChatFormatError, PredictionConfigError, ValueError, TypeError) as err:
-            return None, _set_aside(path, str(err))
+            return None, set_aside(path, str(err))
 
     def save(self, saved: SavedChat) -> None:
         """Write the chat (atomically), stamped with the time of this change."""
@@ -298,14 +298,6 @@ class ChatStore:
             target = trash / f"{path.stem}-{number}.json"
         os.replace(path, target)
         return target
-
-
-def _set_aside(path: Path, problem: str) -> str:
-    try:
-        aside = quarantine(path)
-    except OSError as err:
-        return f"{path}: {problem}; could not set it aside: {err.strerror or err}"
-    return f"{path.name}: {problem}; set aside as {aside.name}"
 
 
 def newest_first(chats: Iterable[SavedChat]) -> list[SavedChat]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.store import atomic_write_json, quarantine, read_json_or_quarantine
+from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
 
 SCHEMA_VERSION = 1
 COMPLETE_FILE = "complete.json"
@@ -59,13 +59,13 @@ def load_session(path: Path) -> tuple[TextSession | None, str | None]:
     version = data.get("schema_version") if isinstance(data, dict) else None
     converter = _CONVERTERS.get(version) if isinstance(version, int) else None
     if converter is None:
-        return None, _set_aside(path, f"unknown schema version {version!r}")
+        return None, set_aside(path, f"unknown schema version {version!r}")
     try:
         return converter(data), None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "file"
-        return None, _set_aside(path, f"{where}: {first['msg']}")
+        return None, set_aside(path, f"{where}: {first['msg']}")
 
 
 def save_session(path: Path, session: TextSession) -> None:
@@ -78,11 +78,3 @@ def save_session(path: Path, session: TextSession) -> None:
             "prediction": session.prediction,
         },
     )
-
-
-def _set_aside(path: Path, problem: str) -> str:
-    try:
-        aside = quarantine(path)
-    except OSError as err:
-        return f"{path}: {problem}; could not set it aside: {err.strerror or err}"
-    return f"{path}: {problem}; set aside as {aside.name}"

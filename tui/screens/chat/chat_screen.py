@@ -1,7 +1,7 @@
 """The Chat screen: saved chats on the left, the conversation, the message box.
 
 A reply runs the engine's act loop (with no tools it is one plain reply) in an
-async worker that only fills buffers and posts messages (see `chat_stream`); the
+async worker that only fills buffers and posts messages (see `reply_stream`); the
 handlers here own every change: widgets, the chat, and its file, which is saved
 after every message. One reply runs at a time; switching chats while it runs
 stops it first.
@@ -28,10 +28,9 @@ from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
 from engine.prediction import PredictionConfig, PredictionStats
 from engine.runtime import LoadedModel
-from engine.store import read_state, write_state
 from engine.tools import ToolDefinition, default_tools_path, load_tools
 
-from ..chat_stream import (
+from tui.screens.chat.reply_stream import (
     ApprovalGate,
     ApprovalRequested,
     ReplyEnded,
@@ -46,19 +45,20 @@ from ..chat_stream import (
     ToolRunEnded,
     pump_reply,
 )
-from ..chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
-from ..messages import PredictionFailed, PredictionFirstToken, PredictionProgress
-from ..model_state import ModelState
-from ..streaming import flush_interval
-from ..widgets.chat_input import ChatInput
-from ..widgets.chat_list import ChatList
-from ..widgets.chat_status import ChatStatus
-from ..widgets.chat_view import ChatView
-from ..widgets.message import AssistantMessageView, UserMessageView
-from ..widgets.tool_card import ToolCard
-from .base import LlamatermScreen
-from .chat_dialogs import ConfirmScreen, RenameChatScreen
-from .chat_settings import ChatOptions, ChatSettingsScreen
+from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
+from tui.model_state import ModelState
+from tui.screens.base import LlamatermScreen
+from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
+from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+from tui.store.app_state import LAST_CHAT_KEY, AppState
+from tui.store.saved_chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
+from tui.stream_buffer import flush_interval
+from tui.widgets.chat.chat_input import ChatInput
+from tui.widgets.chat.chat_list import ChatList
+from tui.widgets.chat.chat_status import ChatStatus
+from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.chat.message_views import AssistantMessageView, UserMessageView
+from tui.widgets.chat.tool_card import ToolCard
 
 WIDE = 100
 """From this many columns the chat list shows unless the person hid it."""
@@ -66,12 +66,9 @@ WIDE = 100
 MAX_ROUNDS = 8
 """Model turns per message when tools are on (each tool result gets one)."""
 
-LAST_CHAT_KEY = "last_chat"
-"""In state.json: the chat to open at start."""
-
 
 @dataclass
-class Reply:
+class ReplyInProgress:
     """The reply being generated, and where its parts go."""
 
     tag: str
@@ -190,7 +187,7 @@ class ChatScreen(LlamatermScreen):
         self.chat_input = ChatInput(id="chat-input")
         self.status = ChatStatus()
         self._defaults = PredictionConfig()
-        self._reply: Reply | None = None
+        self._reply: ReplyInProgress | None = None
         self._tags = count(1)
         self._draft = ""
         self._after_stop: Callable[[], Any] | None = None
@@ -226,7 +223,7 @@ class ChatScreen(LlamatermScreen):
                 timeout=15,
             )
         self.chats = {saved.id: saved for saved in chats}
-        last = read_state(app.data_dir).get(LAST_CHAT_KEY)
+        last = AppState(app.data_dir).read().get(LAST_CHAT_KEY)
         start = self.chats.get(last) if isinstance(last, str) else None
         await self._show(start or (chats[0] if chats else self._new_chat()))
         self.watch(self.app, "model", self._model_changed, init=False)
@@ -272,7 +269,7 @@ class ChatScreen(LlamatermScreen):
 
     def _remember(self, saved: SavedChat) -> None:
         try:
-            write_state(self.llamaterm.data_dir, LAST_CHAT_KEY, saved.id)
+            AppState(self.llamaterm.data_dir).remember(LAST_CHAT_KEY, saved.id)
         except (OSError, TypeError):
             pass  # only a convenience: the newest chat opens instead
 
@@ -426,7 +423,7 @@ class ChatScreen(LlamatermScreen):
         tools = self._tools_for(saved)
         gate = ApprovalGate()
         run = self.open_run(model, saved, tools, gate)
-        reply = Reply(f"chat-{next(self._tags)}", saved, run, gate)
+        reply = ReplyInProgress(f"chat-{next(self._tags)}", saved, run, gate)
         self._reply = reply
         self.generating = True
         self.status.start()
@@ -447,7 +444,7 @@ class ChatScreen(LlamatermScreen):
         buffers = reply.buffers
         return bool(buffers.content or buffers.reasoning or any(buffers.arguments.values()))
 
-    def _live(self, tag: str) -> Reply | None:
+    def _live(self, tag: str) -> ReplyInProgress | None:
         reply = self._reply
         return reply if reply is not None and reply.tag == tag else None
 
@@ -545,7 +542,7 @@ class ChatScreen(LlamatermScreen):
         if not reply.stopping:
             self.status.phase = "running tools" if result.tool_calls else ""
 
-    def _card(self, reply: Reply, call_id: str) -> ToolCard | None:
+    def _card(self, reply: ReplyInProgress, call_id: str) -> ToolCard | None:
         return reply.view.card_for_call(call_id) if reply.view is not None else None
 
     def on_approval_requested(self, message: ApprovalRequested) -> None:

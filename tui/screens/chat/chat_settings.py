@@ -19,8 +19,8 @@ from textual.widgets.selection_list import Selection
 
 from engine.prediction import PredictionConfig, PredictionConfigError
 
-from ..chats import ToolOptions
-from .prediction_settings import FIELDS, config_from_fields, fields_from_config
+from tui.screens.prediction_settings import FIELDS, config_from_fields, fields_from_config
+from tui.store.saved_chats import ToolOptions
 
 _LABELS = {name: (label, placeholder) for name, label, placeholder in FIELDS}
 _LABELS["min_p"] = ("min p", "0 disables")

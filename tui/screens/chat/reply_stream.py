@@ -1,6 +1,6 @@
 """From the act loop's events to the Chat screen: text in buffers, the rest as messages.
 
-As on the Complete screen (see `streaming.py`), text never travels one message per
+As on the Complete screen (see `tui.stream_buffer`), text never travels one message per
 token: the worker appends answer, reasoning and tool-call arguments to the
 `RoundBuffers` of the current round, and the screen drains them into its widgets
 on a timer. Everything that changes the shape of the reply (a round begins, a tool
@@ -45,8 +45,8 @@ from engine.prediction import (
 )
 from engine.tools import ToolResult
 
-from .messages import PredictionFailed, PredictionFirstToken, PredictionProgress
-from .streaming import TextBuffer
+from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
+from tui.stream_buffer import TextBuffer
 
 
 @dataclass

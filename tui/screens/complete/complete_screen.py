@@ -22,13 +22,13 @@ from textual.widgets import ContentSwitcher, Input, Label
 from engine.prediction import PredictionConfig, PredictionConfigError
 from engine.runtime import EventStream, LoadedModel
 
-from ..messages import (
+from tui.app_messages import (
     PredictionFailed,
     PredictionFinished,
     PredictionFirstToken,
     PredictionProgress,
 )
-from ..sessions import (
+from tui.store.text_sessions import (
     COMPLETE_FILE,
     TERMINAL_FILE,
     TextSession,
@@ -36,11 +36,11 @@ from ..sessions import (
     save_session,
     sessions_dir,
 )
-from ..streaming import TextBuffer, flush_interval, pump_prediction
-from ..widgets.completion_area import CompletionArea
-from ..widgets.prediction_status import PredictionStatus
-from .base import LlamatermScreen
-from .prediction_settings import PredictionSettingsScreen
+from tui.screens.base import LlamatermScreen
+from tui.screens.prediction_settings import PredictionSettingsScreen
+from tui.stream_buffer import TextBuffer, flush_interval, pump_prediction
+from tui.widgets.complete.completion_area import CompletionArea
+from tui.widgets.status.prediction_status import PredictionStatus
 
 TERMINAL_STOP = "$"
 """The shell prompt: where the simulated command's output ends."""

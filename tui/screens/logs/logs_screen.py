@@ -26,7 +26,7 @@ from engine.paths import logs_dir
 from engine.prediction import LogRecord
 from engine.store import atomic_write_text
 
-from .base import LlamatermScreen
+from tui.screens.base import LlamatermScreen
 
 LEVELS = ("debug", "info", "warning", "error")
 """Levels from least to most severe; the filter shows a level and those after it."""

@@ -15,7 +15,7 @@ from engine.load_config import KvCacheType, LoadConfig
 from engine.model_settings import ModelSettingsError, ModelSettingsStore
 from engine.store import StoreError
 
-from .chat_dialogs import DIALOG_CSS
+from tui.screens.dialogs import DIALOG_CSS
 
 KV_TYPES: tuple[str, ...] = get_args(KvCacheType)
 

@@ -23,12 +23,12 @@ from engine.model_settings import ModelSettingsStore
 from engine.paths import models_dir
 from engine.remote import RemoteError, RemoteModel, RemoteSource
 
-from ..model_state import ModelState
-from ..widgets.model_details import ModelDetails, entry_lines, format_count, remote_lines, traits
-from ..widgets.model_hub import HubBrowser
-from .base import LlamatermScreen
-from .chat_dialogs import ConfirmScreen
-from .model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
+from tui.model_state import ModelState
+from tui.screens.base import LlamatermScreen
+from tui.screens.dialogs import ConfirmScreen
+from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
+from tui.widgets.models.model_details import ModelDetails, entry_lines, format_count, remote_lines, traits
+from tui.widgets.models.model_hub import HubBrowser
 
 
 def format_size(size: int) -> str:

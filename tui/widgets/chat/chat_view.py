@@ -11,9 +11,9 @@ from textual.widgets import Static
 
 from engine.chat import AssistantResponse, SystemPrompt, ToolResultMessage, UserMessage
 
-from ..chats import SavedChat
-from .message import AssistantMessageView, MessageView, SystemPromptView, UserMessageView
-from .tool_card import ToolCard, format_arguments
+from tui.store.saved_chats import SavedChat
+from tui.widgets.chat.message_views import AssistantMessageView, MessageView, SystemPromptView, UserMessageView
+from tui.widgets.chat.tool_card import ToolCard, format_arguments
 
 EMPTY_HINT = (
     "A new chat. Write below: Enter sends, Ctrl+J starts a new line.\n"

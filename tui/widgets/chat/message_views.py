@@ -19,9 +19,9 @@ from textual.widgets._markdown import MarkdownStream
 
 from engine.prediction import PredictionStats
 
-from .prediction_status import format_stats
-from .reasoning_block import ReasoningBlock
-from .tool_card import ToolCard
+from tui.widgets.chat.reasoning_block import ReasoningBlock
+from tui.widgets.chat.tool_card import ToolCard
+from tui.widgets.status.prediction_status import format_stats
 
 if TYPE_CHECKING:
     from engine.prediction import PredictionResult

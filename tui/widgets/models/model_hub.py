@@ -29,7 +29,7 @@ from engine.hub import (
 )
 from engine.memory import format_bytes
 
-from .model_details import format_count
+from tui.widgets.models.model_details import format_count
 
 
 def format_eta(seconds: float | None) -> str:

@@ -11,8 +11,8 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import LoadingIndicator, Static
 
-from ..model_state import ModelState
-from .server_status import ServerStatus
+from tui.model_state import ModelState
+from tui.widgets.status.server_status import ServerStatus
 
 BAR_WIDTH = 10
 

@@ -1,40 +1,14 @@
-"""The in-app server in one line: its URL, requests served, and the last request."""
+"""The in-app server in one line: its URL, requests served, and the last request.
+
+The state it shows is the service's (`tui.services.in_app_server.ServerState`)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
-
-@dataclass(frozen=True, slots=True)
-class LastRequest:
-    method: str
-    path: str
-    status: int
-    duration: float
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> LastRequest:
-        return cls(
-            method=str(data.get("method", "")),
-            path=str(data.get("path", "")),
-            status=int(data.get("status", 0)),
-            duration=float(data.get("duration", 0.0)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """What the status line shows about the app's OpenAI-compatible server."""
-
-    running: bool = False
-    url: str = ""
-    requests: int = 0
-    last: LastRequest | None = None
+from tui.services.in_app_server import ServerState
 
 
 class ServerStatus(Static):

@@ -7,7 +7,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Static
 
-from .model_status import ModelStatus
+from tui.widgets.status.model_status import ModelStatus
 
 SCREENS: tuple[tuple[str, str], ...] = (
     ("chat", "Chat"),
