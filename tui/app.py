@@ -1,7 +1,9 @@
 """The llamaterm app: screens as modes, themes, keymap, and the one loaded model.
 
 The app owns the model (load, unload, which one) and hands it down as the
-reactive `model`; screens own their widgets and their predictions.
+reactive `model`, mirrored in the `AppContext` every screen is built with;
+screens own their widgets and their predictions, and ask for model changes by
+posting requests (tui.app_messages), never by calling the app.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -28,9 +31,19 @@ from engine.runtime import LoadedModel
 from engine.settings import Settings
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
-from tui.app_messages import ModelLoadCancelled, ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from tui.app_messages import (
+    CancelModelLoadRequested,
+    LoadModelRequested,
+    ModelLoadCancelled,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadStarted,
+    UnloadModelRequested,
+)
+from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.palette import ModelCommands, binding_commands
+from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_screen import ChatScreen
 from tui.screens.complete.complete_screen import CompleteScreen
 from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
@@ -68,12 +81,13 @@ class LlamatermApp(App[int]):
 
     TITLE = "llamaterm"
     CSS_PATH = "app.tcss"
-    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+    SCREENS_BY_MODE: ClassVar[dict[str, type[LlamatermScreen]]] = {
         "chat": ChatScreen,
         "complete": CompleteScreen,
         "models": ModelsScreen,
         "logs": LogsScreen,
     }
+    """The app's modes; each screen is built with the app's context (see __init__)."""
     DEFAULT_MODE = "chat"
     COMMANDS = App.COMMANDS | {ModelCommands}
 
@@ -140,8 +154,15 @@ class LlamatermApp(App[int]):
             # Read by App.__init__ to set up the first screen stack.
             self.DEFAULT_MODE = mode
         super().__init__()
-        self.settings = settings
-        self.data_dir = data_dir if data_dir is not None else settings.data_dir()
+        self.context = AppContext(
+            settings,
+            data_dir if data_dir is not None else settings.data_dir(),
+            log_bus if log_bus is not None else LOG_BUS,
+            cursor_blink,
+        )
+        """What every screen is built with; the app keeps it current."""
+        for name, screen in self.SCREENS_BY_MODE.items():
+            self.add_mode(name, partial(screen, self.context))
         self.model_spec = model
         self.autoload = autoload
         self._switch_interval = sys.getswitchinterval()
@@ -150,11 +171,31 @@ class LlamatermApp(App[int]):
             if theme_dirs is not None
             else [builtin_themes_dir(), config_path().parent / "themes"]
         )
-        self.log_bus = log_bus if log_bus is not None else LOG_BUS
-        self.cursor_blink = cursor_blink
         self._remembered_theme: str | None = None
         self.server = InAppServer(settings, self._show_server_state)
         self._load_cancel: threading.Event | None = None
+
+    # What the screens see too: the context's.
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self.context.settings = settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.context.data_dir
+
+    @property
+    def log_bus(self) -> LogBus:
+        return self.context.log_bus
+
+    @property
+    def cursor_blink(self) -> bool:
+        return self.context.cursor_blink
 
     # --- start-up -----------------------------------------------------------
 
@@ -224,11 +265,25 @@ class LlamatermApp(App[int]):
 
     def model_dirs(self) -> list[Path]:
         """Where local models are looked for: the data directory's models/, then the config's."""
-        return [models_dir(self.data_dir), *self.settings.paths.model_dirs]
+        return self.context.model_dirs()
 
-    def watch_model(self, model: object) -> None:
+    def watch_model(self, model: LoadedModel | None) -> None:
+        # Runs before the screens' watchers of `model`: they find the context current.
+        self.context.model = model
         self.server.set_model(model)
         self.refresh_bindings()
+
+    def watch_model_state(self, state: ModelState) -> None:
+        self.context.model_state = state
+
+    def on_load_model_requested(self, message: LoadModelRequested) -> None:
+        self.load_model(message.spec)
+
+    def on_unload_model_requested(self, message: UnloadModelRequested) -> None:
+        self.unload_model()
+
+    def on_cancel_model_load_requested(self, message: CancelModelLoadRequested) -> None:
+        self.cancel_model_load()
 
     def load_model(self, spec: str) -> None:
         """Load a model by key or path in a worker; the old one is unloaded first."""

@@ -11,9 +11,8 @@ added here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, cast
 
 from textual.app import SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -21,8 +20,8 @@ from textual.screen import Screen
 
 from engine.catalog import LocalModel, find_models
 
-if TYPE_CHECKING:
-    from tui.app import LlamatermApp
+from tui.app_messages import LoadModelRequested
+from tui.screens.base import LlamatermScreen
 
 
 def command_title(binding_id: str) -> str:
@@ -53,25 +52,28 @@ class ModelCommands(Provider):
     """A `model: load <key>` command for every local model, found when the palette opens."""
 
     async def startup(self) -> None:
-        app = cast("LlamatermApp", self.app)
-        self.models: list[LocalModel] = await asyncio.to_thread(find_models, app.model_dirs())
+        # The screen the palette opened over; a dialog has no context, and no model list.
+        screen = self.screen
+        dirs = screen.context.model_dirs() if isinstance(screen, LlamatermScreen) else []
+        self.models: list[LocalModel] = await asyncio.to_thread(find_models, dirs)
 
     def _commands(self) -> list[tuple[str, str, str]]:
         return [
             (f"model: load {model.key}", str(model.path), str(model.path)) for model in self.models
         ]
 
+    def _load(self, path: str) -> Callable[[], None]:
+        return partial(self.app.post_message, LoadModelRequested(path))
+
     async def discover(self) -> Hits:
-        app = cast("LlamatermApp", self.app)
         for title, help_text, path in self._commands():
-            yield DiscoveryHit(title, partial(app.load_model, path), help=help_text)
+            yield DiscoveryHit(title, self._load(path), help=help_text)
 
     async def search(self, query: str) -> Hits:
-        app = cast("LlamatermApp", self.app)
         matcher = self.matcher(query)
         for title, help_text, path in self._commands():
             score = matcher.match(title)
             if score > 0:
                 yield Hit(
-                    score, matcher.highlight(title), partial(app.load_model, path), help=help_text
+                    score, matcher.highlight(title), self._load(path), help=help_text
                 )

@@ -47,10 +47,11 @@ from tui.screens.chat.reply_stream import (
 )
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.model_state import ModelState
+from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
-from tui.store.app_state import LAST_CHAT_KEY, AppState
+from tui.store.app_state import LAST_CHAT_KEY
 from tui.store.saved_chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
 from tui.stream_buffer import flush_interval
 from tui.widgets.chat.chat_input import ChatInput
@@ -177,8 +178,8 @@ class ChatScreen(LlamatermScreen):
     show_list: reactive[bool | None] = reactive(None, init=False)
     """The person's choice; None shows the list when the terminal is wide enough."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(context)
         self.chats: dict[str, SavedChat] = {}
         """The saved chats by id (a new chat joins once it has a message)."""
         self.current = SavedChat(new_chat_id())
@@ -206,11 +207,11 @@ class ChatScreen(LlamatermScreen):
     @on(events.Mount)
     async def _load_chats(self) -> None:
         # Textual calls the base class's on_mount too: the top bar and cursors are its.
-        app = self.llamaterm
-        self._defaults = app.settings.prediction_defaults()
-        self.store = ChatStore(app.data_dir)
+        context = self.context
+        self._defaults = context.settings.prediction_defaults()
+        self.store = ChatStore(context.data_dir)
         self._flush_timer = self.set_interval(
-            flush_interval(self.llamaterm.settings.ui.stream_refresh_rate), self._flush, pause=True
+            flush_interval(self.context.settings.ui.stream_refresh_rate), self._flush, pause=True
         )
         self._reload_tools()
         chats, errors = self.store.load_all()
@@ -223,7 +224,7 @@ class ChatScreen(LlamatermScreen):
                 timeout=15,
             )
         self.chats = {saved.id: saved for saved in chats}
-        last = AppState(app.data_dir).read().get(LAST_CHAT_KEY)
+        last = context.state.read().get(LAST_CHAT_KEY)
         start = self.chats.get(last) if isinstance(last, str) else None
         await self._show(start or (chats[0] if chats else self._new_chat()))
         self.watch(self.app, "model", self._model_changed, init=False)
@@ -240,7 +241,7 @@ class ChatScreen(LlamatermScreen):
 
     def _new_chat(self) -> SavedChat:
         saved = SavedChat(new_chat_id())
-        prompt = self.llamaterm.settings.chat.system_prompt
+        prompt = self.context.settings.chat.system_prompt
         if prompt:
             saved.system_prompt = prompt
         return saved
@@ -252,7 +253,7 @@ class ChatScreen(LlamatermScreen):
         self.current = saved
         self._end_editing(restore=False)
         self.chat_input.clear()
-        await self.chat_view.show(saved, self.llamaterm.settings.ui.show_reasoning)
+        await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
         last = saved.stats.get(max(saved.stats)) if saved.stats else None
         self.status.error = ""
         self._show_context(last)
@@ -269,7 +270,7 @@ class ChatScreen(LlamatermScreen):
 
     def _remember(self, saved: SavedChat) -> None:
         try:
-            AppState(self.llamaterm.data_dir).remember(LAST_CHAT_KEY, saved.id)
+            self.context.state.remember(LAST_CHAT_KEY, saved.id)
         except (OSError, TypeError):
             pass  # only a convenience: the newest chat opens instead
 
@@ -358,7 +359,7 @@ class ChatScreen(LlamatermScreen):
         if self._reply is not None:
             self.notify("A reply is running: wait for it, or stop it with Esc.", severity="warning")
             return
-        if self.llamaterm.model is None:
+        if self.context.model is None:
             self._no_model()
             return
         saved = self.current
@@ -410,12 +411,12 @@ class ChatScreen(LlamatermScreen):
             approve=gate.ask,
             max_rounds=MAX_ROUNDS,
             tool_choice=saved.tools.choice if tools else "auto",
-            allowed_roots=self.llamaterm.settings.tools.allowed_roots,
+            allowed_roots=self.context.settings.tools.allowed_roots,
         )
         return run
 
     def _start_reply(self) -> None:
-        model = self.llamaterm.model
+        model = self.context.model
         if model is None:
             self._no_model()
             return
@@ -473,7 +474,7 @@ class ChatScreen(LlamatermScreen):
             return
         async with self._flush_lock:
             view = AssistantMessageView(
-                streaming=True, show_reasoning=self.llamaterm.settings.ui.show_reasoning
+                streaming=True, show_reasoning=self.context.settings.ui.show_reasoning
             )
             reply.view, reply.buffers = view, message.buffers
             await self.chat_view.add(view)
@@ -676,7 +677,7 @@ class ChatScreen(LlamatermScreen):
     async def action_regenerate(self) -> None:
         if self._reply is not None:
             return
-        if self.llamaterm.model is None:
+        if self.context.model is None:
             self._no_model()
             return
         index = self._last_user_index()
@@ -755,7 +756,7 @@ class ChatScreen(LlamatermScreen):
         saved.system_prompt = options.system_prompt
         self._save(saved)
         if prompt_changed and saved is self.current and self._reply is None:
-            await self.chat_view.show(saved, self.llamaterm.settings.ui.show_reasoning)
+            await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
         if saved.tools.enabled and not self._tools_for(saved):
             self.notify("Tools are on, but there are none to offer.", severity="warning")
 
@@ -781,9 +782,9 @@ class ChatScreen(LlamatermScreen):
     # --- tools ----------------------------------------------------------------------
 
     def _tools_file(self) -> Path:
-        settings = self.llamaterm.settings
+        settings = self.context.settings
         configured = settings.tools.file
-        return configured if configured is not None else default_tools_path(self.llamaterm.data_dir)
+        return configured if configured is not None else default_tools_path(self.context.data_dir)
 
     def _reload_tools(self) -> None:
         """Read the tools file again (it may have been edited); report new problems once."""

@@ -36,6 +36,7 @@ from tui.store.text_sessions import (
     save_session,
     sessions_dir,
 )
+from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 from tui.screens.prediction_settings import PredictionSettingsScreen
 from tui.stream_buffer import TextBuffer, flush_interval, pump_prediction
@@ -109,8 +110,8 @@ class CompleteScreen(LlamatermScreen):
     generating: reactive[bool] = reactive(False, bindings=True)
     terminal_mode: reactive[bool] = reactive(False, bindings=True, init=False)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(context)
         self._defaults = PredictionConfig()
         self._overrides = PredictionConfig()
         self._buffer = TextBuffer()
@@ -137,9 +138,9 @@ class CompleteScreen(LlamatermScreen):
 
     def on_mount(self) -> None:
         # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
-        self._defaults = self.llamaterm.settings.prediction_defaults()
+        self._defaults = self.context.settings.prediction_defaults()
         self._flush_timer = self.set_interval(
-            flush_interval(self.llamaterm.settings.ui.stream_refresh_rate), self._flush, pause=True
+            flush_interval(self.context.settings.ui.stream_refresh_rate), self._flush, pause=True
         )
         self.set_interval(SAVE_DELAY, self._save_typed_text)
         self._restore()
@@ -236,7 +237,7 @@ class CompleteScreen(LlamatermScreen):
         """
         if self.generating or not command.strip():
             return
-        if self.llamaterm.model is None:
+        if self.context.model is None:
             self._no_model()
             return
         transcript = self.transcript
@@ -256,7 +257,7 @@ class CompleteScreen(LlamatermScreen):
     def _start(
         self, pane: Pane, prompt: str, config: PredictionConfig, area: CompletionArea
     ) -> None:
-        model = self.llamaterm.model
+        model = self.context.model
         if model is None:
             self._no_model()
             return
@@ -342,7 +343,7 @@ class CompleteScreen(LlamatermScreen):
 
     def _session_path(self, pane: Pane) -> Path:
         name = TERMINAL_FILE if pane == "terminal" else COMPLETE_FILE
-        return sessions_dir(self.llamaterm.data_dir) / name
+        return sessions_dir(self.context.data_dir) / name
 
     def _restore(self) -> None:
         panes: tuple[tuple[Pane, CompletionArea], ...] = (

@@ -26,6 +26,7 @@ from engine.paths import logs_dir
 from engine.prediction import LogRecord
 from engine.store import atomic_write_text
 
+from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -140,8 +141,8 @@ class LogsScreen(LlamatermScreen):
     level: reactive[str] = reactive("info")
     kind: reactive[str] = reactive("all")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(context)
         self.records: list[LogRecord] = []
         self._incoming: deque[LogRecord] = deque()
         self._unsubscribe: Callable[[], None] | None = None
@@ -158,7 +159,7 @@ class LogsScreen(LlamatermScreen):
         table.add_column("source", key="source", width=9)
         table.add_column("kind", key="kind", width=10)
         table.add_column("message", key="message")
-        bus = self.llamaterm.log_bus
+        bus = self.context.log_bus
         # Subscribe before copying what the bus kept, so nothing falls in between;
         # a record that arrives both ways is shown once.
         self._unsubscribe = bus.subscribe(self._incoming.append)
@@ -267,7 +268,7 @@ class LogsScreen(LlamatermScreen):
 
     def action_save(self) -> None:
         records = self.shown_records()
-        path = logs_dir(self.llamaterm.data_dir) / datetime.now().strftime(
+        path = logs_dir(self.context.data_dir) / datetime.now().strftime(
             "llamaterm-%Y%m%d-%H%M%S.log"
         )
         try:

