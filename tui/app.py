@@ -28,7 +28,6 @@ from engine.logbus import LOG_BUS, LogBus
 from engine.model_settings import ModelSettingsStore
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
-from engine.settings import Settings
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
 from tui.app_messages import (
@@ -40,6 +39,7 @@ from tui.app_messages import (
     ModelLoadStarted,
     UnloadModelRequested,
 )
+from tui.config import AppSettings
 from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.palette import ModelCommands, binding_commands
@@ -77,7 +77,7 @@ def _screen_binding(key: str, mode: str, title: str) -> Binding:
 
 
 class LlamatermApp(App[int]):
-    """llamaterm's full-screen app. Build it with settings from `engine.settings.load_settings`."""
+    """llamaterm's full-screen app. Build it with settings from `tui.config.load_app_settings`."""
 
     TITLE = "llamaterm"
     CSS_PATH = "app.tcss"
@@ -136,7 +136,7 @@ class LlamatermApp(App[int]):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: AppSettings,
         *,
         model: str | None = None,
         data_dir: Path | None = None,
@@ -178,11 +178,11 @@ class LlamatermApp(App[int]):
     # What the screens see too: the context's.
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> AppSettings:
         return self.context.settings
 
     @settings.setter
-    def settings(self, settings: Settings) -> None:
+    def settings(self, settings: AppSettings) -> None:
         self.context.settings = settings
 
     @property
@@ -524,7 +524,7 @@ def known_binding_ids() -> set[str]:
     return ids
 
 
-def run_app(settings: Settings, model: str | None = None) -> int:
+def run_app(settings: AppSettings, model: str | None = None) -> int:
     """Run the full-screen app until the person quits; returns the process exit code."""
     app = LlamatermApp(settings, model=model)
     result = app.run()

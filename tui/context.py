@@ -16,15 +16,15 @@ from pathlib import Path
 from engine.logbus import LogBus
 from engine.paths import models_dir
 from engine.runtime import LoadedModel
-from engine.settings import Settings
 
+from tui.config import AppSettings
 from tui.model_state import ModelState
 from tui.store.app_state import AppState
 
 
 @dataclass
 class AppContext:
-    settings: Settings
+    settings: AppSettings
     """The config file, read once at start."""
     data_dir: Path
     """Where chats, sessions, logs, state and downloaded models live."""

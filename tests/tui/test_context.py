@@ -8,9 +8,10 @@ from pathlib import Path
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
 from engine.logbus import LogBus
-from engine.settings import PathsSettings, Settings
+from engine.settings import PathsSettings
 from tui.app import LlamatermApp
 from tui.app_messages import LoadModelRequested, UnloadModelRequested
+from tui.config import AppSettings
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 
@@ -18,7 +19,7 @@ MakeApp = Callable[..., LlamatermApp]
 
 
 def test_the_context_knows_where_models_are(tmp_path: Path) -> None:
-    settings = Settings(paths=PathsSettings(model_dirs=[tmp_path / "more"]))
+    settings = AppSettings(paths=PathsSettings(model_dirs=[tmp_path / "more"]))
     context = AppContext(settings, tmp_path / "data", LogBus())
     assert context.model_dirs() == [tmp_path / "data" / "models", tmp_path / "more"]
     assert context.state.path == tmp_path / "data" / "state.json"

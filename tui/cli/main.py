@@ -69,10 +69,11 @@ def _prediction_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.settings import ConfigError, load_settings
+    from engine.settings import ConfigError
+    from tui.config import load_app_settings
 
     try:
-        settings = load_settings()
+        settings = load_app_settings()
     except ConfigError as err:
         print(f"llamaterm: bad config: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,11 @@ async worker that only fills buffers and posts messages (see `reply_stream`); th
 handlers here own every change: widgets, the chat, and its file, which is saved
 after every message. One reply runs at a time; switching chats while it runs
 stops it first.
+
+Over 600 lines on purpose: it is one screen's handlers for the life of a reply
+(rounds, tool calls, approvals, the end), which share the reply in progress and
+its widgets; split across mixins, who changes a widget would be harder to see.
+What is not a handler lives beside it (reply_stream, chat_settings, the widgets).
 """
 
 from __future__ import annotations
