@@ -1,4 +1,5 @@
-"""config.example.toml for the tests: where it is, its settings uncommented, what it omits."""
+"""Config files for the tests: one written in a folder, and config.example.toml (where it
+is, its settings uncommented, what it omits)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
 
 # A commented-out setting: "# key = value", "# "quoted.key" = value" or "# [table]".
 _COMMENTED_SETTING = re.compile(r'^# (?:(?:[A-Za-z_]\w*|"[^"]+") = |\[.+\]$)')

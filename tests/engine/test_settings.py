@@ -9,7 +9,7 @@ from typing import Any
 
 import platformdirs
 import pytest
-from config_example import EXAMPLE, missing_fields, uncomment_settings
+from config_example import EXAMPLE, missing_fields, uncomment_settings, write_config
 
 from engine import paths
 from engine.load_config import LoadConfig
@@ -29,12 +29,6 @@ from engine.settings import (
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLAMATERM_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-
-def write_config(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def config_error(path: Path) -> str:

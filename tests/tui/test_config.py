@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from config_example import EXAMPLE, missing_fields, uncomment_settings
+from config_example import EXAMPLE, missing_fields, uncomment_settings, write_config
 
 from engine.settings import ConfigError, Settings, load_settings
 from tui.config import AppSettings, UISettings, load_app_settings
@@ -16,12 +16,6 @@ from tui.config import AppSettings, UISettings, load_app_settings
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLAMATERM_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-
-def write_config(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def config_error(path: Path) -> str:

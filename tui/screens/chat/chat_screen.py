@@ -229,8 +229,8 @@ class ChatScreen(LlamatermScreen):
                 timeout=15,
             )
         self.chats = {saved.id: saved for saved in chats}
-        last = context.state.read().get(LAST_CHAT_KEY)
-        start = self.chats.get(last) if isinstance(last, str) else None
+        last = context.state.get_text(LAST_CHAT_KEY)
+        start = self.chats.get(last) if last is not None else None
         await self._show(start or (chats[0] if chats else self._new_chat()))
         self.watch(self.app, "model", self._model_changed, init=False)
         self.watch(self.app, "model_state", self._model_state_changed)
