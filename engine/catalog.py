@@ -25,6 +25,7 @@ from engine.models.catalog import (
     read_model_info,
     scan_catalog,
     sources_for,
+    starter_entry,
 )
 from engine.models.gguf_header import GGUFHeader, TensorInfo, read_gguf_header
 from engine.models.loader import resolve_model
@@ -37,5 +38,5 @@ __all__ = [
     "ModelNotFoundError", "ModelShape", "ModelSource", "TensorInfo", "clear_info_cache",
     "default_sources", "ensure_starter_model", "find_models", "hf_cache_dir", "is_mmproj",
     "lmstudio_dirs", "model_key", "read_gguf_header", "read_model_info", "resolve_model",
-    "scan_catalog", "sources_for",
+    "scan_catalog", "sources_for", "starter_entry",
 ]

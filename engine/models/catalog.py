@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from engine.models.model_facts import ModelFacts, read_facts
+from engine.models.starter import STARTER_FILE, starter_chunks
 
 if TYPE_CHECKING:
     from engine.settings import Settings
 
 
-ModelSource: TypeAlias = Literal["models_dir", "configured", "hf_cache", "lmstudio", "path"]
+ModelSource: TypeAlias = Literal[
+    "models_dir", "configured", "hf_cache", "lmstudio", "path", "starter"
+]
 """Where a model was found: the data directory's models/, a directory from the config,
-the Hugging Face cache, LM Studio's models folder, or a path given directly."""
+the Hugging Face cache, LM Studio's models folder, a path given directly, or the
+starter model's installed packages (assembled into models/ on first load)."""
 
 SOURCE_LABELS: dict[ModelSource, str] = {
     "models_dir": "models dir",
@@ -36,6 +40,7 @@ SOURCE_LABELS: dict[ModelSource, str] = {
     "hf_cache": "HF cache",
     "lmstudio": "LM Studio",
     "path": "path",
+    "starter": "starter",
 }
 
 SPLIT_NAME = re.compile(
@@ -181,7 +186,11 @@ def find_models(directories: Iterable[Path]) -> list[LocalModel]:
 
 
 def default_sources(
-    models_dir: Path, model_dirs: Iterable[Path] = (), *, include_hf_cache: bool = True
+    models_dir: Path,
+    model_dirs: Iterable[Path] = (),
+    *,
+    include_hf_cache: bool = True,
+    starter: bool = False,
 ) -> list[CatalogSource]:
     """The places a person's models live, in the order duplicates are resolved.
 
@@ -193,14 +202,20 @@ def default_sources(
     if include_hf_cache:
         sources.append(CatalogSource("hf_cache", hf_cache_dir()))
     sources += [CatalogSource("lmstudio", d) for d in lmstudio_dirs()]
+    if starter:
+        # Last: once assembled, the file in models/ is the entry, and this one stays out.
+        sources.append(CatalogSource("starter", models_dir))
     return sources
 
 
-def sources_for(settings: Settings) -> list[CatalogSource]:
-    """default_sources() for a config: its data directory's models/ and its model_dirs."""
+def sources_for(settings: Settings, *, starter: bool = False) -> list[CatalogSource]:
+    """default_sources() for a config: its data directory's models/ and its model_dirs
+    (and with `starter`, the starter model while it is not assembled yet)."""
     from engine.paths import models_dir
 
-    return default_sources(models_dir(settings.data_dir()), settings.paths.model_dirs)
+    return default_sources(
+        models_dir(settings.data_dir()), settings.paths.model_dirs, starter=starter
+    )
 
 
 def hf_cache_dir() -> Path:
@@ -249,6 +264,11 @@ def scan_catalog(sources: Sequence[CatalogSource]) -> CatalogScan:
 
 
 def _scan_source(source: CatalogSource, problems: list[str]) -> Iterator[CatalogEntry]:
+    if source.kind == "starter":
+        entry = starter_entry(source.path)
+        if entry is not None:
+            yield entry
+        return
     if source.kind == "hf_cache":
         yield from _scan_hf_cache(source.path, problems)
         return
@@ -415,6 +435,35 @@ def read_model_info(path: Path, *, source: ModelSource = "path") -> CatalogEntry
     size = path.stat().st_size
     return _entry_for(
         _FileGroup(model_key(path), (path,), (size,), ()), source, str(directory), None
+    )
+
+
+def starter_entry(models_dir: Path) -> CatalogEntry | None:
+    """The starter model as its installed packages hold it, before its first load
+    assembles it into `models_dir` (None once it is there, or when it is not installed).
+
+    The header is read from the first chunk, which holds all of it, so the entry says
+    what the model is; its path is where the first load will put it.
+    """
+    target = Path(models_dir) / STARTER_FILE
+    chunks = starter_chunks()
+    if target.exists() or not chunks:
+        return None
+    try:
+        size = sum(chunk.stat().st_size for chunk in chunks)
+    except OSError:
+        return None
+    facts = _cached_facts(chunks[:1]).facts()
+    if facts["error"] and facts["error"].startswith("truncated"):
+        facts["error"] = None  # the rest of the file is in the other chunks
+    return CatalogEntry(
+        key=model_key(target),
+        path=target,
+        parts=(target,),
+        size_bytes=size,
+        source="starter",
+        location="assembled on first load",
+        **facts,
     )
 
 

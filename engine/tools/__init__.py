@@ -35,8 +35,10 @@ from engine.tools.definitions import (
     ToolsFile,
     default_tools_path,
     load_tools,
+    read_configured_tools,
     read_tools_file,
     save_tools,
+    tools_file_candidates,
     tools_path,
     validate_arguments,
 )
@@ -64,10 +66,12 @@ __all__ = [
     "confine_path",
     "default_tools_path",
     "load_tools",
+    "read_configured_tools",
     "read_tools_file",
     "run_tool",
     "run_tool_sync",
     "save_tools",
+    "tools_file_candidates",
     "tools_path",
     "validate_arguments",
 ]

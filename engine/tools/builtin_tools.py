@@ -43,7 +43,8 @@ async def run_builtin(
     try:
         text = await asyncio.wait_for(work, tool.timeout_sec)
     except TimeoutError:
-        return error_result(call, f"timed out after {tool.timeout_sec:g} s", started, timed_out=True)
+        message = f"timed out after {tool.timeout_sec:g} s"
+        return error_result(call, message, started, timed_out=True)
     except ToolError as err:
         return error_result(call, str(err), started)
     except Exception as err:  # noqa: BLE001 - a tool's bug must reach the model, not crash the app

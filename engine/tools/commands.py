@@ -38,7 +38,8 @@ async def run_command(
     except ToolError as err:
         return error_result(call, str(err), started)
     if tool.cwd is not None and not tool.cwd.is_dir():
-        return error_result(call, f"the tool's working directory does not exist: {tool.cwd}", started)
+        message = f"the tool's working directory does not exist: {tool.cwd}"
+        return error_result(call, message, started)
     try:
         running = await start_command(argv, cwd=tool.cwd, env={**os.environ, **tool.env})
     except (OSError, ValueError) as err:
@@ -69,7 +70,9 @@ def build_argv(
 
     An element whose placeholder has no argument (and no schema default) is left out,
     which is how optional flags are written: `"--max-count={limit}"`. Path parameters
-    are confined to `roots` (already resolved) and passed as absolute paths.
+    are confined to `roots` (already resolved) and passed as absolute paths. ToolError
+    when a value starting with `-` would land where the program reads options (an
+    element's start, before a literal `--`) and the tool does not set `allow_options`.
     """
     values = _argument_values(tool, arguments, roots)
     argv: list[str] = []

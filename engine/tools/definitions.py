@@ -1,7 +1,7 @@
 """Tool definitions: the `[[tool]]` table's schema, the tools file, and argument checks.
 
-The tools file is TOML (default `<data_dir>/tools.toml`, or [tools] file in the
-config), one `[[tool]]` table per tool; `tools.example.toml` documents every key:
+The tools file is TOML ([tools] file in the config, else `tools.toml` beside the
+config file, else `<data_dir>/tools.toml`), one `[[tool]]` table per tool; `tools.example.toml` documents every key:
 
 ```toml
 [[tool]]
@@ -26,7 +26,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine import paths
 from engine.store import atomic_write_text
 from engine.tools.builtin_tools import BUILTINS, BuiltinName
 
@@ -212,15 +213,41 @@ def placeholders(element: str) -> list[str]:
 # --- the tools file -----------------------------------------------------------------
 
 
+def tools_file_candidates(data_dir: Path) -> list[Path]:
+    """Where a tools file is looked for when the config does not name one, first first:
+    beside the config file (its directory holds what a person writes), then in the
+    data directory (where it always was)."""
+    return [paths.config_path().parent / TOOLS_FILE_NAME, Path(data_dir) / TOOLS_FILE_NAME]
+
+
 def default_tools_path(data_dir: Path) -> Path:
-    """Where the tools file is when the config does not say."""
-    return Path(data_dir) / TOOLS_FILE_NAME
+    """The tools file read when the config does not say: the first candidate that exists,
+    else the one in the data directory (where to create one). Reads the environment
+    (XDG_CONFIG_HOME, LLAMATERM_CONFIG) at each call."""
+    candidates = tools_file_candidates(data_dir)
+    return next((path for path in candidates if path.exists()), candidates[-1])
 
 
-def tools_path(settings: Settings) -> Path:
-    """The tools file of the config: [tools] file, else tools.toml in the data directory."""
+def tools_path(settings: Settings, data_dir: Path | None = None) -> Path:
+    """The tools file actually read, to read and to name to the person: [tools] file,
+    else `default_tools_path` of `data_dir` (default: the settings' data directory)."""
     configured = settings.tools.file
-    return configured if configured is not None else default_tools_path(settings.data_dir())
+    if configured is not None:
+        return configured
+    return default_tools_path(data_dir if data_dir is not None else settings.data_dir())
+
+
+def read_configured_tools(settings: Settings, data_dir: Path | None = None) -> ToolsFile:
+    """`read_tools_file` of `tools_path`, with a warning naming any other candidate file
+    that exists and is therefore not read (so neither is ignored silently)."""
+    path = tools_path(settings, data_dir)
+    found = read_tools_file(path)
+    if settings.tools.file is not None:
+        return found
+    data = data_dir if data_dir is not None else settings.data_dir()
+    unread = [p for p in tools_file_candidates(data) if p != path and p.exists()]
+    notes = [f"{p}: not read: {path} comes first (merge them, or remove one)" for p in unread]
+    return replace(found, warnings=[*found.warnings, *notes])
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ def test_layers_stack_config_then_model_table_then_remembered_then_call(data: Pa
     assert plan.path == data / "models" / "tiny-chat-q8_0.gguf"
     assert plan.key == "tiny-chat-q8_0"
     config = plan.load_config
-    assert (config.batch_size, config.threads, config.context_length, config.seed) == (64, 3, 512, 9)
+    assert (config.batch_size, config.threads) == (64, 3)
+    assert (config.context_length, config.seed) == (512, 9)
     assert plan.source_of("batch_size") == "[load]"
     assert plan.source_of("threads") == '[models."tiny-chat-q8_0"]'
     assert plan.source_of("context_length") == "remembered"

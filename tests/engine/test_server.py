@@ -612,7 +612,7 @@ def test_no_loaded_model_is_a_503(models: dict[str, LoadedModel]) -> None:
 SERVE = """
 import argparse, sys
 from engine.settings import load_settings
-from tui.serve_cli import add_serve_parser, run_serve
+from tui.cli.serve import add_serve_parser, run_serve
 parser = argparse.ArgumentParser(prog="llamaterm")
 add_serve_parser(parser.add_subparsers(dest="command"))
 sys.exit(run_serve(parser.parse_args(sys.argv[1:]), load_settings()))
@@ -658,7 +658,7 @@ def test_serve_command_reports_a_missing_model(isolated_dirs: Path, tmp_path: Pa
     import argparse
 
     from engine.settings import Settings
-    from tui.serve_cli import add_serve_parser, run_serve
+    from tui.cli.serve import add_serve_parser, run_serve
 
     parser = argparse.ArgumentParser()
     add_serve_parser(parser.add_subparsers(dest="command"))

@@ -83,7 +83,8 @@ def spawner(pid_file: Path, *, new_session: bool, keep_pipes: bool, then_sleep: 
 async def test_a_background_child_does_not_outlive_the_command(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = spawner(pid_file, new_session=False, keep_pipes=False, then_sleep=0)
-    result = await run_tool(command_tool([sys.executable, "-c", script]), ToolCall(id="1", name="cmd"))
+    tool = command_tool([sys.executable, "-c", script])
+    result = await run_tool(tool, ToolCall(id="1", name="cmd"))
     assert not result.is_error, result.content
     child = read_pid(pid_file)
     assert wait_dead(child), "the background child kept running after the command exited"
@@ -123,7 +124,8 @@ async def test_a_setsid_child_does_not_escape_the_timeout(tmp_path: Path) -> Non
 async def test_a_setsid_child_does_not_outlive_a_command_that_exits(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     script = spawner(pid_file, new_session=True, keep_pipes=False, then_sleep=0)
-    result = await run_tool(command_tool([sys.executable, "-c", script]), ToolCall(id="1", name="cmd"))
+    tool = command_tool([sys.executable, "-c", script])
+    result = await run_tool(tool, ToolCall(id="1", name="cmd"))
     assert result.exit_code == 0, result.content
     assert wait_dead(read_pid(pid_file))
 

@@ -739,7 +739,8 @@ async def test_example_command_tools_run_confined(roots: tuple[Path, Path]) -> N
     assert refused.is_error and "top secret" not in refused.content
 
 
-def test_tools_path_follows_the_config(tmp_path: Path) -> None:
+def test_tools_path_follows_the_config(isolated_dirs: Path, tmp_path: Path) -> None:
+    # isolated_dirs: the person's own config directory (and any tools.toml there) is not read.
     from engine.settings import Settings
     from engine.tools import tools_path
 

@@ -13,7 +13,7 @@ from engine.catalog import ensure_starter_model
 from engine.logbus import LOG_BUS
 from tui.app import LlamatermApp
 from tui.model_state import ModelState
-from tui.widgets.model_status import ModelStatus, describe
+from tui.widgets.status.model_status import ModelStatus, describe
 
 MakeApp = Callable[..., LlamatermApp]
 

@@ -20,7 +20,7 @@ from engine import hub
 from engine.catalog import clear_info_cache
 from engine.model_settings import ModelSettingsStore
 from engine.settings import PathsSettings, Settings
-from tui.models_cli import (
+from tui.cli.models import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -290,7 +290,7 @@ def test_progress_printer_in_a_pipe_prints_every_tenth(tmp_path: Path) -> None:
 
 def test_the_cli_never_imports_textual_and_its_parser_no_engine(tmp_path: Path) -> None:
     code = (
-        "import sys, argparse, tui.models_cli as cli;"
+        "import sys, argparse, tui.cli.models as cli;"
         "cli.add_models_parser(argparse.ArgumentParser().add_subparsers());"
         "assert 'engine' not in sys.modules, 'engine imported';"
         "from engine import hub; assert cli.SORT_CHOICES == hub.SORT_ORDERS;"

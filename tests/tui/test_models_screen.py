@@ -22,10 +22,10 @@ from engine.memory import MemorySnapshot
 from engine.model_settings import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
-from tui.screens.chat_dialogs import ConfirmScreen
-from tui.screens.model_dialogs import LoadSettingsScreen
-from tui.screens.models import ModelsScreen
-from tui.widgets.model_hub import HubBrowser
+from tui.screens.dialogs import ConfirmScreen
+from tui.screens.models.model_dialogs import LoadSettingsScreen
+from tui.screens.models.models_screen import ModelsScreen
+from tui.widgets.models.model_hub import HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
 
