@@ -1,0 +1,21 @@
+"""Which tool-call format a chat template's model writes, told from what the template
+itself writes (never from the model's name), by the records in `formats`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from engine.templates import template_supports_tools
+from engine.toolcalls.formats import FORMATS
+
+
+@lru_cache(maxsize=64)
+def detect_tool_format(chat_template_source: str | None) -> str:
+    """The tool-call format a chat template's model writes; "default" when the template
+    renders no tools, or writes calls in a format we do not parse."""
+    if not chat_template_source or not template_supports_tools(chat_template_source):
+        return "default"
+    for record in FORMATS.values():
+        if record.detect is not None and record.detect(chat_template_source):
+            return record.name
+    return "default"
