@@ -30,8 +30,8 @@ from engine.toolcalls.steps import Reader
 from engine.toolcalls.tool_specs import Context
 from engine.toolcalls.xml_readers import MINIMAX_XML, QWEN_XML, GlmReader, XmlReader
 
-ReaderFactory: TypeAlias = Callable[[str, Context], Reader]
-"""Makes the reader for a block, given the opener that started it."""
+ReaderFactory: TypeAlias = Callable[[str, Context, int], Reader]
+"""Makes the reader for a block, given the opener that started it and where it starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,49 +62,49 @@ def _has_any(*needles: str) -> Callable[[str], bool]:
 
 
 def _tagged(closer: str) -> ReaderFactory:
-    return lambda opener, ctx: TaggedJsonReader(ctx, len(opener), closer)
+    return lambda opener, ctx, at: TaggedJsonReader(ctx, at + len(opener), closer)
 
 
 def _json_list(closer: str | None, *, reject_non_lists: bool = False) -> ReaderFactory:
-    return lambda opener, ctx: JsonArrayReader(
-        ctx, len(opener), closer, reject_non_lists=reject_non_lists
+    return lambda opener, ctx, at: JsonArrayReader(
+        ctx, at + len(opener), closer, reject_non_lists=reject_non_lists
     )
 
 
 def _after(reader: Callable[[Context, int], Reader]) -> ReaderFactory:
     """A reader that starts right after its opener."""
-    return lambda opener, ctx: reader(ctx, len(opener))
+    return lambda opener, ctx, at: reader(ctx, at + len(opener))
 
 
-def _llama3(opener: str, ctx: Context) -> Reader:
+def _llama3(opener: str, ctx: Context, at: int) -> Reader:
     if opener == "{":
-        return TaggedJsonReader(ctx, 0, None, reject_non_calls=True)
-    return PythonTagReader(ctx, len(opener), "code_interpreter")
+        return TaggedJsonReader(ctx, at, None, reject_non_calls=True)
+    return PythonTagReader(ctx, at + len(opener), "code_interpreter")
 
 
-def _functionary(opener: str, ctx: Context) -> Reader:
+def _functionary(opener: str, ctx: Context, at: int) -> Reader:
     if opener == "<|python_tag|>":
-        return PythonTagReader(ctx, len(opener), "python")
-    return FunctionaryReader(ctx, len(opener))
+        return PythonTagReader(ctx, at + len(opener), "python")
+    return FunctionaryReader(ctx, at + len(opener))
 
 
-def _qwen3_coder(opener: str, ctx: Context) -> Reader:
+def _qwen3_coder(opener: str, ctx: Context, at: int) -> Reader:
     if opener == "<function=":
-        return XmlReader(ctx, 0, QWEN_XML, None)
-    return XmlReader(ctx, len(opener), QWEN_XML, "</tool_call>", json_fallback=True)
+        return XmlReader(ctx, at, QWEN_XML, None)
+    return XmlReader(ctx, at + len(opener), QWEN_XML, "</tool_call>", json_fallback=True)
 
 
 _DEEPSEEK_OPENERS = ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>")
 _KIMI_OPENERS = ("<|tool_calls_section_begin|>", "<|tool_call_begin|>")
 
 
-def _deepseek(opener: str, ctx: Context) -> Reader:
+def _deepseek(opener: str, ctx: Context, at: int) -> Reader:
     # A reply may skip the section token and start with the first call's.
-    return DeepSeekReader(ctx, len(opener) if opener == _DEEPSEEK_OPENERS[0] else 0)
+    return DeepSeekReader(ctx, at + len(opener) if opener == _DEEPSEEK_OPENERS[0] else at)
 
 
-def _kimi(opener: str, ctx: Context) -> Reader:
-    return KimiReader(ctx, len(opener) if opener == _KIMI_OPENERS[0] else 0)
+def _kimi(opener: str, ctx: Context, at: int) -> Reader:
+    return KimiReader(ctx, at + len(opener) if opener == _KIMI_OPENERS[0] else at)
 
 
 # Detection tries the records in this order, most specific first: several templates
@@ -130,13 +130,13 @@ _RECORDS: tuple[ToolFormat, ...] = (
         "minimax",
         _has("<minimax:tool_call>"),
         ("<minimax:tool_call>",),
-        lambda op, ctx: XmlReader(ctx, len(op), MINIMAX_XML, "</minimax:tool_call>"),
+        lambda op, ctx, at: XmlReader(ctx, at + len(op), MINIMAX_XML, "</minimax:tool_call>"),
     ),
     ToolFormat(
         "seed_oss",
         _has("<seed:tool_call>"),
         ("<seed:tool_call>",),
-        lambda op, ctx: XmlReader(ctx, len(op), QWEN_XML, "</seed:tool_call>"),
+        lambda op, ctx, at: XmlReader(ctx, at + len(op), QWEN_XML, "</seed:tool_call>"),
     ),
     ToolFormat("glm", _has("<arg_key>"), ("<tool_call>",), _after(GlmReader)),
     ToolFormat(

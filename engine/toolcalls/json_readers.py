@@ -65,6 +65,12 @@ class JsonCall:
             value = json.loads(text[scanner.begin : scanner.end], strict=False)
         except (ValueError, RecursionError) as err:
             return Fail(f"invalid JSON: {err}", scanner.end)
+        # Two names (or two argument objects) are ambiguous, and a stream would already
+        # have announced the first: such a call fails, whether streamed or not.
+        for keys in (NAME_KEYS, ARGUMENT_KEYS):
+            written = [k for k in keys if k in scanner.members]
+            if len(written) > 1 or scanner.repeated.intersection(keys):
+                return Fail(f"the tool call has more than one {keys[0]!r}", scanner.end)
         return _call_from_object(value, scanner.end)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from engine.toolcalls.tool_specs import Context, function_specs
 
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+_VISIBLE = re.compile(r"\S")  # \s is str.isspace(), as strip() has it
 
 
 def new_call_id() -> str:
@@ -77,10 +79,18 @@ class ToolCallParser:
             self._names = frozenset(functions) if functions else None
         self.raw_calls: list[str] = []
         """The raw text of each parsed call, by index, whitespace around it included."""
-        self._buffer = ""
-        self._block: str | None = None
+        # All offsets below are into `_text`, the output not yet accounted for and, in a
+        # block, the block from its opener on. Nothing is copied as the text grows.
+        self._text = ""
+        self._start = 0
+        """Outside a block: where the text not yet emitted begins."""
+        self._searched = 0
+        """No opener starts in [_start, _searched): where the opener search goes on."""
+        self._blank_to = 0
+        """text[_start:_blank_to] is all whitespace (held back, or before an anchor)."""
         self._reader: Reader | None = None
         self._opener = ""
+        self._opened_at = 0
         self._lead = ""
         self._consumed = 0
         self._settled = 0
@@ -103,10 +113,11 @@ class ToolCallParser:
             return [ContentDelta(text)] if text else []
         out: list[Event] = []
         try:
-            if self._block is not None:
-                self._block += text
-            else:
-                self._buffer += text
+            grown = self._text
+            self._text = ""
+            grown += text  # in place: CPython grows a string that nothing else refers to
+            self._text = grown
+            del grown
             self._pump(out, at_end)
         except Exception as err:  # noqa: BLE001 - a parser bug must not end the prediction
             self._give_up(err, out)
@@ -114,9 +125,10 @@ class ToolCallParser:
 
     def _give_up(self, err: Exception, out: list[Event]) -> None:
         """Pass everything through from now on, keeping what is pending as content."""
-        pending = self._lead + (self._block or "")[self._consumed :] + self._buffer
+        since = self._consumed if self._reader is not None else self._start
+        pending = self._lead + self._text[since:]
         self._broken = True
-        self._block, self._buffer, self._lead = None, "", ""
+        self._reader, self._text, self._lead = None, "", ""
         reason = f"internal error in the {self.format} tool-call parser: {err!r}"
         out.append(ToolCallParseError(pending, reason))
         if pending:
@@ -124,7 +136,7 @@ class ToolCallParser:
 
     def _pump(self, out: list[Event], at_end: bool) -> None:
         while True:
-            if self._block is not None:
+            if self._reader is not None:
                 if not self._read_block(out, at_end):
                     return
             elif not self._read_text(out, at_end):
@@ -134,24 +146,50 @@ class ToolCallParser:
 
     def _read_text(self, out: list[Event], at_end: bool) -> bool:
         """Emit what is surely content; True when a block opened."""
-        buffer = self._buffer
-        found, hold = self._find_opener(buffer, at_end)
+        text, start = self._text, self._start
+        found, hold = self._find_opener(text, start, at_end)
         if found is None:
             if at_end:
-                self._buffer = ""
-                self._final_text(buffer, out)
+                self._start = len(text)
+                self._final_text(text[start:], out)
                 return False
-            safe = buffer[:hold].rstrip()  # whitespace waits to see what follows it
-            self._buffer = buffer[len(safe) :]
-            self._emit_content(safe, out)
+            safe = self._visible_end(text, start, hold)  # whitespace waits for what follows
+            self._emit_content(text[start:safe], out)
+            self._start, self._blank_to = safe, hold
+            self._compact()
             return False
         at, opener = found
-        before = buffer[:at]
-        text = before.rstrip()
-        self._emit_content(text, out)
-        self._lead = before[len(text) :]
-        self._open_block(opener, buffer[at:])
+        before = self._visible_end(text, start, at)
+        self._emit_content(text[start:before], out)
+        self._lead = text[before:at]
+        self._open_block(opener, at)
         return True
+
+    def _visible_end(self, text: str, start: int, end: int) -> int:
+        """Where text[start:end] ends once trailing whitespace is taken off."""
+        low = max(start, min(self._blank_to, end))
+        at = end
+        while at > low and text[at - 1].isspace():
+            at -= 1
+        return start if at == low else at  # text[start:low] is whitespace already
+
+    def _first_visible(self, text: str, start: int) -> int:
+        """The first non-whitespace offset from `start` on (the end of the text if none)."""
+        match = _VISIBLE.search(text, max(start, self._blank_to))
+        first = match.start() if match else len(text)
+        self._blank_to = max(self._blank_to, first)
+        return first
+
+    def _compact(self) -> None:
+        """Drop emitted text once it is most of what is kept: amortised, each character
+        is copied at most once more."""
+        cut = self._start
+        if cut < 4096 or cut * 2 < len(self._text):
+            return
+        self._text = self._text[cut:]
+        self._start = 0
+        self._searched = max(0, self._searched - cut)
+        self._blank_to = max(0, self._blank_to - cut)
 
     def _final_text(self, text: str, out: list[Event]) -> None:
         if text and not text.strip() and self._after_call and self.raw_calls:
@@ -159,28 +197,33 @@ class ToolCallParser:
         else:
             self._emit_content(text, out)
 
-    def _find_opener(self, buffer: str, at_end: bool) -> tuple[tuple[int, str] | None, int]:
-        """The earliest opener in the buffer, or None and where a partial one may start."""
+    def _find_opener(
+        self, text: str, start: int, at_end: bool
+    ) -> tuple[tuple[int, str] | None, int]:
+        """The earliest opener from `start` on, or None and where a partial one may start."""
         openers = self._record.openers
-        found = earliest(buffer, openers)
-        limit = found[0] if found else len(buffer)
+        found = earliest(text, openers, max(start, self._searched))
+        limit = found[0] if found else len(text)
         anchored = self._record.anchored if self._anchored else ()
-        start = len(buffer) - len(buffer.lstrip())
-        if anchored and start < limit:
+        first = self._first_visible(text, start) if anchored else len(text)
+        if anchored and first < limit:
             for opener in anchored:
-                if buffer.startswith(opener, start):
-                    found, limit = (start, opener), start
+                if text.startswith(opener, first):
+                    found, limit = (first, opener), first
                     break
         if at_end:
-            return found, len(buffer)
-        hold = partial_start(buffer, openers, limit)
-        if anchored and start < limit and start < len(buffer):
-            tail = buffer[start:]
-            if any(len(tail) < len(op) and op.startswith(tail) for op in anchored):
-                hold = start if hold is None else min(hold, start)
+            return found, len(text)
+        hold = partial_start(text, openers, limit, start)
+        if anchored and first < limit and first < len(text):
+            left = len(text) - first
+            if any(left < len(op) and op.startswith(text[first:]) for op in anchored):
+                hold = first if hold is None else min(hold, first)
+        if found is None:
+            longest = max(len(op) for op in openers)
+            self._searched = max(start, len(text) - longest + 1)
         if hold is not None and hold < limit:
             return None, hold
-        return found, len(buffer)
+        return found, len(text)
 
     def _emit_content(self, text: str, out: list[Event]) -> None:
         if not text:
@@ -192,24 +235,23 @@ class ToolCallParser:
 
     # -- blocks
 
-    def _open_block(self, opener: str, text: str) -> None:
-        self._block = text
-        self._buffer = ""
+    def _open_block(self, opener: str, at: int) -> None:
         self._opener = opener
-        self._reader = self._record.reader(opener, self._ctx)
-        self._consumed = 0
+        self._opened_at = at
+        self._reader = self._record.reader(opener, self._ctx, at)
+        self._consumed = at
         self._settled = 0
         self._last_ok = False
 
     def _read_block(self, out: list[Event], at_end: bool) -> bool:
         """Apply the reader's steps; True when the block is over."""
-        assert self._block is not None and self._reader is not None
-        for step in self._reader.advance(self._block, at_end):
+        assert self._reader is not None
+        for step in self._reader.advance(self._text, at_end):
             self._apply(step, out)
-            if self._block is None:
+            if self._reader is None:
                 return True
         if at_end:  # a reader that did not settle its block: settle it here
-            end = len(self._block)
+            end = len(self._text)
             self._fail("the tool call is not closed", end, out)
             self._close(end, out)
             return True
@@ -288,14 +330,13 @@ class ToolCallParser:
         self._emit_content(raw, out)
 
     def _close(self, end: int, out: list[Event]) -> None:
-        assert self._block is not None
+        assert self._reader is not None
         if self._call is not None:
             self._fail("the tool call is not complete", end, out)
         elif self._settled == 0:
             self._fail("no tool call in the block", end, out)
         self._tail(end, out)
-        self._buffer = self._block[self._consumed :]
-        self._block, self._reader = None, None
+        self._resume_text(self._consumed)
         self._after_call = self._last_ok
         if self._last_ok:
             self._anchored = True
@@ -308,22 +349,25 @@ class ToolCallParser:
             self._emit_content(tail, out)
 
     def _reject(self, out: list[Event]) -> None:
-        assert self._block is not None
+        assert self._reader is not None
         self._call = None
         self._emit_content(self._lead + self._opener, out)
         self._lead = ""
-        self._buffer = self._block[len(self._opener) :]
-        self._block, self._reader = None, None
+        self._resume_text(self._opened_at + len(self._opener))
+
+    def _resume_text(self, start: int) -> None:
+        """The block is over: ordinary text again from `start`."""
+        self._reader = None
+        self._start = self._searched = self._blank_to = start
 
     def _take_raw(self, end: int) -> str:
         """The block text from what is accounted for up to `end`, with the whitespace
         that came before the block."""
-        assert self._block is not None
         # Never less than the opener: the text after a settled block is scanned again,
         # so it must be shorter than the block was.
-        end = max(end, self._consumed, len(self._opener))
-        end = min(end, len(self._block))
-        raw = self._lead + self._block[self._consumed : end]
+        end = max(end, self._consumed, self._opened_at + len(self._opener))
+        end = min(end, len(self._text))
+        raw = self._lead + self._text[self._consumed : end]
         self._lead = ""
         self._consumed = end
         return raw

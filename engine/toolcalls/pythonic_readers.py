@@ -162,13 +162,13 @@ class PythonTagReader(Reader):
         self.phase = "code"
 
     def _phase_code(self) -> bool:
-        found = earliest(self.text[self.sent :], self.code_ends)
+        found = earliest(self.text, self.code_ends, self.sent)
         if found is not None:
-            at = self.sent + found[0]
+            at = found[0]
             self._send_code(at)
             self._finish_code(at, at + len(found[1]))
             return True
-        hold = partial_start(self.text, self.code_ends, len(self.text))
+        hold = partial_start(self.text, self.code_ends, len(self.text), self.sent)
         self._send_code(len(self.text) if hold is None else max(hold, self.sent))
         return False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 
 NAME_KEYS = ("name", "tool_name")
@@ -34,6 +35,10 @@ class JsonScanner:
         self.end: int | None = None
         self.error: str | None = None
         self.members: dict[str, tuple[int, int | None]] = {}
+        """Each top-level key's value span, for its first occurrence: what a stream sees."""
+        self.repeated: set[str] = set()
+        """Top-level keys written more than once."""
+        self._repeat = False
         self._stack: list[str] = []
         self._in_string = False
         self._escape = False
@@ -130,11 +135,16 @@ class JsonScanner:
             self._close_member(i + 1)
 
     def _open_member(self, i: int, kind: str) -> None:
-        self.members[self._key] = (i, None)
+        self._repeat = self._key in self.members
+        if self._repeat:
+            self.repeated.add(self._key)
+        else:
+            self.members[self._key] = (i, None)
         self._phase, self._kind = _IN_VALUE, kind
 
     def _close_member(self, end: int) -> None:
-        self.members[self._key] = (self.members[self._key][0], end)
+        if not self._repeat:
+            self.members[self._key] = (self.members[self._key][0], end)
         self._phase = _AFTER
 
 
@@ -219,26 +229,36 @@ def member_name(text: str, scanner: JsonScanner) -> str | None:
     return None
 
 
-def earliest(buffer: str, needles: Sequence[str]) -> tuple[int, str] | None:
-    """The earliest complete needle in the buffer (the longest, on a tie)."""
-    best: tuple[int, str] | None = None
-    for needle in needles:
-        at = buffer.find(needle)
-        if at == -1:
-            continue
-        if best is None or at < best[0] or (at == best[0] and len(needle) > len(best[1])):
-            best = (at, needle)
-    return best
+@lru_cache(maxsize=256)
+def _alternation(needles: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first: at one position the regex takes the first alternative that matches.
+    ordered = sorted(dict.fromkeys(needles), key=len, reverse=True)
+    return re.compile("|".join(re.escape(n) for n in ordered))
 
 
-def partial_start(buffer: str, needles: Sequence[str], before: int) -> int | None:
-    """The earliest index before `before` from which the buffer's tail is a proper prefix
+def earliest(
+    text: str, needles: Sequence[str], start: int = 0, end: int | None = None
+) -> tuple[int, str] | None:
+    """The earliest complete needle in text[start:end] (the longest, on a tie).
+
+    One pass that stops at the first match, however many needles there are: a search
+    costs the distance to what it finds, not the length of the text.
+    """
+    if not needles:
+        return None
+    pattern = _alternation(tuple(needles))
+    match = pattern.search(text, start) if end is None else pattern.search(text, start, end)
+    return (match.start(), match.group()) if match else None
+
+
+def partial_start(text: str, needles: Sequence[str], before: int, start: int = 0) -> int | None:
+    """The earliest index in [start, before) from which the text's tail is a proper prefix
     of a needle: a marker may be arriving there."""
     if not needles:
         return None
     longest = max(len(n) for n in needles)
-    for at in range(max(0, len(buffer) - longest + 1), min(before, len(buffer))):
-        tail = buffer[at:]
+    for at in range(max(start, len(text) - longest + 1), min(before, len(text))):
+        tail = text[at:]
         if any(len(tail) < len(n) and n.startswith(tail) for n in needles):
             return at
     return None

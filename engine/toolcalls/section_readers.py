@@ -26,16 +26,22 @@ class SectionReader(Reader):
         self.args: JsonArgs | None = None
         self.arguments: Any = None
         self.phase = "calls"
+        self._after_call: int | None = None
 
     def name_from_header(self, header: str) -> str | None:
         raise NotImplementedError
 
     def _phase_calls(self) -> bool:
-        after_call = self.pos
+        # Where the last call (or the block's start) ended, kept while waiting: if no
+        # call follows, the whitespace skipped here is not the call's.
+        if self._after_call is None:
+            self._after_call = self.pos
+        after_call = self._after_call
         self.skip_ws()
         found = self.expect(self.call_begin, self.section_end)
         if found is None:
             return False
+        self._after_call = None
         if found == self.call_begin:
             self.next_call(self.pos - len(found))
             self.phase = "header"

@@ -5,9 +5,9 @@ format's reader is built on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-from engine.toolcalls.scanner import MAX_NAME, NAME_CHARS
+from engine.toolcalls.scanner import MAX_NAME, NAME_CHARS, earliest, partial_start
 from engine.toolcalls.tool_specs import Context
 
 
@@ -63,6 +63,7 @@ class Reject:
 
 Step: TypeAlias = Begin | Args | End | Fail | Tail | Close | Reject
 
+
 class Reader:
     """Reads one block of tool calls, from its opener on, as the block's text grows.
 
@@ -70,6 +71,10 @@ class Reader:
     the steps that text allows; the reader keeps its own cursor. Subclasses write
     `step()` (one move: True when it made progress, False when it needs more text) and
     may write `conclude()`, which must settle the block at the end of the output.
+
+    Linear time: no move looks at text it has already looked at again, however the text
+    arrives. Searches for a marker resume where the last one, from the same cursor,
+    stopped; names and headers are read within their length limits.
     """
 
     def __init__(self, ctx: Context, pos: int) -> None:
@@ -85,14 +90,21 @@ class Reader:
         self._steps: list[Step] = []
         self._inner: Reader | None = None
         self._failing: tuple[str, str, bool] | None = None
+        self._resume: tuple[int, tuple[str, ...], int] = (-1, (), 0)
+        """(cursor, needles, offset): where the last unfinished search may go on from."""
 
     def advance(self, text: str, at_end: bool) -> list[Step]:
         self.text, self.at_end, self._steps = text, at_end, []
-        if self._inner is None:
-            self._run()
-        if self._inner is not None:  # delegated, now or before
-            self._steps.extend(self._inner.advance(text, at_end))
-            self.done = self._inner.done
+        try:
+            if self._inner is None:
+                self._run()
+            if self._inner is not None:  # delegated, now or before
+                self._steps.extend(self._inner.advance(text, at_end))
+                self.done = self._inner.done
+        finally:
+            # Hold no reference to the text between calls, so that the parser can grow
+            # it in place (CPython appends to a string nothing else refers to).
+            self.text = ""
         return self._steps
 
     def _run(self) -> None:
@@ -152,14 +164,14 @@ class Reader:
     def _skip_failed(self) -> bool:
         assert self._failing is not None
         reason, closer, close_block = self._failing
-        at = self.text.find(closer, self.pos)
-        if at == -1 and not self.at_end:
+        found = self.search((closer,))
+        if not found and not self.at_end:
             return False
-        end = len(self.text) if at == -1 else at + len(closer)
+        end = found[0] + len(closer) if found else len(self.text)
         self._failing = None
         self.pos = end
         self.emit(Fail(reason, end))
-        if close_block or at == -1:
+        if close_block or not found:
             self.close(end)
         return True
 
@@ -189,26 +201,55 @@ class Reader:
         self.pos += len(best)
         return best
 
-    def until(self, *delims: str, limit: int | None = None) -> tuple[str, str] | bool | None:
+    def until(
+        self, *delims: str, limit: int | None = None
+    ) -> tuple[str, str] | Literal[False] | None:
         """The text up to the earliest delimiter, consumed with it: (text, delimiter).
-        None while no delimiter has arrived; False when none comes within `limit`."""
-        best_at, best = -1, ""
-        for delim in delims:
-            at = self.text.find(delim, self.pos)
-            if at != -1 and (best_at == -1 or at < best_at):
-                best_at, best = at, delim
-        reach = best_at if best_at != -1 else len(self.text)
-        if limit is not None and reach - self.pos > limit:
-            return False
-        if best_at == -1:
+        None while no delimiter has arrived; False when none starts within `limit`."""
+        found = self.search(delims, limit)
+        if not found:
+            return found
+        at, delim = found
+        value = self.text[self.pos : at]
+        self.pos = at + len(delim)
+        return value, delim
+
+    def search(
+        self, needles: tuple[str, ...], limit: int | None = None
+    ) -> tuple[int, str] | Literal[False] | None:
+        """The earliest needle at or after the cursor (the longest, on a tie), once no
+        earlier one can still be arriving: (offset, needle). None while none can be told
+        yet; False when none starts within `limit` characters of the cursor.
+
+        The answer does not depend on how the text arrived: a needle is looked for only
+        where the whole of it could lie, and a search that finds nothing resumes, on
+        the next call from the same cursor, where a needle could still begin.
+        """
+        text, pos = self.text, self.pos
+        longest = max(len(n) for n in needles)
+        resume_pos, resume_needles, resume_at = self._resume
+        start = resume_at if (resume_pos, resume_needles) == (pos, needles) else pos
+        end = None if limit is None else min(len(text), pos + limit + longest)
+        found = earliest(text, needles, start, end)
+        if found is not None and (limit is None or found[0] - pos <= limit):
+            if self.at_end or len(needles) == 1:
+                return found
+            # A longer needle may begin before this one and still be arriving.
+            if partial_start(text, needles, found[0], pos) is None:
+                return found
             return None
-        value = self.text[self.pos : best_at]
-        self.pos = best_at + len(best)
-        return value, best
+        if found is not None:
+            return False
+        # Nothing yet: a needle may still begin where its whole length has not arrived.
+        reach = len(text) if self.at_end else max(pos, len(text) - longest + 1)
+        if limit is not None and reach - pos > limit:
+            return False
+        self._resume = (pos, needles, reach)
+        return None
 
     def read_name(self) -> str | None:
         """A tool name at the cursor ("" when there is none); None while it may go on."""
-        match = NAME_CHARS.match(self.text, self.pos)
+        match = NAME_CHARS.match(self.text, self.pos, self.pos + MAX_NAME + 1)
         end = match.end() if match else self.pos
         if end - self.pos > MAX_NAME:
             return ""

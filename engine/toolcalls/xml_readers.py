@@ -144,6 +144,9 @@ class XmlReader(Reader):
             super().conclude()
 
 
+_GLM_NAME_ENDS = ("\n", "<arg_key>", "</tool_call>")
+
+
 class GlmReader(XmlReader):
     """GLM 4.6 / 4.7: `<tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value></tool_call>`
     (4.6 puts each on its own line)."""
@@ -154,14 +157,13 @@ class GlmReader(XmlReader):
 
     def _phase_glm_name(self) -> bool:
         self.skip_ws()
-        ends = [self.text.find(d, self.pos) for d in ("\n", "<arg_key>", "</tool_call>")]
-        found = [at for at in ends if at != -1]
-        reach = min(found) if found else len(self.text)
-        if reach - self.pos > MAX_NAME:
+        found = self.search(_GLM_NAME_ENDS, MAX_NAME)
+        if found is False:
             self.fail_through("bad tool name", "</tool_call>")
             return True
-        if not found:
+        if found is None:
             return False
+        reach = found[0]
         name = self.text[self.pos : reach].strip()
         if not name or not NAME_CHARS.fullmatch(name):
             self.fail_through("bad tool name", "</tool_call>")
