@@ -43,7 +43,7 @@ from engine.toolcalls.default_format import (
     default_tool_system_prompt,
     to_default_format,
 )
-from engine.toolcalls.detect import detect_tool_format
+from engine.toolcalls.detect import detect_call_format, detect_tool_format
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS, ReaderFactory, ToolFormat
 from engine.toolcalls.grammar import (
     MAX_ENUM_RANGE,
@@ -77,6 +77,7 @@ __all__ = [
     "UnsupportedToolFormat",
     "choose_tools",
     "default_tool_system_prompt",
+    "detect_call_format",
     "detect_tool_format",
     "function_of",
     "new_call_id",

@@ -50,6 +50,12 @@ class ToolFormat:
     """How a forced call (tool_choice "required" or a named tool) is written."""
     grammar_variants: Mapping[str, CallGrammar] = field(default_factory=dict)
     """Further grammars, by name, for variants this format's reader also reads."""
+    detect_unlisted: Callable[[str], bool] | None = None
+    """A test for templates that never list the tools, yet write calls in the history:
+    their models write calls all the same (DeepSeek V3.1). See `detect_call_format`."""
+    calls_end_reasoning: bool = False
+    """Calls inside a reasoning block that never closes end the reasoning: the text
+    before them is reasoning (Kimi K2 Thinking). Otherwise it is content (llama.cpp)."""
 
 
 def _has(*needles: str) -> Callable[[str], bool]:
@@ -146,9 +152,22 @@ _RECORDS: tuple[ToolFormat, ...] = (
         _qwen3_coder,
         grammar=XmlCallGrammar(),
     ),
-    ToolFormat("kimi_k2", _has("<|tool_calls_section_begin|>"), _KIMI_OPENERS, _kimi),
+    ToolFormat(
+        "kimi_k2",
+        _has("<|tool_calls_section_begin|>"),
+        _KIMI_OPENERS,
+        _kimi,
+        calls_end_reasoning=True,
+    ),
     ToolFormat("deepseek_r1", _has("tool▁calls▁begin", "```json"), _DEEPSEEK_OPENERS, _deepseek),
-    ToolFormat("deepseek_v3", _has("tool▁calls▁begin"), _DEEPSEEK_OPENERS, _deepseek),
+    ToolFormat(
+        "deepseek_v3",
+        _has("tool▁calls▁begin"),
+        _DEEPSEEK_OPENERS,
+        _deepseek,
+        # V3.1's template writes `NAME<｜tool▁sep｜>{json}` calls but no tool list.
+        detect_unlisted=lambda s: "tool▁calls▁begin" in s and "```json" not in s,
+    ),
     ToolFormat(
         "lfm2",
         _has_any("<|tool_call_start|>", "<|tool_list_start|>"),
