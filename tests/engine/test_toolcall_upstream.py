@@ -28,6 +28,7 @@ from engine.toolcalls import (
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 DEEPSEEK_V3_1 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-deepseek-v3-1.cpp"
+KIMI_K2 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-kimi-k2.cpp"
 
 # DeepSeek's special tokens, spelled once.
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -36,6 +37,22 @@ CALL_BEGIN, SEP, CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
 
 def deepseek_call(name: str, arguments: str) -> str:
     return f"{CALL_BEGIN}{name}{SEP}{arguments}{CALL_END}"
+
+
+def kimi_calls(*calls: tuple[str, str]) -> str:
+    return (
+        "<|tool_calls_section_begin|>"
+        + "".join(
+            f"<|tool_call_begin|>functions.{name}:{i}<|tool_call_argument_begin|>{arguments}"
+            "<|tool_call_end|>"
+            for i, (name, arguments) in enumerate(calls)
+        )
+        + "<|tool_calls_section_end|>"
+    )
+
+
+JOHN = '{"name": "John Doe", "age": 30, "active": true, "score": 95.5}'
+JOHN_VALUE = {"name": "John Doe", "age": 30, "active": True, "score": 95.5}
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,52 @@ CASES: list[Case] = [
         content="CONTENT",
         options={"starts_in_reasoning": False},
     ),
+    # Kimi K2 (upstream reads its Instruct template; the Thinking one writes the same).
+    Case(
+        f"{KIMI_K2} 'Test parsing tool calls with thinking'",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm\nthinking</think>" + kimi_calls(("special_function", '{"arg1": 1}')),
+        reasoning="I'm\nthinking",
+        calls=[("special_function", {"arg1": 1})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(
+        f"{KIMI_K2} 'Test tool calls with extra content AND thinking'",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm\nthinking</think>"
+        + kimi_calls(("special_function", '{"arg1": 1}'))
+        + "Hello, world!\nWhat's up?",
+        content="Hello, world!\nWhat's up?",
+        reasoning="I'm\nthinking",
+        calls=[("special_function", {"arg1": 1})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(
+        f"{KIMI_K2} multi_tool_msg",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm thinking.</think>Let me call multiple tools."
+        + kimi_calls(
+            ("read_file", '{"files":[{"path":"src/app/Partners.tsx","line_ranges":["1-100"]}]}'),
+            ("complex_function", JOHN),
+            ("emoji_function", '{"message":"Hello! 👋 🌟 🚀 Testing emojis: 😀😃😄😁 and symbols: ∑∏∆∇"}'),
+        ),
+        content="Let me call multiple tools.",
+        reasoning="I'm thinking.",
+        calls=[
+            ("read_file", {"files": [{"path": "src/app/Partners.tsx", "line_ranges": ["1-100"]}]}),
+            ("complex_function", JOHN_VALUE),
+            ("emoji_function", {"message": "Hello! 👋 🌟 🚀 Testing emojis: 😀😃😄😁 and symbols: ∑∏∆∇"}),
+        ],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(  # calls inside a <think> that never closes: calls, the text before is reasoning
+        f"{KIMI_K2} TODO 'tool calls embedded in <think> blocks', first case",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm thinking" + kimi_calls(("complex_function_in_think", JOHN)),
+        reasoning="I'm thinking",
+        calls=[("complex_function_in_think", JOHN_VALUE)],
+        streams=False,
+    ),
 ]
 
 
@@ -170,7 +233,8 @@ def _streamed(case: Case, pieces: list[str]) -> tuple[Any, ...]:
 
 
 def _id(case: Case) -> str:
-    return case.source.rsplit(" ", 1)[-1] + ("" if case.streams else "-whole")
+    where = case.source.split(" tests/chat-parsers/", 1)[-1]
+    return where.replace(" ", "_") + ("" if case.streams else "-whole")
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
