@@ -8,6 +8,7 @@ from engine.toolcalls.grammar import *  # noqa: F403
 from engine.toolcalls.grammar import (
     MAX_ENUM_RANGE,
     MAX_ITEMS,
+    MAX_PARALLEL,
     MAX_STRING,
     UnsupportedToolFormat,
     choose_tools,
@@ -19,6 +20,7 @@ from engine.toolcalls.grammar import (
 __all__ = [
     "MAX_ENUM_RANGE",
     "MAX_ITEMS",
+    "MAX_PARALLEL",
     "MAX_STRING",
     "UnsupportedToolFormat",
     "choose_tools",

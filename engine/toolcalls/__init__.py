@@ -48,6 +48,7 @@ from engine.toolcalls.formats import FORMATS, TOOL_FORMATS, ReaderFactory, ToolF
 from engine.toolcalls.grammar import (
     MAX_ENUM_RANGE,
     MAX_ITEMS,
+    MAX_PARALLEL,
     MAX_STRING,
     UnsupportedToolFormat,
     choose_tools,
@@ -63,6 +64,7 @@ __all__ = [
     "FORMATS",
     "MAX_ENUM_RANGE",
     "MAX_ITEMS",
+    "MAX_PARALLEL",
     "MAX_STRING",
     "TOOL_FORMATS",
     "TOOL_REQUEST_CLOSE",

@@ -179,7 +179,7 @@ _RECORDS: tuple[ToolFormat, ...] = (
         _has("[TOOL_CALLS]"),
         ("[TOOL_CALLS]",),
         _after(MistralReader),
-        grammar=JsonCallGrammar("[TOOL_CALLS][", "]"),
+        grammar=JsonCallGrammar("[TOOL_CALLS][", "]", separator=", ", in_list=True),
         # v11 templates (Small 3.2, Devstral, ...) write `[TOOL_CALLS]NAME[ARGS]{...}`;
         # the reader takes both, the grammar must pick one.
         grammar_variants={"mistral_v11": NamedCallGrammar("[TOOL_CALLS]{name}[ARGS]")},
@@ -195,21 +195,21 @@ _RECORDS: tuple[ToolFormat, ...] = (
         _has("<TOOLCALL>"),
         ("<TOOLCALL>",),
         _json_list("</TOOLCALL>"),
-        grammar=JsonCallGrammar("<TOOLCALL>[", "]</TOOLCALL>"),
+        grammar=JsonCallGrammar("<TOOLCALL>[", "]</TOOLCALL>", separator=", ", in_list=True),
     ),
     ToolFormat(
         "granite",
         _has("<|tool_call|>"),
         ("<|tool_call|>",),
         _json_list(None),
-        grammar=JsonCallGrammar("<|tool_call|>[", "]"),
+        grammar=JsonCallGrammar("<|tool_call|>[", "]", separator=", ", in_list=True),
     ),
     ToolFormat(
         "firefunction",
         _has("functools"),
         ("functools",),
         _json_list(None, reject_non_lists=True),
-        grammar=JsonCallGrammar(" functools[", "]"),
+        grammar=JsonCallGrammar(" functools[", "]", separator=", ", in_list=True),
     ),
     ToolFormat(
         "functionary_v3_1",

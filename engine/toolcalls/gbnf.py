@@ -19,28 +19,45 @@ from engine.toolcalls.tool_specs import function_of
 MAX_STRING = 200
 MAX_ITEMS = 8
 MAX_ENUM_RANGE = 2000
+MAX_PARALLEL = 4
+"""The most calls a parallel grammar allows in one reply."""
 
 
 class CallGrammar(Protocol):
-    """How a format writes one forced call: builds the whole grammar for the chosen tools."""
+    """How a format writes forced calls: builds the whole grammar for the chosen tools,
+    exactly one call, or (`parallel`) one to MAX_PARALLEL of them."""
 
-    def build(self, tools: Sequence[dict[str, Any]]) -> str: ...
+    def build(self, tools: Sequence[dict[str, Any]], parallel: bool = False) -> str: ...
+
+
+def _repeated(unit: str, separator: str, parallel: bool) -> str:
+    """`unit` once, or one to MAX_PARALLEL times with `separator` between."""
+    if not parallel:
+        return unit
+    sep = f"{_literal(separator)} " if separator else ""
+    return f"{unit} ({sep}{unit}){{0,{MAX_PARALLEL - 1}}}"
 
 
 @dataclass(frozen=True, slots=True)
 class JsonCallGrammar:
-    """One JSON object `{"name": ..., <arguments_key>: {...}}` between `before` and `after`."""
+    """One JSON object `{"name": ..., <arguments_key>: {...}}` between `before` and `after`.
+    Parallel calls: the whole repeats with `separator` between, or, `in_list`, the
+    objects repeat inside the list that `before` opens and `after` closes."""
 
     before: str
     after: str
     arguments_key: str = "arguments"
+    separator: str = "\n"
+    in_list: bool = False
 
-    def build(self, tools: Sequence[dict[str, Any]]) -> str:
-        parts = [_literal(self.before)] if self.before else []
-        parts.append("tool-call")
-        if self.after:
-            parts.append(_literal(self.after))
-        return f"root ::= {' '.join(parts)}\n" + _call_object(tools, self.arguments_key)
+    def build(self, tools: Sequence[dict[str, Any]], parallel: bool = False) -> str:
+        before = [_literal(self.before)] if self.before else []
+        after = [_literal(self.after)] if self.after else []
+        if self.in_list:
+            body = " ".join([*before, _repeated("tool-call", self.separator, parallel), *after])
+        else:
+            body = _repeated(" ".join([*before, "tool-call", *after]), self.separator, parallel)
+        return f"root ::= {body}\n" + _call_object(tools, self.arguments_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +67,9 @@ class NamedCallGrammar:
 
     head: str
     tail: str = ""
+    separator: str = ""
 
-    def build(self, tools: Sequence[dict[str, Any]]) -> str:
+    def build(self, tools: Sequence[dict[str, Any]], parallel: bool = False) -> str:
         lines, alternatives = [], []
         for n, tool in enumerate(tools):
             name = function_of(tool)["name"]
@@ -63,7 +81,10 @@ class NamedCallGrammar:
             alternatives.append(alternative)
         # Each sub-grammar defines the same helper rules (space, string, ...) identically;
         # keep the first definition of each.
-        return "root ::= " + " | ".join(f"({a})" for a in alternatives) + "\n" + _dedupe(lines)
+        call = " | ".join(f"({a})" for a in alternatives)
+        if parallel:
+            return f"root ::= {_repeated('one-call', self.separator, True)}\none-call ::= {call}\n" + _dedupe(lines)
+        return "root ::= " + call + "\n" + _dedupe(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +96,9 @@ class XmlCallGrammar:
     parameter_open: str = "<parameter={key}>\n"
     parameter_close: str = "\n</parameter>\n"
     function_close: str = "</function>\n</tool_call>"
+    separator: str = "\n"
 
-    def build(self, tools: Sequence[dict[str, Any]]) -> str:
+    def build(self, tools: Sequence[dict[str, Any]], parallel: bool = False) -> str:
         alternatives = []
         for tool in tools:
             function = function_of(tool)
@@ -90,8 +112,10 @@ class XmlCallGrammar:
                 body.append(_literal(self.parameter_close))
             body.append(_literal(self.function_close))
             alternatives.append(" ".join(body))
+        call = " | ".join(f"({a})" for a in alternatives)
+        root = f"{_repeated('one-call', self.separator, True)}\none-call ::= {call}" if parallel else call
         return (
-            "root ::= " + " | ".join(f"({a})" for a in alternatives) + "\n"
+            "root ::= " + root + "\n"
             'xml-text ::= [^<\\n] [^<\\n]{0,199}\n'
             'xml-int ::= "-"? [0-9] [0-9]{0,15}\n'
             'xml-number ::= "-"? [0-9] [0-9]{0,15} ("." [0-9]{1,8})?\n'

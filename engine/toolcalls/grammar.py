@@ -12,12 +12,13 @@ from typing import Any
 
 from engine.errors import UnsupportedToolFormat
 from engine.toolcalls.formats import GRAMMARS
-from engine.toolcalls.gbnf import MAX_ENUM_RANGE, MAX_ITEMS, MAX_STRING, tight
+from engine.toolcalls.gbnf import MAX_ENUM_RANGE, MAX_ITEMS, MAX_PARALLEL, MAX_STRING, tight
 from engine.toolcalls.tool_specs import function_of
 
 __all__ = [
     "MAX_ENUM_RANGE",
     "MAX_ITEMS",
+    "MAX_PARALLEL",
     "MAX_STRING",
     "UnsupportedToolFormat",
     "choose_tools",
@@ -42,13 +43,14 @@ def choose_tools(tools: Sequence[dict[str, Any]], tool_choice: Any) -> list[dict
 
 
 def tool_call_grammar(
-    tools: Sequence[dict[str, Any]], tool_choice: Any, tool_format: str
+    tools: Sequence[dict[str, Any]], tool_choice: Any, tool_format: str, *, parallel: bool = False
 ) -> str:
-    """A GBNF grammar whose every sentence is one call of a chosen tool in `tool_format`."""
+    """A GBNF grammar whose every sentence is one call of a chosen tool in `tool_format`;
+    with `parallel` (OpenAI's parallel_tool_calls), one to MAX_PARALLEL such calls."""
     chosen = choose_tools(tools, tool_choice)
     if not chosen:
         raise ValueError("tool_choice requires a tool call, but no tools were given")
     wrapper = GRAMMARS.get(tool_format)
     if wrapper is None:
         raise UnsupportedToolFormat(f"no grammar for the {tool_format!r} tool-call format")
-    return wrapper.build(chosen)
+    return wrapper.build(chosen, parallel)
