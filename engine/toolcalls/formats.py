@@ -127,6 +127,8 @@ _RECORDS: tuple[ToolFormat, ...] = (
         (
             "<|start|>assistant to=functions.",
             "<|channel|>commentary to=functions.",
+            # A call addressed from the analysis channel (llama.cpp reads it too).
+            "<|channel|>analysis to=functions.",
             "to=functions.",
         ),
         _after(HarmonyReader),

@@ -29,6 +29,7 @@ from engine.toolcalls import (
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 DEEPSEEK_V3_1 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-deepseek-v3-1.cpp"
 KIMI_K2 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-kimi-k2.cpp"
+GPT_OSS = "ochafik/llama.cpp@1e7262b tests/chat-parsers/test-gpt-oss.cpp"
 
 # DeepSeek's special tokens, spelled once.
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -51,6 +52,8 @@ def kimi_calls(*calls: tuple[str, str]) -> str:
     )
 
 
+ANALYSIS = "<|channel|>analysis<|message|>I'm\nthinking<|end|>"
+SPECIAL = [("special_function", {"arg1": 1})]
 JOHN = '{"name": "John Doe", "age": 30, "active": true, "score": 95.5}'
 JOHN_VALUE = {"name": "John Doe", "age": 30, "active": True, "score": 95.5}
 
@@ -155,6 +158,50 @@ CASES: list[Case] = [
         content="CONTENT",
         options={"starts_in_reasoning": False},
     ),
+    # gpt-oss (harmony): the assert_msg_equals cases, counted from the top of the file.
+    Case(
+        f"{GPT_OSS} case 3 (analysis, then final)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
+        content="Hello, world!\nWhat's up?",
+        reasoning="I'm\nthinking",
+    ),
+    Case(
+        f"{GPT_OSS} case 6 (a call in the commentary channel)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>commentary to=functions.special_function "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 7 (a call addressed from the analysis channel)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>analysis to=functions.special_function "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 16 (the recipient in the role header)",
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.special_function<|channel|>commentary <|constrain|>json<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 17 (role header, analysis channel)",
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.special_function<|channel|>analysis <|constrain|>json<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 18 (role header after reasoning)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant to=functions.special_function<|channel|>analysis "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
     # Kimi K2 (upstream reads its Instruct template; the Thinking one writes the same).
     Case(
         f"{KIMI_K2} 'Test parsing tool calls with thinking'",
@@ -216,7 +263,15 @@ def _streamed(case: Case, pieces: list[str]) -> tuple[Any, ...]:
     """The pipeline the engine streams through, fed in pieces."""
     source = _template(case.template)
     markers = markers_for_template(source) if case.options.get("reasoning", True) else None
-    starts = bool(case.options.get("starts_in_reasoning")) and markers is not None
+    given = case.options.get("starts_in_reasoning")
+    # What parse_output guesses when it is not told: the stream is told the same.
+    raw = case.raw
+    guessed = (
+        markers is not None
+        and markers.close in raw
+        and (markers.open not in raw or raw.find(markers.open) > raw.find(markers.close))
+    )
+    starts = (guessed if given is None else bool(given)) and markers is not None
     pipeline = OutputPipeline(
         ReasoningParser(markers, starts_in_reasoning=starts),
         ToolCallParser(detect_call_format(source)),
@@ -247,7 +302,7 @@ def test_parses_as_llama_cpp_does(case: Case) -> None:
         json.dumps(call.arguments)  # arguments are JSON
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.streams and "starts_in_reasoning" in c.options], ids=_id)
+@pytest.mark.parametrize("case", [c for c in CASES if c.streams], ids=_id)
 def test_streamed_agrees_with_one_piece(case: Case) -> None:
     parsed = parse_output(case.raw, chat_template=_template(case.template), **case.options)
     whole = _outcome(parsed.content, parsed.reasoning, parsed.tool_calls)
