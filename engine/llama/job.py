@@ -136,6 +136,9 @@ class PredictionJob:
         llama = model._llama
         if llama is None:
             raise ModelLoadError(f"model {model.path} has been unloaded")
+        if self.control.cancelled.is_set():
+            # Cancelled while queued (or by an unload): no template or prompt work.
+            return self._result(started, "userStopped", 0, 0, 0, None, None)
         pieces = model._pieces
         assert pieces is not None and model.info is not None
         cfg = self.config

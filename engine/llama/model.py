@@ -246,10 +246,12 @@ class LoadedModel:
             raise ModelLoadError(str(err)) from None
 
     def unload(self) -> None:
-        """Free the model. Predictions still queued finish as cancelled."""
+        """Free the model: the running prediction stops within a token or a prompt
+        batch, queued ones finish as cancelled without running, then memory is freed."""
         if self._closed:
             return
         self._closed = True
+        self.cancel()
 
         def close() -> None:
             if self._llama is not None:
