@@ -76,6 +76,20 @@ def test_truncated_gguf_gives_a_clear_error(tmp_path: Path, tiny_model_path: Pat
         LoadedModel.load(broken)
 
 
+def test_a_template_that_does_not_parse_still_loads(make_tiny_model) -> None:  # type: ignore[no-untyped-def]
+    # llama-cpp-python compiles the GGUF's template in Llama() and used to refuse the
+    # file; the engine renders templates itself and falls back by architecture.
+    path = make_tiny_model(chat_template="{% for x in %}{{ x }}")
+    loaded = LoadedModel.load(path, LoadConfig(context_length=256))
+    try:
+        assert loaded.info.chat_template == "ChatML (fallback)"
+        assert "does not parse" in loaded.info.chat_template_reason
+        _, result = run(loaded, "hi", maxTokens=2)
+        assert result.stats.predicted_tokens_count == 2
+    finally:
+        loaded.unload()
+
+
 def test_unload_refuses_further_predictions(tiny_model_path: Path) -> None:
     loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=128))
     loaded.unload()
