@@ -314,6 +314,40 @@ def test_unload_cancels_the_running_and_the_queued_predictions(tiny_model_path: 
     assert not loaded.is_loaded
 
 
+def test_cancel_lands_inside_a_prompt_batch(tiny_model_path: Path) -> None:
+    # One batch of ~3,000 tokens (a second or more here): a cancel made 20 ms into it
+    # stops llama_decode itself, through llama.cpp's abort callback, instead of waiting
+    # for the batch to end; so no prompt token counts as evaluated.
+    loaded = LoadedModel.load(
+        tiny_model_path, LoadConfig(context_length=4096, batch_size=4096, threads=1)
+    )
+    try:
+        prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * 80)
+        events: list[Event] = []
+        timers: list[threading.Timer] = []
+        control = None
+
+        def sink(event: Event) -> None:
+            events.append(event)
+            if isinstance(event, PromptProgress) and event.fraction == 0.0 and control:
+                timers.append(threading.Timer(0.02, control.cancel))
+                timers[-1].start()
+
+        control = loaded.start_prediction(prompt, PredictionConfig(max_tokens=5), sink)
+        assert control.done.wait(60)
+        finished = events[-1]
+        assert isinstance(finished, Finished), finished
+        stats = finished.result.stats
+        assert stats.prompt_tokens_count > 2000
+        assert stats.stop_reason == "userStopped"
+        assert stats.prompt_tokens_evaluated == 0
+        # The context is still good: the next prediction evaluates its whole prompt.
+        _, again = run(loaded, "hello there", maxTokens=2)
+        assert again.stats.predicted_tokens_count == 2
+    finally:
+        loaded.unload()
+
+
 def test_prompt_longer_than_context(tiny_model_path: Path) -> None:
     small = LoadedModel.load(tiny_model_path, LoadConfig(context_length=32))
     try:
