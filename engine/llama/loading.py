@@ -86,14 +86,22 @@ def load_progress_hook(llama_cpp: Any, callback: Callable[[float], bool]) -> Ite
             params.progress_callback = c_callback
         return params
 
-    def formatter(*args: Any, **kwargs: Any) -> Any:
-        if threading.get_ident() == loading_thread:
-            return _UncompiledFormatter()
-        return original_formatter(*args, **kwargs)
+    # A subclass, not a function: the class's own code looks itself up by its module
+    # name (`Jinja2ChatFormatter.IgnoreGenerationTags`), on other threads too.
+    class Formatter(original_formatter):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._skipped = threading.get_ident() == loading_thread
+            if not self._skipped:
+                super().__init__(*args, **kwargs)
+
+        def to_chat_handler(self) -> Any:
+            if self._skipped:
+                return _never_called
+            return super().to_chat_handler()
 
     with _PROGRESS_LOCK:
         module.llama_model_default_params = default_params
-        chat_format.Jinja2ChatFormatter = formatter
+        chat_format.Jinja2ChatFormatter = Formatter
         try:
             yield
         finally:
@@ -101,14 +109,9 @@ def load_progress_hook(llama_cpp: Any, callback: Callable[[float], bool]) -> Ite
             chat_format.Jinja2ChatFormatter = original_formatter
 
 
-class _UncompiledFormatter:
-    """Stands in for llama-cpp-python's template compile; its handler is never called."""
-
-    def to_chat_handler(self) -> Callable[..., Any]:
-        def handler(*_args: Any, **_kwargs: Any) -> Any:
-            raise RuntimeError("llamaterm renders chat templates itself (engine.formatting)")
-
-        return handler
+def _never_called(*_args: Any, **_kwargs: Any) -> Any:
+    """The chat handler of a template llama-cpp-python was kept from compiling."""
+    raise RuntimeError("llamaterm renders chat templates itself (engine.formatting)")
 
 
 class ProgressReporter:
