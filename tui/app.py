@@ -228,7 +228,7 @@ class LlamatermApp(App[int]):
         """Where local models are looked for: the data directory's models/, then the config's."""
         return [models_dir(self.data_dir), *self.settings.paths.model_dirs]
 
-    def watch_model(self, model: object) -> None:
+    def watch_model(self, model: ChatModel | None) -> None:
         self.server.set_model(model)
         self.refresh_bindings()
 
