@@ -37,6 +37,10 @@ class TemplateLimitError(TemplateError):
     """A template render went past its step, time or output limit."""
 
 
+class RenderCancelled(TemplateError):
+    """The prediction a template was rendering for was cancelled mid-render."""
+
+
 @dataclass(frozen=True, slots=True)
 class RenderLimits:
     """How far one render may go."""
@@ -62,13 +66,17 @@ class RenderBudget:
         self.steps = 0
         self.output = 0
         self.deadline = time.monotonic() + limits.max_seconds
+        self.cancelled: threading.Event | None = getattr(_local, "cancelled", None)
 
     def step(self) -> None:
         self.steps += 1
         if self.steps > self.limits.max_steps:
             self._fail(f"more than {self.limits.max_steps:,} loop steps")
-        if self.steps % _CLOCK_EVERY == 0 and time.monotonic() > self.deadline:
-            self._fail(f"more than {self.limits.max_seconds:g} s")
+        if self.steps % _CLOCK_EVERY == 0:
+            if time.monotonic() > self.deadline:
+                self._fail(f"more than {self.limits.max_seconds:g} s")
+            if self.cancelled is not None and self.cancelled.is_set():
+                raise RenderCancelled(f"rendering chat template {self.name!r} was cancelled")
 
     def add_output(self, chars: int) -> None:
         self.output += chars
@@ -126,6 +134,16 @@ def render_budget(limits: RenderLimits, name: str) -> Iterator[RenderBudget]:
         yield budget
     finally:
         _local.budget = None
+
+
+@contextmanager
+def renders_cancelled_by(cancelled: threading.Event) -> Iterator[None]:
+    """Renders on this thread, while inside, stop with RenderCancelled once `cancelled` is set."""
+    _local.cancelled = cancelled
+    try:
+        yield
+    finally:
+        _local.cancelled = None
 
 
 def render_step() -> str:

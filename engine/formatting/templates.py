@@ -28,6 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from engine.formatting.limits import (
     STEP_FUNCTION,
     LimitedCodeGenerator,
+    RenderCancelled,
     RenderLimits,
     TemplateLimitError,
     current_budget,
@@ -275,6 +276,8 @@ def _tool_call_shape(source: str) -> _ToolCallShape:
         context.update(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
         try:
             text = _render_limited(_compile(source, "probe"), context, RenderLimits(), "probe")
+        except RenderCancelled:
+            raise  # not a finding about the template: nothing may be cached
         except TemplateLimitError:
             break  # the other shapes would only take as long again
         except Exception:  # noqa: BLE001, S112 - a failed probe only rules this shape out

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, TemplateError
+from ..formatting.limits import renders_cancelled_by
 from ..logbus import LOG_BUS
 from ..prediction import (
     ContentDelta,
@@ -165,7 +166,13 @@ class PredictionJob:
         cfg = self.config
         n_ctx = llama.n_ctx()
 
-        tokens = self._prepare(llama, n_ctx)
+        try:
+            with renders_cancelled_by(self.control.cancelled):
+                tokens = self._prepare(llama, n_ctx)
+        except TemplateError:
+            if not self.control.cancelled.is_set():
+                raise
+            return self._result(started, "userStopped", 0, 0, 0, None, None)
         n_prompt = len(tokens)
         if n_prompt >= n_ctx:
             self._log(

@@ -308,3 +308,24 @@ async def test_a_looping_template_fails_the_prediction_and_the_model_goes_on(
         assert result.stats.predicted_tokens_count == 2
     finally:
         model.unload()
+
+
+async def test_cancel_stops_a_render_that_runs_long(make_tiny_model: Callable[..., Path]) -> None:
+    import asyncio
+    import time
+
+    looping = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    path = make_tiny_model(chat_template=looping + "{{ messages[0]['content'] }}")
+    model = await LoadedModel.load_async(path, LoadConfig(context_length=512))
+    try:
+        chat = Chat()
+        chat.add_user_message("hi")
+        stream = model.respond_events(chat, {"maxTokens": 2})
+        await asyncio.sleep(0.3)  # well inside the render (its limit is seconds away)
+        cancelled_at = time.perf_counter()
+        stream.cancel()
+        result = await stream.wait_for_result()
+        assert result.stats.stop_reason == "userStopped"
+        assert time.perf_counter() - cancelled_at < 1.0
+    finally:
+        model.unload()
