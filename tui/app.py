@@ -27,7 +27,7 @@ from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
 from engine.models.loader import load_model_async, resolve_load
 from engine.models.starter import STARTER_KEY
-from engine.paths import config_path, models_dir
+from engine.paths import config_path
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
 from tui.app_messages import (

@@ -12,7 +12,7 @@ from pathlib import Path
 from textual.message import Message
 
 from engine.prediction import PredictionResult
-from engine.runtime import LoadedModel
+from engine.contract import ChatModel
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ModelLoadStarted(Message):
 
 @dataclass
 class ModelLoaded(Message):
-    model: LoadedModel
+    model: ChatModel
     path: Path
 
 

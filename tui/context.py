@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.logbus import LogBus
 from engine.paths import models_dir
-from engine.runtime import LoadedModel
+from engine.contract import ChatModel
 
 from tui.config import AppSettings
 from tui.model_state import ModelState
@@ -32,7 +32,7 @@ class AppContext:
     """The engine's records (loads, predictions, server requests) for the Logs screen."""
     cursor_blink: bool = True
     """False in snapshot tests, so that a cursor stays put."""
-    model: LoadedModel | None = None
+    model: ChatModel | None = None
     """The model the app has now, or None (the app's `model` reactive, mirrored)."""
     model_state: ModelState = field(default_factory=ModelState)
     """What the status line shows about the model (the app's `model_state`, mirrored)."""

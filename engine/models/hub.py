@@ -36,7 +36,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_session
 
-from engine.errors import AccessDenied, DownloadCancelled, HubError, HubUnavailable, NotFound
+from engine.errors import AccessDenied, HubError, HubUnavailable, NotFound
 from engine.models.catalog import SPLIT_NAME, is_mmproj
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -32,7 +32,7 @@ from textual.reactive import reactive
 from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
 from engine.prediction import PredictionConfig, PredictionStats
-from engine.runtime import LoadedModel
+from engine.contract import ChatModel
 from engine.tools import ToolDefinition, default_tools_path, load_tools
 
 from tui.screens.chat.reply_stream import (
@@ -400,7 +400,7 @@ class ChatScreen(LlamatermScreen):
 
     def open_run(
         self,
-        model: LoadedModel,
+        model: ChatModel,
         saved: SavedChat,
         tools: list[ToolDefinition],
         gate: ApprovalGate,
@@ -639,7 +639,7 @@ class ChatScreen(LlamatermScreen):
     def _model_state_changed(self, state: ModelState) -> None:
         self.status.context_length = state.context_length
 
-    def _model_changed(self, model: LoadedModel | None) -> None:
+    def _model_changed(self, model: ChatModel | None) -> None:
         # The old model is about to be unloaded: stop what it is generating.
         if self._reply is not None:
             self.action_stop()

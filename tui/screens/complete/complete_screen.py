@@ -20,7 +20,8 @@ from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Input, Label
 
 from engine.prediction import PredictionConfig, PredictionConfigError
-from engine.runtime import EventStream, LoadedModel
+from engine.contract import ChatModel
+from engine.runtime import EventStream
 
 from tui.app_messages import (
     PredictionFailed,
@@ -327,7 +328,7 @@ class CompleteScreen(LlamatermScreen):
         self.generating = False
         return pane
 
-    def _model_changed(self, model: LoadedModel | None) -> None:
+    def _model_changed(self, model: ChatModel | None) -> None:
         # The old model is about to be unloaded: stop what it is generating.
         if self._stream is not None:
             self._stream.cancel()
