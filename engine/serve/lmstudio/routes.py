@@ -1,0 +1,48 @@
+"""The Starlette routes that make a llamaterm server look like LM Studio to its SDK.
+
+    app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=key, loader=loader)))
+
+`GET /lmstudio-greeting` is what the SDK probes a port with; `/llm`, `/system` and
+`/embedding` are its websockets (the last one lists no models and refuses the rest).
+The greeting is open (the SDK probes without credentials); the websockets check the
+API key in their handshake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from . import channels, rpc
+from .channels import ChannelHandler
+from .protocol import GREETING
+from .rpc import Handler
+from .session import Session
+from .state import SdkState
+
+NAMESPACES: dict[str, tuple[Mapping[str, Handler], Mapping[str, ChannelHandler]]] = {
+    "llm": (rpc.LLM, channels.LLM),
+    "system": (rpc.SYSTEM, {}),
+    "embedding": (rpc.EMBEDDING, {}),
+}
+
+
+def lmstudio_routes(state: SdkState) -> list[BaseRoute]:
+    """The greeting and one websocket route per namespace, over `state`."""
+
+    async def greeting(request: Request) -> JSONResponse:
+        return JSONResponse(GREETING)
+
+    def socket(namespace: str) -> WebSocketRoute:
+        rpcs, channel_handlers = NAMESPACES[namespace]
+
+        async def endpoint(ws: WebSocket) -> None:
+            await Session(ws, namespace, state, rpcs, channel_handlers).run()
+
+        return WebSocketRoute(f"/{namespace}", endpoint)
+
+    return [Route("/lmstudio-greeting", greeting, methods=["GET"]), *(socket(n) for n in NAMESPACES)]
