@@ -1,0 +1,433 @@
+"""The real `lmstudio` SDK, unmodified, against llamaterm's server on the tiny model.
+
+The server is the OpenAI app (`engine.server.create_app`) with the LM Studio routes
+appended, on uvicorn on a free loopback port in a thread; the SDK talks to it over
+its websockets exactly as it talks to LM Studio. LM Studio's documented snippets run
+as they are, with `import lmstudio as lms` and the server's address configured.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import lmstudio as lms
+import pytest
+import uvicorn
+from gguf_factory import write_tiny_gguf
+from lmstudio import LMStudioModelNotFoundError, LMStudioServerError
+from starlette.applications import Starlette
+
+from engine.catalog import CatalogSource
+from engine.load_config import LoadConfig
+from engine.logbus import LOG_BUS
+from engine.prediction import LogRecord, PredictionConfig
+from engine.runtime import LoadedModel
+from engine.serve.lmstudio import CatalogLoader, SdkState, lmstudio_routes
+from engine.server import ModelRegistry, ServedModel, create_app
+from engine.tool_grammar import tool_call_grammar
+
+SNIPPETS = Path(__file__).parent / "snippets"
+# One thread: the tiny model gains nothing from more, and busy shared CI cores punish them.
+LOAD = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
+# The random-weight model rarely stops by itself: replies are capped unless a test says otherwise.
+DEFAULTS = PredictionConfig(max_tokens=24)
+API_KEY = "sdk-secret"
+
+
+class UvicornThread:
+    """An app on uvicorn on a free loopback port, on its own thread."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
+                                timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[self.sock]), daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self.host
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+def sdk_app(registry: ModelRegistry, loader: CatalogLoader | None, api_key: str | None = None) -> Starlette:
+    """The server's app with the LM Studio routes plugged in, as the lead's factory will."""
+    app = create_app(registry, api_key=api_key)
+    app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=api_key, loader=loader)))
+    return app
+
+
+@pytest.fixture(scope="module")
+def catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models on disk the SDK may load: a spare one, and one under the name the docs ask for."""
+    directory = tmp_path_factory.mktemp("sdk-catalog")
+    write_tiny_gguf(directory / "spare-model.gguf")
+    write_tiny_gguf(directory / "qwen2.5-7b-instruct.gguf")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_path: Path, catalog_dir: Path) -> Iterator[tuple[ModelRegistry, CatalogLoader]]:
+    model = LoadedModel.load(tiny_model_path, LOAD)
+    registry = ModelRegistry([ServedModel("tiny", model, DEFAULTS)])
+    loader = CatalogLoader(registry, [CatalogSource("configured", catalog_dir)],
+                           load_config=lambda entry: LOAD, defaults=DEFAULTS)
+    yield registry, loader
+    loader.close()
+    model.unload()
+
+
+@pytest.fixture(scope="module")
+def host(served: tuple[ModelRegistry, CatalogLoader]) -> Iterator[str]:
+    registry, loader = served
+    with UvicornThread(sdk_app(registry, loader)) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def client(host: str) -> Iterator[lms.Client]:
+    with lms.Client(host) as sdk_client:
+        yield sdk_client
+
+
+@pytest.fixture
+def model(client: lms.Client) -> Any:
+    return client.llm.model("tiny")
+
+
+class Prompts:
+    """The prompts the engine evaluated while a test ran (from the log bus)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, record: LogRecord) -> None:
+        if record.kind == "prompt":
+            with self._lock:
+                self.texts.append(str(record.data.get("text", "")))
+
+
+@pytest.fixture
+def prompts() -> Iterator[Prompts]:
+    collected = Prompts()
+    unsubscribe = LOG_BUS.subscribe(collected)
+    yield collected
+    unsubscribe()
+
+
+# --- finding the server ------------------------------------------------------------
+
+
+def test_greeting_answers_the_sdk_probe(host: str) -> None:
+    assert httpx.get(f"http://{host}/lmstudio-greeting").json() == {"lmstudio": True}
+    assert lms.Client.is_valid_api_host(host)
+
+
+def test_the_openai_routes_still_answer(host: str) -> None:
+    assert [m["id"] for m in httpx.get(f"http://{host}/v1/models").json()["data"]] == ["tiny"]
+
+
+# --- text completion (seed 000) --------------------------------------------------
+
+
+def test_complete_is_a_raw_completion(model: Any, prompts: Prompts) -> None:
+    result = model.complete("My name is", config={"maxTokens": 8})
+    assert isinstance(result.content, str)
+    assert result.stats.predicted_tokens_count <= 8
+    assert result.stats.stop_reason in ("maxPredictedTokensReached", "eosFound")
+    assert result.model_info.display_name == "tiny-test-model"
+    assert result.stats.time_to_first_token_sec is not None
+    # No chat template around it: the model saw exactly the text.
+    assert prompts.texts[-1] == "My name is"
+    assert result.prediction_config.max_tokens == 8
+    assert result.load_config.context_length == 2048
+
+
+def test_terminal_simulation_stops_before_the_prompt_sign(model: Any) -> None:
+    history = "$ ls -la"
+    for _ in range(2):
+        stream = model.complete_stream(history, config={"stopStrings": ["$"], "maxTokens": 40})
+        text = "".join(fragment.content for fragment in stream)
+        result = stream.result()
+        assert "$" not in text and text == result.content
+        assert result.stats.stop_reason in ("stopStringFound", "maxPredictedTokensReached", "eosFound")
+        history += "\n" + result.content + "\n$ pwd"
+
+
+def test_prompt_processing_progress_goes_from_0_to_1(model: Any) -> None:
+    seen: list[float] = []
+    model.complete("My name is", on_prompt_processing_progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert seen == sorted(seen)
+
+
+# --- chat (seeds 001, 002) ---------------------------------------------------------
+
+
+def test_respond_and_respond_stream(model: Any, prompts: Prompts) -> None:
+    chat = lms.Chat("You are a resident AI philosopher.")
+    chat.add_user_message("What is the meaning of life?")
+    result = model.respond(chat)
+    assert result.stats.predicted_tokens_count <= DEFAULTS.max_tokens
+    # The chat template rendered the history (ChatML, the tiny model's).
+    assert "<|im_start|>system\nYou are a resident AI philosopher." in prompts.texts[-1]
+    fragments = []
+    stream = model.respond_stream(chat, config={"temperature": 0.6, "maxTokens": 10})
+    for fragment in stream:
+        assert fragment.reasoning_type == "none" and not fragment.contains_drafted
+        fragments.append(fragment.content)
+    assert "".join(fragments) == stream.result().content
+    assert stream.result().stats.predicted_tokens_count <= 10
+
+
+def test_multi_turn_with_on_message_append(model: Any, prompts: Prompts) -> None:
+    chat = lms.Chat("You are a task focused AI assistant")
+    replies = []
+    for question in ("Hello", "How are you?"):
+        chat.add_user_message(question)
+        stream = model.respond_stream(chat, on_message=chat.append)
+        replies.append("".join(f.content for f in stream))
+    last = prompts.texts[-1]
+    # The second request carried the first reply, appended by on_message.
+    assert "Hello" in last and "How are you?" in last
+    assert f"<|im_start|>assistant\n{replies[0]}" in last
+
+
+def test_cancel_stops_the_prediction(model: Any) -> None:
+    stream = model.respond_stream("Tell me a long story", config={"maxTokens": False})
+    count = 0
+    for _ in stream:
+        count += 1
+        if count == 1:
+            stream.cancel()
+    result = stream.result()
+    assert result.stats.stop_reason == "userStopped"
+    assert result.stats.predicted_tokens_count < 2000
+
+
+def test_structured_output_with_a_pydantic_model(model: Any) -> None:
+    class Book(lms.BaseModel):
+        title: str
+        year: int
+
+    result = model.respond("A book, please", response_format=Book, config={"maxTokens": -1})
+    assert isinstance(result.parsed, dict), result.content
+    assert set(result.parsed) == {"title", "year"}
+    assert isinstance(result.parsed["year"], int)
+
+
+def test_structured_output_with_a_json_schema(model: Any) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "maxLength": 12}, "ok": {"type": "boolean"}},
+        "required": ["answer", "ok"],
+    }
+    result = model.complete("JSON:", response_format=schema, config={"maxTokens": -1})
+    assert isinstance(result.parsed, dict), result.content
+    assert isinstance(result.parsed["ok"], bool)
+    assert json.loads(result.content) == result.parsed
+
+
+def add(a: int, b: int) -> int:
+    """Given two numbers a and b, returns the sum of them."""
+    return a + b
+
+
+def test_act_calls_a_python_function_and_sends_its_result(model: Any, prompts: Prompts) -> None:
+    # The random-weight model never chooses a tool: a grammar makes it call `add`, in the
+    # [TOOL_REQUEST] format the tiny model's template gets, with one-digit numbers (it would
+    # write digits forever). The last round has no tools.
+    digit = {"type": "integer", "enum": [1, 2, 3]}
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "properties": {"a": digit, "b": digit}, "required": ["a", "b"]}}}]
+    grammar = tool_call_grammar(tools, {"type": "function", "function": {"name": "add"}}, "default")
+    messages: list[Any] = []
+    calls: list[tuple[int, int]] = []
+
+    def add_logged(a: int, b: int) -> int:
+        """Given two numbers a and b, returns the sum of them."""
+        calls.append((a, b))
+        return a + b
+
+    add_logged.__name__ = "add"
+    result = model.act("What is the sum of 1 and 2?", [add_logged], on_message=messages.append,
+                       max_prediction_rounds=2,
+                       config={"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 200})
+    assert result.rounds == 2
+    assert len(calls) == 1
+    request, tool_result = messages[0], messages[1]
+    assert request.role == "assistant" and tool_result.role == "tool"
+    call = request.content[-1].tool_call_request
+    assert call.name == "add" and call.id
+    assert tool_result.content[0].tool_call_id == call.id
+    # The second round's prompt holds the tool's answer.
+    assert str(sum(calls[0])) in prompts.texts[-1]
+
+
+# --- the model's own calls ------------------------------------------------------------
+
+
+def test_tokenize_and_count_tokens(model: Any, served: tuple[ModelRegistry, CatalogLoader]) -> None:
+    registry, _ = served
+    engine_model = registry.get("tiny")
+    assert engine_model is not None
+    tokens = model.tokenize("Hello world")
+    assert tokens == engine_model.model.tokenize("Hello world", add_special=False)
+    assert model.count_tokens("Hello world") == len(tokens)
+    assert model.tokenize(["a", "b"]) == [model.tokenize("a"), model.tokenize("b")]
+
+
+def test_get_info_and_context_length(model: Any, tiny_model_path: Path) -> None:
+    info = model.get_info()
+    assert info.identifier == "tiny"
+    assert info.model_key == "tiny-test-model"
+    assert info.path == str(tiny_model_path)
+    assert info.context_length == 2048
+    assert model.get_context_length() == 2048
+    assert model.get_load_config().context_length == 2048
+
+
+def test_apply_prompt_template(model: Any) -> None:
+    chat = lms.Chat("Be brief.")
+    chat.add_user_message("Hi")
+    text = model.apply_prompt_template(chat)
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+# --- models: listing, loading, unloading ---------------------------------------------
+
+
+def test_list_loaded_and_downloaded(client: lms.Client) -> None:
+    assert "tiny" in [m.identifier for m in client.llm.list_loaded()]
+    assert "tiny" in [m.identifier for m in client.list_loaded_models()]
+    downloaded = {m.model_key: m for m in client.list_downloaded_models()}
+    assert {"spare-model", "qwen2.5-7b-instruct"} <= set(downloaded)
+    assert downloaded["spare-model"].type == "llm"
+    assert [m.model_key for m in client.llm.list_downloaded()] == sorted(downloaded)
+    assert client.embedding.list_loaded() == []
+
+
+def test_load_on_demand_with_progress_then_unload(client: lms.Client) -> None:
+    progress: list[float] = []
+    spare = client.llm.model("spare-model", on_load_progress=progress.append,
+                             config={"contextLength": 1024})
+    assert progress[0] == 0.0 and progress[-1] == 1.0 and progress == sorted(progress)
+    assert spare.identifier == "spare-model"
+    assert spare.get_context_length() == 1024
+    # Loaded once: asking again finds it.
+    assert client.llm.model("spare-model").identifier == "spare-model"
+    assert spare.complete("Hi", config={"maxTokens": 3}).stats.predicted_tokens_count <= 3
+    spare.unload()
+    assert "spare-model" not in [m.identifier for m in client.llm.list_loaded()]
+
+
+def test_unknown_model_is_not_found(client: lms.Client) -> None:
+    with pytest.raises(LMStudioModelNotFoundError):
+        client.llm.model("no-such-model")
+    with pytest.raises(LMStudioModelNotFoundError):
+        client.llm.get_model_info("no-such-model")
+
+
+def test_the_apps_own_model_is_not_unloaded_by_a_client(client: lms.Client) -> None:
+    with pytest.raises(LMStudioServerError, match="not loaded through the SDK"):
+        client.llm.unload("tiny")
+    assert "tiny" in [m.identifier for m in client.llm.list_loaded()]
+
+
+# --- the API key -----------------------------------------------------------------------
+
+
+class KeyedClient(lms.Client):
+    """A client that sends the server's API key as its passkey (the SDK has no option for it)."""
+
+    def _create_auth_message(self) -> dict[str, Any]:
+        return self._format_auth_message(client_key=API_KEY)
+
+
+def test_the_api_key_is_checked_in_the_handshake(served: tuple[ModelRegistry, CatalogLoader]) -> None:
+    registry, _ = served
+    with UvicornThread(sdk_app(registry, None, api_key=API_KEY)) as address:
+        # The greeting stays open: the SDK probes before it authenticates.
+        assert httpx.get(f"http://{address}/lmstudio-greeting").json() == {"lmstudio": True}
+        with lms.Client(address) as stranger, pytest.raises(LMStudioServerError, match="Authentication failed"):
+            stranger.llm.list_loaded()
+        with KeyedClient(address) as keyed:
+            assert [m.identifier for m in keyed.llm.list_loaded()] == ["tiny"]
+            # Without a loader the server serves what the app loaded, and loads nothing.
+            with pytest.raises(LMStudioServerError):
+                keyed.llm.model("spare-model")
+
+
+# --- LM Studio's snippets, unchanged but for the address ------------------------------
+
+
+@pytest.fixture
+def run_snippet(host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    def run(name: str, stdin: str = "") -> str:
+        source = (SNIPPETS / name).read_text()
+        # Our copies import the engine; LM Studio's import lmstudio. The rest is as documented.
+        source = source.replace(
+            "import engine as lms", f"import lmstudio as lms\nlms.configure_default_client({host!r})"
+        ).split("# Not in the guide")[0]
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        lms.sync_api._reset_default_client()
+        capsys.readouterr()
+        exec(compile(source, name, "exec"), {"__name__": "__main__"})  # noqa: S102 - our own files
+        return capsys.readouterr().out
+
+    yield run
+    lms.sync_api._reset_default_client()
+
+
+def test_text_completion_snippet(run_snippet: Any) -> None:
+    out = run_snippet("text_completion.py")
+    assert "Model used: tiny-test-model" in out
+    assert 1 <= int(out.split("Predicted tokens:")[1].split()[0]) <= 100
+    assert "Stop reason: " in out and "Custom params stop reason: " in out
+
+
+def test_progress_callbacks_snippet(run_snippet: Any) -> None:
+    lines = [line for line in run_snippet("progress_callbacks.py").splitlines() if line.endswith("% complete")]
+    assert lines[0] == "0.0% complete" and lines[-1] == "100.0% complete"
+
+
+def test_terminal_simulation_snippet(run_snippet: Any) -> None:
+    out = run_snippet("terminal_simulation.py", stdin="ls -la\npwd\nexit\n")
+    assert out.count("$ ") == 3
+    assert all("$" not in reply for reply in out.split("$ ")[1:-1])
+
+
+def test_chat_snippets(run_snippet: Any) -> None:
+    assert run_snippet("chat_respond.py").strip()
+    out = run_snippet("chat_object.py")
+    assert "Model used: tiny-test-model" in out
+    assert 1 <= int(out.split("Predicted tokens:")[1].split()[0]) <= 50
+    lines = [line for line in run_snippet("chat_progress.py").splitlines() if line.endswith("% complete")]
+    assert lines[0] == "0.0% complete" and lines[-1] == "100.0% complete"
+
+
+def test_chat_loop_snippet(run_snippet: Any, prompts: Prompts) -> None:
+    out = run_snippet("chat_loop.py", stdin="Hello\nHow are you?\n\n")
+    assert out.count("Bot: ") == 2
+    assert "Hello" in prompts.texts[-1] and "How are you?" in prompts.texts[-1]
