@@ -23,6 +23,7 @@ import lmstudio as lms
 import pytest
 import uvicorn
 from gguf_factory import write_tiny_gguf
+from httpx_ws import connect_ws
 from lmstudio import LMStudioModelNotFoundError, LMStudioServerError
 from starlette.applications import Starlette
 
@@ -32,10 +33,12 @@ from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord, PredictionConfig
 from engine.runtime import LoadedModel
 from engine.serve.lmstudio import CatalogLoader, SdkState, lmstudio_routes
+from engine.serve.lmstudio.sdk_port import DEFAULT_SDK_PORT, bind_sdk_port
 from engine.server import ModelRegistry, ServedModel, create_app
 from engine.tool_grammar import tool_call_grammar
 
 SNIPPETS = Path(__file__).parent / "snippets"
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 # One thread: the tiny model gains nothing from more, and busy shared CI cores punish them.
 LOAD = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
 # The random-weight model rarely stops by itself: replies are capped unless a test says otherwise.
@@ -46,14 +49,15 @@ API_KEY = "sdk-secret"
 class UvicornThread:
     """An app on uvicorn on a free loopback port, on its own thread."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, extra: list[socket.socket] | None = None) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sockets = sockets = [self.sock, *(extra or [])]
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[self.sock]), daemon=True)
+        self.thread = threading.Thread(target=lambda: self.server.run(sockets=sockets), daemon=True)
 
     def __enter__(self) -> str:
         self.thread.start()
@@ -66,7 +70,8 @@ class UvicornThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 def sdk_app(registry: ModelRegistry, loader: CatalogLoader | None, api_key: str | None = None) -> Starlette:
@@ -431,3 +436,123 @@ def test_chat_loop_snippet(run_snippet: Any, prompts: Prompts) -> None:
     out = run_snippet("chat_loop.py", stdin="Hello\nHow are you?\n\n")
     assert out.count("Bot: ") == 2
     assert "Hello" in prompts.texts[-1] and "How are you?" in prompts.texts[-1]
+
+
+# --- the SDK's default port: lms.llm() with no set-up ----------------------------------
+
+
+def test_sdk_port_off_or_taken_is_not_an_error() -> None:
+    assert bind_sdk_port(0) is None
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        assert bind_sdk_port(holder.getsockname()[1]) is None
+
+
+def test_lms_llm_finds_the_server_on_the_sdk_port(served: tuple[ModelRegistry, CatalogLoader]) -> None:
+    sdk_sock = bind_sdk_port(DEFAULT_SDK_PORT)
+    if sdk_sock is None:
+        pytest.skip(f"port {DEFAULT_SDK_PORT} is taken here (LM Studio running?)")
+    registry, loader = served
+    lms.sync_api._reset_default_client()
+    try:
+        with UvicornThread(sdk_app(registry, loader), extra=[sdk_sock]):
+            model = lms.llm()  # no client set-up: the SDK probes its default ports
+            assert model.identifier == "tiny"
+            assert model.complete("Hi", config={"maxTokens": 3}).stats.predicted_tokens_count <= 3
+    finally:
+        lms.sync_api._reset_default_client()
+
+
+# --- the wire itself: what the SDK cannot send -----------------------------------------
+
+
+def _exchange(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
+    ws.send_json(message)
+    reply: dict[str, Any] = ws.receive_json(timeout=30)
+    return reply
+
+
+def test_unknown_fields_and_messages_are_accepted_and_logged(host: str) -> None:
+    records: list[LogRecord] = []
+    unsubscribe = LOG_BUS.subscribe(lambda r: records.append(r) if r.kind == "server" else None)
+    try:
+        with connect_ws(f"ws://{host}/llm") as ws:
+            assert _exchange(ws, {"authVersion": 1, "clientIdentifier": "x", "clientPasskey": "y"}) == {"success": True}
+            ws.send_text("not json")
+            ws.send_json({"type": "someFutureMessage"})
+            assert _exchange(ws, {"type": "rpcCall", "endpoint": "noSuchCall", "callId": 1})["type"] == "rpcError"
+            ws.send_json({"type": "channelCreate", "endpoint": "predict", "channelId": 1, "creationParameter": {
+                "modelSpecifier": {"type": "instanceReference", "instanceReference": "tiny"},
+                "history": {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
+                "predictionConfigStack": {"layers": [{"layerName": "apiOverride", "config": {"fields": [
+                    {"key": "llm.prediction.maxPredictedTokens", "value": {"checked": True, "value": 4}},
+                    {"key": "llm.prediction.someFutureSetting", "value": {"anything": 1}},
+                    {"key": "llm.prediction.llama.cpuThreads", "value": 2},
+                ]}}]},
+            }})
+            kinds = []
+            while True:
+                message = ws.receive_json(timeout=30)
+                if message["type"] == "channelClose":
+                    break
+                kinds.append(message["message"]["type"])
+            assert kinds[-1] == "success" and "fragment" in kinds
+            # The calls of the embedding namespace: nothing is loaded, the rest is refused.
+        with connect_ws(f"ws://{host}/embedding") as ws:
+            _exchange(ws, {"authVersion": 1, "clientIdentifier": "x", "clientPasskey": "y"})
+            assert _exchange(ws, {"type": "rpcCall", "endpoint": "listLoaded", "callId": 1})["result"] == []
+            refused = _exchange(ws, {"type": "rpcCall", "endpoint": "embedString", "callId": 2,
+                                     "parameter": {"inputString": "x"}})
+            assert refused["type"] == "rpcError" and "embedding" in refused["error"]["suggestion"]
+    finally:
+        unsubscribe()
+    warnings = " ".join(r.message for r in records)
+    assert "llm.prediction.someFutureSetting" in warnings and "llm.prediction.llama.cpuThreads" in warnings
+    assert "someFutureMessage" in warnings
+
+
+def test_a_failed_prediction_is_an_error_not_a_hang(model: Any) -> None:
+    with pytest.raises(LMStudioServerError):
+        model.respond("Hi", config={"structured": {"type": "gbnf", "gbnfGrammar": "root ::= ("}})
+    # The connection is still good.
+    assert model.complete("Hi", config={"maxTokens": 2}).content is not None
+
+
+def test_load_new_instance_under_an_identifier(client: lms.Client) -> None:
+    second = client.llm.load_new_instance("spare-model", "spare-two", config={"contextLength": 512})
+    try:
+        assert second.identifier == "spare-two"
+        assert second.get_info().model_key == "spare-model"
+        assert second.get_context_length() == 512
+    finally:
+        second.unload()
+    assert "spare-two" not in [m.identifier for m in client.llm.list_loaded()]
+
+
+# --- reasoning ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModel]:
+    path = write_tiny_gguf(tmp_path_factory.mktemp("sdk-qwen3") / "tiny-qwen3.gguf",
+                           chat_template=(TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text())
+    model = LoadedModel.load(path, LOAD)
+    yield model
+    model.unload()
+
+
+def test_reasoning_arrives_framed_by_tag_fragments(qwen3: LoadedModel) -> None:
+    registry = ModelRegistry([ServedModel("qwen3", qwen3, DEFAULTS)])
+    # The random model never thinks by itself: a grammar makes it write a block, then answer.
+    grammar = 'root ::= "<think>" [a-z]{1,6} "</think>" [a-z]{1,6}'
+    with UvicornThread(sdk_app(registry, None)) as address, lms.Client(address) as sdk_client:
+        stream = sdk_client.llm.model("qwen3").respond_stream(
+            "Think first", config={"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 40})
+        fragments = [(f.reasoning_type, f.content) for f in stream]
+    kinds = [kind for kind, _ in fragments]
+    assert kinds[0] == "reasoningStartTag" and fragments[0][1] == "<think>"
+    end = kinds.index("reasoningEndTag")
+    assert fragments[end][1] == "</think>"
+    assert set(kinds[1:end]) == {"reasoning"}
+    assert set(kinds[end + 1 :]) <= {"none"}
