@@ -8,6 +8,7 @@ as they are, with `import lmstudio as lms` and the server's address configured.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -33,8 +34,10 @@ from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord, PredictionConfig
 from engine.runtime import LoadedModel
 from engine.serve.lmstudio import CatalogLoader, SdkState, lmstudio_routes
+from engine.serve.lmstudio.protocol import LmsError
 from engine.serve.lmstudio.sdk_port import DEFAULT_SDK_PORT, bind_sdk_port
 from engine.server import ModelRegistry, ServedModel, create_app
+from engine.settings import Settings
 from engine.tool_grammar import tool_call_grammar
 
 SNIPPETS = Path(__file__).parent / "snippets"
@@ -44,6 +47,7 @@ LOAD = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
 # The random-weight model rarely stops by itself: replies are capped unless a test says otherwise.
 DEFAULTS = PredictionConfig(max_tokens=24)
 API_KEY = "sdk-secret"
+Served = tuple[ModelRegistry, CatalogLoader]
 
 
 class UvicornThread:
@@ -74,7 +78,9 @@ class UvicornThread:
             sock.close()
 
 
-def sdk_app(registry: ModelRegistry, loader: CatalogLoader | None, api_key: str | None = None) -> Starlette:
+def sdk_app(
+    registry: ModelRegistry, loader: CatalogLoader | None, api_key: str | None = None
+) -> Starlette:
     """The server's app with the LM Studio routes plugged in, as the lead's factory will."""
     app = create_app(registry, api_key=api_key)
     app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=api_key, loader=loader)))
@@ -91,7 +97,7 @@ def catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_path: Path, catalog_dir: Path) -> Iterator[tuple[ModelRegistry, CatalogLoader]]:
+def served(tiny_model_path: Path, catalog_dir: Path) -> Iterator[Served]:
     model = LoadedModel.load(tiny_model_path, LOAD)
     registry = ModelRegistry([ServedModel("tiny", model, DEFAULTS)])
     loader = CatalogLoader(registry, [CatalogSource("configured", catalog_dir)],
@@ -102,7 +108,7 @@ def served(tiny_model_path: Path, catalog_dir: Path) -> Iterator[tuple[ModelRegi
 
 
 @pytest.fixture(scope="module")
-def host(served: tuple[ModelRegistry, CatalogLoader]) -> Iterator[str]:
+def host(served: Served) -> Iterator[str]:
     registry, loader = served
     with UvicornThread(sdk_app(registry, loader)) as address:
         yield address
@@ -175,7 +181,8 @@ def test_terminal_simulation_stops_before_the_prompt_sign(model: Any) -> None:
         text = "".join(fragment.content for fragment in stream)
         result = stream.result()
         assert "$" not in text and text == result.content
-        assert result.stats.stop_reason in ("stopStringFound", "maxPredictedTokensReached", "eosFound")
+        stopped = ("stopStringFound", "maxPredictedTokensReached", "eosFound")
+        assert result.stats.stop_reason in stopped
         history += "\n" + result.content + "\n$ pwd"
 
 
@@ -275,9 +282,9 @@ def test_act_calls_a_python_function_and_sends_its_result(model: Any, prompts: P
         return a + b
 
     add_logged.__name__ = "add"
+    config = {"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 200}
     result = model.act("What is the sum of 1 and 2?", [add_logged], on_message=messages.append,
-                       max_prediction_rounds=2,
-                       config={"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 200})
+                       max_prediction_rounds=2, config=config)
     assert result.rounds == 2
     assert len(calls) == 1
     request, tool_result = messages[0], messages[1]
@@ -292,7 +299,7 @@ def test_act_calls_a_python_function_and_sends_its_result(model: Any, prompts: P
 # --- the model's own calls ------------------------------------------------------------
 
 
-def test_tokenize_and_count_tokens(model: Any, served: tuple[ModelRegistry, CatalogLoader]) -> None:
+def test_tokenize_and_count_tokens(model: Any, served: Served) -> None:
     registry, _ = served
     engine_model = registry.get("tiny")
     assert engine_model is not None
@@ -370,13 +377,14 @@ class KeyedClient(lms.Client):
         return self._format_auth_message(client_key=API_KEY)
 
 
-def test_the_api_key_is_checked_in_the_handshake(served: tuple[ModelRegistry, CatalogLoader]) -> None:
+def test_the_api_key_is_checked_in_the_handshake(served: Served) -> None:
     registry, _ = served
     with UvicornThread(sdk_app(registry, None, api_key=API_KEY)) as address:
         # The greeting stays open: the SDK probes before it authenticates.
         assert httpx.get(f"http://{address}/lmstudio-greeting").json() == {"lmstudio": True}
-        with lms.Client(address) as stranger, pytest.raises(LMStudioServerError, match="Authentication failed"):
-            stranger.llm.list_loaded()
+        with lms.Client(address) as stranger:
+            with pytest.raises(LMStudioServerError, match="Authentication failed"):
+                stranger.llm.list_loaded()
         with KeyedClient(address) as keyed:
             assert [m.identifier for m in keyed.llm.list_loaded()] == ["tiny"]
             # Without a loader the server serves what the app loaded, and loads nothing.
@@ -388,13 +396,14 @@ def test_the_api_key_is_checked_in_the_handshake(served: tuple[ModelRegistry, Ca
 
 
 @pytest.fixture
-def run_snippet(host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+def run_snippet(
+    host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Any]:
     def run(name: str, stdin: str = "") -> str:
         source = (SNIPPETS / name).read_text()
         # Our copies import the engine; LM Studio's import lmstudio. The rest is as documented.
-        source = source.replace(
-            "import engine as lms", f"import lmstudio as lms\nlms.configure_default_client({host!r})"
-        ).split("# Not in the guide")[0]
+        lmstudio = f"import lmstudio as lms\nlms.configure_default_client({host!r})"
+        source = source.replace("import engine as lms", lmstudio).split("# Not in the guide")[0]
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         lms.sync_api._reset_default_client()
         capsys.readouterr()
@@ -412,8 +421,12 @@ def test_text_completion_snippet(run_snippet: Any) -> None:
     assert "Stop reason: " in out and "Custom params stop reason: " in out
 
 
+def progress_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.endswith("% complete")]
+
+
 def test_progress_callbacks_snippet(run_snippet: Any) -> None:
-    lines = [line for line in run_snippet("progress_callbacks.py").splitlines() if line.endswith("% complete")]
+    lines = progress_lines(run_snippet("progress_callbacks.py"))
     assert lines[0] == "0.0% complete" and lines[-1] == "100.0% complete"
 
 
@@ -428,7 +441,7 @@ def test_chat_snippets(run_snippet: Any) -> None:
     out = run_snippet("chat_object.py")
     assert "Model used: tiny-test-model" in out
     assert 1 <= int(out.split("Predicted tokens:")[1].split()[0]) <= 50
-    lines = [line for line in run_snippet("chat_progress.py").splitlines() if line.endswith("% complete")]
+    lines = progress_lines(run_snippet("chat_progress.py"))
     assert lines[0] == "0.0% complete" and lines[-1] == "100.0% complete"
 
 
@@ -449,7 +462,7 @@ def test_sdk_port_off_or_taken_is_not_an_error() -> None:
         assert bind_sdk_port(holder.getsockname()[1]) is None
 
 
-def test_lms_llm_finds_the_server_on_the_sdk_port(served: tuple[ModelRegistry, CatalogLoader]) -> None:
+def test_lms_llm_finds_the_server_on_the_sdk_port(served: Served) -> None:
     sdk_sock = bind_sdk_port(DEFAULT_SDK_PORT)
     if sdk_sock is None:
         pytest.skip(f"port {DEFAULT_SDK_PORT} is taken here (LM Studio running?)")
@@ -467,6 +480,10 @@ def test_lms_llm_finds_the_server_on_the_sdk_port(served: tuple[ModelRegistry, C
 # --- the wire itself: what the SDK cannot send -----------------------------------------
 
 
+HELLO = {"authVersion": 1, "clientIdentifier": "x", "clientPasskey": "y"}
+TINY = {"type": "instanceReference", "instanceReference": "tiny"}
+
+
 def _exchange(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
     ws.send_json(message)
     reply: dict[str, Any] = ws.receive_json(timeout=30)
@@ -478,19 +495,25 @@ def test_unknown_fields_and_messages_are_accepted_and_logged(host: str) -> None:
     unsubscribe = LOG_BUS.subscribe(lambda r: records.append(r) if r.kind == "server" else None)
     try:
         with connect_ws(f"ws://{host}/llm") as ws:
-            assert _exchange(ws, {"authVersion": 1, "clientIdentifier": "x", "clientPasskey": "y"}) == {"success": True}
+            assert _exchange(ws, HELLO) == {"success": True}
             ws.send_text("not json")
             ws.send_json({"type": "someFutureMessage"})
-            assert _exchange(ws, {"type": "rpcCall", "endpoint": "noSuchCall", "callId": 1})["type"] == "rpcError"
-            ws.send_json({"type": "channelCreate", "endpoint": "predict", "channelId": 1, "creationParameter": {
-                "modelSpecifier": {"type": "instanceReference", "instanceReference": "tiny"},
-                "history": {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
-                "predictionConfigStack": {"layers": [{"layerName": "apiOverride", "config": {"fields": [
-                    {"key": "llm.prediction.maxPredictedTokens", "value": {"checked": True, "value": 4}},
-                    {"key": "llm.prediction.someFutureSetting", "value": {"anything": 1}},
-                    {"key": "llm.prediction.llama.cpuThreads", "value": 2},
-                ]}}]},
-            }})
+            unknown = _exchange(ws, {"type": "rpcCall", "endpoint": "noSuchCall", "callId": 1})
+            assert unknown["type"] == "rpcError"
+            fields = [
+                {"key": "llm.prediction.maxPredictedTokens",
+                 "value": {"checked": True, "value": 4}},
+                {"key": "llm.prediction.someFutureSetting", "value": {"anything": 1}},
+                {"key": "llm.prediction.llama.cpuThreads", "value": 2},
+            ]
+            user = {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+            ws.send_json({"type": "channelCreate", "endpoint": "predict", "channelId": 1,
+                          "creationParameter": {
+                              "modelSpecifier": TINY,
+                              "history": {"messages": [user]},
+                              "predictionConfigStack": {"layers": [
+                                  {"layerName": "apiOverride", "config": {"fields": fields}}]},
+                          }})
             kinds = []
             while True:
                 message = ws.receive_json(timeout=30)
@@ -500,15 +523,17 @@ def test_unknown_fields_and_messages_are_accepted_and_logged(host: str) -> None:
             assert kinds[-1] == "success" and "fragment" in kinds
             # The calls of the embedding namespace: nothing is loaded, the rest is refused.
         with connect_ws(f"ws://{host}/embedding") as ws:
-            _exchange(ws, {"authVersion": 1, "clientIdentifier": "x", "clientPasskey": "y"})
-            assert _exchange(ws, {"type": "rpcCall", "endpoint": "listLoaded", "callId": 1})["result"] == []
+            _exchange(ws, HELLO)
+            listed = _exchange(ws, {"type": "rpcCall", "endpoint": "listLoaded", "callId": 1})
+            assert listed["result"] == []
             refused = _exchange(ws, {"type": "rpcCall", "endpoint": "embedString", "callId": 2,
                                      "parameter": {"inputString": "x"}})
             assert refused["type"] == "rpcError" and "embedding" in refused["error"]["suggestion"]
     finally:
         unsubscribe()
     warnings = " ".join(r.message for r in records)
-    assert "llm.prediction.someFutureSetting" in warnings and "llm.prediction.llama.cpuThreads" in warnings
+    assert "llm.prediction.someFutureSetting" in warnings
+    assert "llm.prediction.llama.cpuThreads" in warnings
     assert "someFutureMessage" in warnings
 
 
@@ -547,8 +572,8 @@ def test_reasoning_arrives_framed_by_tag_fragments(qwen3: LoadedModel) -> None:
     # The random model never thinks by itself: a grammar makes it write a block, then answer.
     grammar = 'root ::= "<think>" [a-z]{1,6} "</think>" [a-z]{1,6}'
     with UvicornThread(sdk_app(registry, None)) as address, lms.Client(address) as sdk_client:
-        stream = sdk_client.llm.model("qwen3").respond_stream(
-            "Think first", config={"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 40})
+        config = {"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 40}
+        stream = sdk_client.llm.model("qwen3").respond_stream("Think first", config=config)
         fragments = [(f.reasoning_type, f.content) for f in stream]
     kinds = [kind for kind, _ in fragments]
     assert kinds[0] == "reasoningStartTag" and fragments[0][1] == "<think>"
@@ -556,3 +581,32 @@ def test_reasoning_arrives_framed_by_tag_fragments(qwen3: LoadedModel) -> None:
     assert fragments[end][1] == "</think>"
     assert set(kinds[1:end]) == {"reasoning"}
     assert set(kinds[end + 1 :]) <= {"none"}
+
+
+# --- the loader a server builds from its config ----------------------------------------
+
+
+def test_catalog_loader_from_settings(
+    catalog_dir: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing outside the test's directories: no HF cache, no LM Studio folder.
+    monkeypatch.setenv("HF_HUB_CACHE", str(isolated_dirs / "hf"))
+    monkeypatch.setenv("HOME", str(isolated_dirs / "home"))
+    settings = Settings.model_validate({
+        "paths": {"model_dirs": [str(catalog_dir)]},
+        "load": {"context_length": 768, "threads": 1},
+        "prediction": {"max_tokens": 7},
+    })
+    registry = ModelRegistry()
+    loader = CatalogLoader.from_settings(registry, settings)
+    assert {"spare-model", "qwen2.5-7b-instruct"} <= {e.key for e in loader.downloaded()}
+    with pytest.raises(LmsError, match="no local model matches"):
+        loader.entry("missing")
+    served = asyncio.run(loader.load("spare", {}, None, lambda fraction: None))
+    try:
+        assert served.id == "spare-model" and registry.get("spare-model") is served
+        assert served.model.config.context_length == 768
+        assert served.defaults.max_tokens == 7
+    finally:
+        loader.close()
+    assert registry.get("spare-model") is None and not served.model.is_loaded

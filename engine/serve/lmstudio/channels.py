@@ -88,7 +88,9 @@ class _Progress:
             await asyncio.gather(*self.pending, return_exceptions=True)
 
 
-async def _load(state: SdkState, key: str, stack: Any, identifier: str | None, channel: Channel) -> Any:
+async def _load(
+    state: SdkState, key: str, stack: Any, identifier: str | None, channel: Channel
+) -> Any:
     if state.loader is None:
         raise LmsError(f"model {key!r} is not loaded, and this server does not load models",
                        suggestion="load it in llamaterm first")
@@ -157,12 +159,17 @@ class FragmentWriter:
         if isinstance(event, ToolCallArgumentsDelta) and event.text:
             return [{"type": "toolCallGenerationArgumentFragmentGenerated", "content": event.text}]
         if isinstance(event, ToolCallFinished):
-            out = [] if event.index in self.started else [*self._end_reasoning(), {"type": "toolCallGenerationStart"}]
-            return [*out, {"type": "toolCallGenerationEnd", "toolCallRequest": protocol.tool_call_request(event.call)}]
+            out = []
+            if event.index not in self.started:
+                out = [*self._end_reasoning(), {"type": "toolCallGenerationStart"}]
+            request = protocol.tool_call_request(event.call)
+            return [*out, {"type": "toolCallGenerationEnd", "toolCallRequest": request}]
         if isinstance(event, ToolCallParseError):
             # Not toolCallGenerationFailed: the SDK raises on it, ending a whole act().
             # The engine keeps the text as content, so the client still sees what came.
-            LOG_BUS.emit("warning", "server", f"LM Studio predict: tool call not parsed: {event.reason}")
+            LOG_BUS.emit(
+                "warning", "server", f"LM Studio predict: tool call not parsed: {event.reason}"
+            )
             return []
         if isinstance(event, Finished):
             return self._end_reasoning()
@@ -196,7 +203,8 @@ async def predict(state: SdkState, parameter: Any, channel: Channel) -> None:
         stream = respond_events(model, chat, config, defaults=served.defaults,
                                 tools=settings.tools or None)
     markers = markers_for_template(getattr(model.chat_template, "source", None))
-    writer = FragmentWriter(markers.open if markers else "<think>", markers.close if markers else "</think>")
+    open_tag, close_tag = (markers.open, markers.close) if markers else ("<think>", "</think>")
+    writer = FragmentWriter(open_tag, close_tag)
     watcher = asyncio.ensure_future(_watch_for_cancel(channel, stream.cancel))
     try:
         async for event in stream:

@@ -34,7 +34,9 @@ def chat_of(history: Any) -> Chat:
             raise LmsError(
                 f"history.messages[{n}] holds a file (an image?): the model here has no vision"
             )
-        text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
+        text = "".join(
+            p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"
+        )
         if role == "system":
             chat.add_system_prompt(text)
         elif role == "user":
@@ -48,7 +50,8 @@ def chat_of(history: Any) -> Chat:
             for part in parts:
                 if isinstance(part, dict) and part.get("type") == "toolCallResult":
                     call_id = str(part.get("toolCallId") or "")
-                    chat.add_tool_result(call_id, _result_text(part.get("content")), names.get(call_id, ""))
+                    content = _result_text(part.get("content"))
+                    chat.add_tool_result(call_id, content, names.get(call_id, ""))
         else:
             raise LmsError(f"history.messages[{n}].role: unknown role {role!r}")
     return chat

@@ -95,7 +95,11 @@ _PREDICTION_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "llm.prediction.reasoning.enabled": ("enable_thinking", bool),
 }
 # Handled below, not by a plain mapping.
-_SPECIAL_KEYS = {"llm.prediction.structured", "llm.prediction.tools", "llm.prediction.promptTemplate"}
+_SPECIAL_KEYS = {
+    "llm.prediction.structured",
+    "llm.prediction.tools",
+    "llm.prediction.promptTemplate",
+}
 
 
 def prediction_settings(stack: Any, *, where: str = "predict") -> PredictionSettings:
@@ -157,7 +161,9 @@ def _structured(value: Any) -> tuple[str | None, bool]:
     try:
         return str(json_schema_to_gbnf(json.dumps(schema))), True
     except Exception as err:  # noqa: BLE001 - the converter raises anything on odd schemas
-        raise LmsError(f"llm.prediction.structured: cannot turn this schema into a grammar: {err}") from None
+        raise LmsError(
+            f"llm.prediction.structured: cannot turn this schema into a grammar: {err}"
+        ) from None
 
 
 def _tools(value: Any) -> list[dict[str, Any]]:
@@ -169,7 +175,8 @@ def _tools(value: Any) -> list[dict[str, Any]]:
         function = (tool or {}).get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not function.get("name"):
             raise LmsError(f"llm.prediction.tools: not a function tool: {tool!r}")
-        spec = {"name": function["name"], "parameters": function.get("parameters") or {"type": "object"}}
+        parameters = function.get("parameters") or {"type": "object"}
+        spec = {"name": function["name"], "parameters": parameters}
         if function.get("description"):
             spec["description"] = function["description"]
         tools.append({"type": "function", "function": spec})

@@ -118,7 +118,7 @@ def instance_info(served: ServedModel) -> Message:
     model = served.model
     info = model.info
     context = info.context_length if info is not None else model.config.context_length
-    trained = info.trained_context_length if info is not None and info.trained_context_length else context
+    trained = (info.trained_context_length if info is not None else 0) or context
     path = str(model.path)
     return {
         "type": "llm",
@@ -146,7 +146,7 @@ def downloaded_info(entry: CatalogEntry) -> Message:
         "displayName": entry.display_name,
         "path": str(entry.path),
         "sizeBytes": entry.size_bytes,
-        "vision": bool(entry.mmproj),
+        "vision": False,  # images are not served here, projector or not
         "trainedForToolUse": entry.tool_format != "default",
         "maxContextLength": entry.context_length or 0,
         "architecture": entry.architecture,

@@ -45,4 +45,5 @@ def lmstudio_routes(state: SdkState) -> list[BaseRoute]:
 
         return WebSocketRoute(f"/{namespace}", endpoint)
 
-    return [Route("/lmstudio-greeting", greeting, methods=["GET"]), *(socket(n) for n in NAMESPACES)]
+    greeting_route = Route("/lmstudio-greeting", greeting, methods=["GET"])
+    return [greeting_route, *(socket(n) for n in NAMESPACES)]

@@ -1,4 +1,5 @@
-"""The remote calls (`rpcCall` → `rpcResult`/`rpcError`) of the llm, system and embedding namespaces.
+"""The remote calls (`rpcCall` → `rpcResult`/`rpcError`) of the llm, system and embedding
+namespaces.
 
 Each handler takes the call's `parameter` and returns the `result`; an `LmsError`
 becomes the `rpcError`. Work that touches a model (tokenizing) runs on the model's
@@ -72,8 +73,8 @@ async def apply_prompt_template(state: SdkState, parameter: Any) -> Any:
     tools = [{"type": "function", "function": t.get("function", t)}
              for t in opts.get("toolDefinitions") or [] if isinstance(t, dict)] or settings.tools
     model = served.model
-    text = render_chat(model, chat.to_template_messages(), settings.config.merged_over(served.defaults),
-                       tools=tools or None)
+    config = settings.config.merged_over(served.defaults)
+    text = render_chat(model, chat.to_template_messages(), config, tools=tools or None)
     if opts.get("omitBosToken") and model.bos_text and text.startswith(model.bos_text):
         text = text[len(model.bos_text):]
     if opts.get("omitEosToken") and model.eos_text and text.endswith(model.eos_text):
@@ -87,7 +88,9 @@ async def unload_model(state: SdkState, parameter: Any) -> Any:
     if served is None:
         raise protocol.model_not_found({"identifier": identifier}, [m.id for m in state.loaded()])
     if state.loader is None:
-        raise LmsError(f"model {served.id!r} stays loaded: this server does not load or unload models")
+        raise LmsError(
+            f"model {served.id!r} stays loaded: this server does not load or unload models"
+        )
     await asyncio.to_thread(state.loader.unload, served.id)
     return None
 

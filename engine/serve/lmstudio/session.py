@@ -96,7 +96,7 @@ class Session:
         try:
             message = json.loads(text)
         except json.JSONDecodeError:
-            LOG_BUS.emit("warning", "server", f"LM Studio SDK /{self.namespace}: a message that is not JSON")
+            self._warn("a message that is not JSON")
             return None
         return message if isinstance(message, dict) else None
 
@@ -118,7 +118,10 @@ class Session:
                 channel.inbox.put_nowait({"type": "cancel"})
         else:
             # Signals and anything newer: logged, never fatal.
-            LOG_BUS.emit("warning", "server", f"LM Studio SDK /{self.namespace}: ignored message type {kind!r}")
+            self._warn(f"ignored message type {kind!r}")
+
+    def _warn(self, message: str) -> None:
+        LOG_BUS.emit("warning", "server", f"LM Studio SDK /{self.namespace}: {message}")
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -138,7 +141,8 @@ class Session:
             raise
         except Exception as err:  # noqa: BLE001 - every failure is an rpcError, never a crash
             _log_failure(self.namespace, str(endpoint), err)
-            await self.send(protocol.rpc_error(call_id, protocol.error_of(err)))  # type: ignore[arg-type]
+            error = protocol.error_of(err)
+            await self.send(protocol.rpc_error(call_id, error))  # type: ignore[arg-type]
             return
         await self.send(protocol.rpc_result(call_id, result))  # type: ignore[arg-type]
 
@@ -146,7 +150,7 @@ class Session:
         channel_id = message.get("channelId")
         endpoint = message.get("endpoint")
         if not isinstance(channel_id, int):
-            LOG_BUS.emit("warning", "server", f"LM Studio SDK /{self.namespace}: channelCreate without an id")
+            self._warn("channelCreate without an id")
             return
         channel = Channel(channel_id, self.send)
         self.open[channel_id] = channel

@@ -80,14 +80,15 @@ class SdkState:
         return found
 
     def find(self, wanted: str | None) -> ServedModel | None:
-        """A loaded model by id (or id prefix), model key, path or file name; the default for None."""
+        """A loaded model by id (or id prefix), model key, path or file name; None: the default."""
         served = self.models.get(wanted)
         if served is not None or wanted is None:
             return served
         lowered = wanted.lower()
         for candidate in self.loaded():
             model = candidate.model
-            names = {model.key.lower(), str(model.path).lower(), model.path.name.lower(), model.path.stem.lower()}
+            path = model.path
+            names = {model.key.lower(), str(path).lower(), path.name.lower(), path.stem.lower()}
             if lowered in names:
                 return candidate
         return None
@@ -142,9 +143,16 @@ class CatalogLoader:
             if len(found) > 1:
                 raise LmsError(f"{key!r} matches several models: {', '.join(e.key for e in found)}")
         known = ", ".join(e.key for e in entries) or "none"
-        raise LmsError(f"no local model matches {key!r}", suggestion=f"local models: {known}",
-                       display_data={"code": "generic.noModelMatchingQuery", "query": {"identifier": key},
-                                     "loadedModelsSample": [], "totalLoadedModels": 0})
+        raise LmsError(
+            f"no local model matches {key!r}",
+            suggestion=f"local models: {known}",
+            display_data={
+                "code": "generic.noModelMatchingQuery",
+                "query": {"identifier": key},
+                "loadedModelsSample": [],
+                "totalLoadedModels": 0,
+            },
+        )
 
     async def load(
         self, key: str, overrides: dict[str, Any], identifier: str | None, on_progress: LoadProgress
@@ -154,7 +162,9 @@ class CatalogLoader:
         entry = self.entry(key)
         config = load_config_over(self.load_config(entry), overrides)
         served_id = identifier or self._free_id(entry.key)
-        model = await LoadedModel.load_async(entry.path, config, key=entry.key, on_progress=on_progress)
+        model = await LoadedModel.load_async(
+            entry.path, config, key=entry.key, on_progress=on_progress
+        )
         served = ServedModel(served_id, model, self.defaults)
         with self._lock:
             self._owned[served_id] = model
