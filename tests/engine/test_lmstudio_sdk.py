@@ -610,3 +610,18 @@ def test_catalog_loader_from_settings(
     finally:
         loader.close()
     assert registry.get("spare-model") is None and not served.model.is_loaded
+
+
+def test_a_model_loaded_with_a_ttl_is_unloaded_when_idle(client: lms.Client) -> None:
+    spare = client.llm.model("spare-model", ttl=1)
+    # Used within its TTL: still there.
+    time.sleep(0.6)
+    assert spare.complete("Hi", config={"maxTokens": 2}).stats.predicted_tokens_count <= 2
+    time.sleep(0.6)
+    assert "spare-model" in [m.identifier for m in client.llm.list_loaded()]
+    deadline = time.monotonic() + 10
+    while "spare-model" in [m.identifier for m in client.llm.list_loaded()]:
+        assert time.monotonic() < deadline, "the idle model was never unloaded"
+        time.sleep(0.1)
+    # The app's own model has no TTL.
+    assert "tiny" in [m.identifier for m in client.llm.list_loaded()]

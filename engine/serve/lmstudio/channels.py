@@ -88,8 +88,20 @@ class _Progress:
             await asyncio.gather(*self.pending, return_exceptions=True)
 
 
+def _ttl(milliseconds: Any) -> float | None:
+    """Seconds from the SDK's ttl in ms; none given (or nonsense) means no TTL."""
+    if isinstance(milliseconds, int | float) and milliseconds > 0:
+        return milliseconds / 1000
+    return None
+
+
 async def _load(
-    state: SdkState, key: str, stack: Any, identifier: str | None, channel: Channel
+    state: SdkState,
+    key: str,
+    stack: Any,
+    identifier: str | None,
+    channel: Channel,
+    ttl: float | None,
 ) -> Any:
     if state.loader is None:
         raise LmsError(f"model {key!r} is not loaded, and this server does not load models",
@@ -98,7 +110,7 @@ async def _load(
     await channel.send({"type": "resolved", "info": {"modelKey": key}})
     await channel.send({"type": "startLoading"})
     progress = _Progress(channel)
-    served = await state.loader.load(key, overrides, identifier, progress)
+    served = await state.loader.load(key, overrides, identifier, progress, ttl)
     await progress.flush()
     return served
 
@@ -110,9 +122,11 @@ async def get_or_load(state: SdkState, parameter: Any, channel: Channel) -> None
         raise LmsError("getOrLoad needs an identifier")
     served = state.find(key)
     if served is not None:
+        state.touch(served)
         await channel.send({"type": "alreadyLoaded", "info": protocol.instance_info(served)})
         return
-    served = await _load(state, key, params.get("loadConfigStack"), None, channel)
+    ttl = _ttl(params.get("loadTtlMs"))
+    served = await _load(state, key, params.get("loadConfigStack"), None, channel, ttl)
     await channel.send({"type": "loadSuccess", "info": protocol.instance_info(served)})
 
 
@@ -124,7 +138,8 @@ async def load_model(state: SdkState, parameter: Any, channel: Channel) -> None:
     identifier = params.get("identifier") or None
     if identifier is not None and state.models.get(identifier) is not None:
         raise LmsError(f"a model is already loaded as {identifier!r}")
-    served = await _load(state, key, params.get("loadConfigStack"), identifier, channel)
+    ttl = _ttl(params.get("ttlMs"))
+    served = await _load(state, key, params.get("loadConfigStack"), identifier, channel, ttl)
     await channel.send({"type": "success", "info": protocol.instance_info(served)})
 
 
@@ -206,6 +221,8 @@ async def predict(state: SdkState, parameter: Any, channel: Channel) -> None:
     open_tag, close_tag = (markers.open, markers.close) if markers else ("<think>", "</think>")
     writer = FragmentWriter(open_tag, close_tag)
     watcher = asyncio.ensure_future(_watch_for_cancel(channel, stream.cancel))
+    # Busy while it runs: a TTL never unloads a model under a prediction.
+    state.touch(served, +1)
     try:
         async for event in stream:
             for message in writer.on_event(event):
@@ -221,6 +238,7 @@ async def predict(state: SdkState, parameter: Any, channel: Channel) -> None:
         stream.cancel()
         raise
     finally:
+        state.touch(served, -1)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

@@ -5,14 +5,19 @@ routes read), the API key, and an optional `ModelLoader`. Without a loader the S
 use the models the app loaded but not load or unload any (getOrLoad of an unloaded
 key answers "not found"). `CatalogLoader` loads from the local catalog into the
 registry and unloads only what it loaded itself, so an SDK script can never pull the
-TUI's or `llamaterm serve`'s own model out from under it.
+TUI's or `llamaterm serve`'s own model out from under it. As in LM Studio, a model
+loaded with a TTL (the SDK asks for 3600 s unless told otherwise) is unloaded once it
+has been idle that long; a prediction in progress keeps it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,9 +44,19 @@ class ModelLoader(Protocol):
         ...
 
     async def load(
-        self, key: str, overrides: dict[str, Any], identifier: str | None, on_progress: LoadProgress
+        self,
+        key: str,
+        overrides: dict[str, Any],
+        identifier: str | None,
+        on_progress: LoadProgress,
+        ttl: float | None = None,
     ) -> ServedModel:
-        """Load `key` (a catalog key or a path) and serve it under `identifier` (or a free id)."""
+        """Load `key` (a catalog key or a path) and serve it under `identifier` (or a free id);
+        with a `ttl`, unload it after that many seconds unused."""
+        ...
+
+    def touch(self, identifier: str, busy: int = 0) -> None:
+        """The model is used now; `busy` +1 when a prediction starts on it, -1 when it ends."""
         ...
 
     def unload(self, identifier: str) -> None:
@@ -59,6 +74,10 @@ class SdkState:
 
     def loaded(self) -> list[ServedModel]:
         return list(self.models.served_models())
+
+    def touch(self, served: ServedModel, busy: int = 0) -> None:
+        if self.loader is not None:
+            self.loader.touch(served.id, busy)
 
     def resolve(self, specifier: Any) -> ServedModel:
         """The served model a `ModelSpecifier` (query or instance reference) names."""
@@ -94,6 +113,16 @@ class SdkState:
         return None
 
 
+@dataclass(slots=True)
+class _Lease:
+    """A TTL: how long a model may sit unused, and whether anything uses it now."""
+
+    ttl: float
+    last_used: float = field(default_factory=time.monotonic)
+    busy: int = 0
+    task: asyncio.Task[None] | None = None
+
+
 class CatalogLoader:
     """A ModelLoader over the local catalog and a ModelRegistry."""
 
@@ -110,6 +139,7 @@ class CatalogLoader:
         self.load_config = load_config or (lambda entry: LoadConfig())
         self.defaults = defaults
         self._owned: dict[str, LoadedModel] = {}
+        self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -155,7 +185,12 @@ class CatalogLoader:
         )
 
     async def load(
-        self, key: str, overrides: dict[str, Any], identifier: str | None, on_progress: LoadProgress
+        self,
+        key: str,
+        overrides: dict[str, Any],
+        identifier: str | None,
+        on_progress: LoadProgress,
+        ttl: float | None = None,
     ) -> ServedModel:
         from engine.server import ServedModel
 
@@ -170,7 +205,30 @@ class CatalogLoader:
             self._owned[served_id] = model
         self.registry.add(served)
         LOG_BUS.emit("info", "server", f"LM Studio SDK loaded {entry.key} as {served_id}")
+        if ttl is not None and ttl > 0:
+            lease = _Lease(ttl)
+            self._leases[served_id] = lease
+            lease.task = asyncio.get_running_loop().create_task(self._expire(served_id, lease))
         return served
+
+    def touch(self, identifier: str, busy: int = 0) -> None:
+        lease = self._leases.get(identifier)
+        if lease is not None:
+            lease.last_used = time.monotonic()
+            lease.busy += busy
+
+    async def _expire(self, identifier: str, lease: _Lease) -> None:
+        while True:
+            idle = time.monotonic() - lease.last_used
+            if lease.busy <= 0 and idle >= lease.ttl:
+                break
+            await asyncio.sleep(max(0.05, lease.ttl - idle) if lease.busy <= 0 else lease.ttl)
+        if self._leases.get(identifier) is not lease:
+            return
+        del self._leases[identifier]
+        LOG_BUS.emit("info", "server", f"LM Studio SDK: {identifier} unused for {lease.ttl:g}s")
+        with contextlib.suppress(LmsError):
+            await asyncio.to_thread(self.unload, identifier)
 
     def _free_id(self, key: str) -> str:
         taken = {m.id for m in self.registry.served_models()}
@@ -189,6 +247,11 @@ class CatalogLoader:
                 f"model {identifier!r} was not loaded through the SDK and stays loaded",
                 suggestion="unload it in the app that loaded it",
             )
+        lease = self._leases.pop(identifier, None)
+        if lease is not None and lease.task is not None:
+            # From any thread; a loop already closed has no timer left to stop.
+            with contextlib.suppress(RuntimeError):
+                lease.task.get_loop().call_soon_threadsafe(lease.task.cancel)
         self.registry.remove(identifier)
         model.unload()
         LOG_BUS.emit("info", "server", f"LM Studio SDK unloaded {identifier}")
