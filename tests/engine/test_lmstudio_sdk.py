@@ -387,9 +387,11 @@ def test_the_api_key_is_checked_in_the_handshake(served: Served) -> None:
                 stranger.llm.list_loaded()
         with KeyedClient(address) as keyed:
             assert [m.identifier for m in keyed.llm.list_loaded()] == ["tiny"]
-            # Without a loader the server serves what the app loaded, and loads nothing.
-            with pytest.raises(LMStudioServerError):
-                keyed.llm.model("spare-model")
+            # Without a loader the server serves what the app loaded, and loads nothing:
+            # a script's hard-coded name gets the one model there is.
+            assert keyed.llm.model("qwen2.5-7b-instruct").identifier == "tiny"
+            with pytest.raises(LMStudioServerError, match="does not load"):
+                keyed.llm.load_new_instance("spare-model")
 
 
 # --- LM Studio's snippets, unchanged but for the address ------------------------------

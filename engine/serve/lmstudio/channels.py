@@ -121,6 +121,12 @@ async def get_or_load(state: SdkState, parameter: Any, channel: Channel) -> None
     if not isinstance(key, str) or not key:
         raise LmsError("getOrLoad needs an identifier")
     served = state.find(key)
+    loaded = state.loaded()
+    if served is None and state.loader is None and len(loaded) == 1:
+        # Scripts hard-code model names; a server that cannot load any serves the one it
+        # has, as LM Studio's OpenAI endpoints do with one model loaded.
+        served = loaded[0]
+        LOG_BUS.emit("info", "server", f"LM Studio SDK asked for {key!r}: serving {served.id}")
     if served is not None:
         state.touch(served)
         await channel.send({"type": "alreadyLoaded", "info": protocol.instance_info(served)})
