@@ -627,3 +627,23 @@ def test_a_model_loaded_with_a_ttl_is_unloaded_when_idle(client: lms.Client) -> 
         time.sleep(0.1)
     # The app's own model has no TTL.
     assert "tiny" in [m.identifier for m in client.llm.list_loaded()]
+
+
+def test_two_clients_asking_at_once_load_the_model_once(host: str, client: lms.Client) -> None:
+    handles: list[Any] = []
+
+    def ask() -> None:
+        with lms.Client(host) as other:
+            handles.append(other.llm.model("spare-model").identifier)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert handles == ["spare-model", "spare-model"]
+        loaded = [m.identifier for m in client.llm.list_loaded()]
+        assert loaded.count("spare-model") == 1 and "spare-model:2" not in loaded
+    finally:
+        client.llm.unload("spare-model")

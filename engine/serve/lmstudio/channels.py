@@ -120,19 +120,20 @@ async def get_or_load(state: SdkState, parameter: Any, channel: Channel) -> None
     key = params.get("identifier")
     if not isinstance(key, str) or not key:
         raise LmsError("getOrLoad needs an identifier")
-    served = state.find(key)
-    loaded = state.loaded()
-    if served is None and state.loader is None and len(loaded) == 1:
-        # Scripts hard-code model names; a server that cannot load any serves the one it
-        # has, as LM Studio's OpenAI endpoints do with one model loaded.
-        served = loaded[0]
-        LOG_BUS.emit("info", "server", f"LM Studio SDK asked for {key!r}: serving {served.id}")
-    if served is not None:
-        state.touch(served)
-        await channel.send({"type": "alreadyLoaded", "info": protocol.instance_info(served)})
-        return
-    ttl = _ttl(params.get("loadTtlMs"))
-    served = await _load(state, key, params.get("loadConfigStack"), None, channel, ttl)
+    async with state.load_lock:
+        served = state.find(key)
+        loaded = state.loaded()
+        if served is None and state.loader is None and len(loaded) == 1:
+            # Scripts hard-code model names; a server that cannot load any serves the one
+            # it has, as LM Studio's OpenAI endpoints do with one model loaded.
+            served = loaded[0]
+            LOG_BUS.emit("info", "server", f"LM Studio SDK asked for {key!r}: serving {served.id}")
+        if served is not None:
+            state.touch(served)
+            await channel.send({"type": "alreadyLoaded", "info": protocol.instance_info(served)})
+            return
+        ttl = _ttl(params.get("loadTtlMs"))
+        served = await _load(state, key, params.get("loadConfigStack"), None, channel, ttl)
     await channel.send({"type": "loadSuccess", "info": protocol.instance_info(served)})
 
 
@@ -142,10 +143,11 @@ async def load_model(state: SdkState, parameter: Any, channel: Channel) -> None:
     if not isinstance(key, str) or not key:
         raise LmsError("loadModel needs a modelKey")
     identifier = params.get("identifier") or None
-    if identifier is not None and state.models.get(identifier) is not None:
-        raise LmsError(f"a model is already loaded as {identifier!r}")
     ttl = _ttl(params.get("ttlMs"))
-    served = await _load(state, key, params.get("loadConfigStack"), identifier, channel, ttl)
+    async with state.load_lock:
+        if identifier is not None and identifier in {m.id for m in state.loaded()}:
+            raise LmsError(f"a model is already loaded as {identifier!r}")
+        served = await _load(state, key, params.get("loadConfigStack"), identifier, channel, ttl)
     await channel.send({"type": "success", "info": protocol.instance_info(served)})
 
 

@@ -71,6 +71,8 @@ class SdkState:
     models: ModelProvider
     api_key: str | None = None
     loader: ModelLoader | None = None
+    load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held from "is it loaded?" to "it is": two clients asking at once load it once."""
 
     def loaded(self) -> list[ServedModel]:
         return list(self.models.served_models())
