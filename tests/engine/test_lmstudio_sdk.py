@@ -647,3 +647,24 @@ def test_two_clients_asking_at_once_load_the_model_once(host: str, client: lms.C
         assert loaded.count("spare-model") == 1 and "spare-model:2" not in loaded
     finally:
         client.llm.unload("spare-model")
+
+
+def test_what_is_not_served_says_so(client: lms.Client, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(LMStudioServerError, match="no vision models"):
+        client.files.prepare_image(image)
+    with pytest.raises(LMStudioServerError, match="search and download"):
+        client.repository.search_models("gemma")
+
+
+def test_the_async_client(host: str) -> None:
+    async def main() -> tuple[str, int]:
+        async with lms.AsyncClient(host) as async_client:
+            model = await async_client.llm.model("tiny")
+            result = await model.respond("Hello", config={"maxTokens": 4})
+            tokens = await model.count_tokens("Hello world")
+            return result.content, tokens
+
+    content, tokens = asyncio.run(main())
+    assert isinstance(content, str) and tokens >= 1

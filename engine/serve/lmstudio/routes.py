@@ -3,7 +3,8 @@
     app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=key, loader=loader)))
 
 `GET /lmstudio-greeting` is what the SDK probes a port with; `/llm`, `/system` and
-`/embedding` are its websockets (the last one lists no models and refuses the rest).
+`/embedding` are its websockets (the last one lists no models and refuses the rest;
+`/files` (image uploads) and `/repository` (model search) refuse every call).
 The greeting is open (the SDK probes without credentials); the websockets check the
 API key in their handshake.
 """
@@ -28,6 +29,9 @@ NAMESPACES: dict[str, tuple[Mapping[str, Handler], Mapping[str, ChannelHandler]]
     "llm": (rpc.LLM, channels.LLM),
     "system": (rpc.SYSTEM, {}),
     "embedding": (rpc.EMBEDDING, {}),
+    # Answered, so that the SDK's error says what is missing rather than "not reachable".
+    "files": ({}, {}),
+    "repository": ({}, {}),
 }
 
 

@@ -183,9 +183,13 @@ class Session:
 
 
 def _unsupported(namespace: str) -> str:
-    if namespace == "embedding":
-        return "llamaterm serves no embedding models"
-    return "llamaterm implements the SDK's model, prediction and listing calls"
+    reasons = {
+        "embedding": "llamaterm serves no embedding models",
+        "files": "llamaterm serves no vision models, so it takes no image uploads",
+        "repository": "search and download models in llamaterm (the Models screen or the CLI)",
+    }
+    default = "llamaterm implements the SDK's model, prediction and listing calls"
+    return reasons.get(namespace, default)
 
 
 def _log_failure(namespace: str, endpoint: str, err: BaseException) -> None:
