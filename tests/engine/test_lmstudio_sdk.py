@@ -283,9 +283,12 @@ def test_act_calls_a_python_function_and_sends_its_result(model: Any, prompts: P
 
     add_logged.__name__ = "add"
     config = {"structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 200}
+    rounds: list[Any] = []
     result = model.act("What is the sum of 1 and 2?", [add_logged], on_message=messages.append,
-                       max_prediction_rounds=2, config=config)
+                       max_prediction_rounds=2, config=config,
+                       on_prediction_completed=rounds.append)
     assert result.rounds == 2
+    assert rounds[0].stats.stop_reason == "toolCalls"
     assert len(calls) == 1
     request, tool_result = messages[0], messages[1]
     assert request.role == "assistant" and tool_result.role == "tool"

@@ -202,10 +202,14 @@ def tool_call_request(call: Any) -> Message:
     }
 
 
-def stats(stats: PredictionStats, gpu_layers: int) -> Message:
-    """An `LlmPredictionStats`."""
+def stats(stats: PredictionStats, gpu_layers: int, tool_calls: bool = False) -> Message:
+    """An `LlmPredictionStats`; a reply that ended in tool calls stopped for them, as
+    LM Studio reports it."""
+    reason = stats.stop_reason
+    if tool_calls and reason in ("eosFound", "stopStringFound"):
+        reason = "toolCalls"
     return {
-        "stopReason": stats.stop_reason,
+        "stopReason": reason,
         "tokensPerSecond": stats.tokens_per_second,
         "numGpuLayers": gpu_layers,
         "timeToFirstTokenSec": stats.time_to_first_token_sec,
@@ -219,7 +223,7 @@ def success(served: ServedModel, result: PredictionResult, config: PredictionCon
     """The last message of a prediction: stats, the model, and the configs it ran with."""
     return {
         "type": "success",
-        "stats": stats(result.stats, served.model.config.n_gpu_layers),
+        "stats": stats(result.stats, served.model.config.n_gpu_layers, bool(result.tool_calls)),
         "modelInfo": instance_info(served),
         "loadModelConfig": load_kv_config(served),
         "predictionConfig": prediction_kv_config(config),
