@@ -671,3 +671,33 @@ def test_the_async_client(host: str) -> None:
 
     content, tokens = asyncio.run(main())
     assert isinstance(content, str) and tokens >= 1
+
+
+# --- the starter model (Gemma 3 270M): real text through the real SDK -------------------
+
+
+@pytest.mark.starter
+def test_the_starter_model_through_the_sdk(starter_model_path: Path) -> None:
+    gemma = LoadedModel.load(starter_model_path, LoadConfig(context_length=1024))
+    registry = ModelRegistry([ServedModel("gemma-3-270m", gemma)])
+    try:
+        with UvicornThread(sdk_app(registry, None)) as address, lms.Client(address) as sdk_client:
+            model = sdk_client.llm.model("gemma-3-270m")
+            completion = model.complete("The capital of France is",
+                                        config={"maxTokens": 8, "temperature": 0})
+            assert "Paris" in completion.content or "France" in completion.content
+            chat = lms.Chat("You answer in one short sentence.")
+            chat.add_user_message("What is the capital of France?")
+            reply = model.respond(chat, config={"maxTokens": 12, "temperature": 0})
+            assert reply.content.strip() and reply.stats.predicted_tokens_count <= 12
+            assert reply.model_info.architecture == "gemma3"
+
+            class City(lms.BaseModel):
+                name: str
+                country: str
+
+            city = model.respond("Name a famous city in France, as JSON.", response_format=City,
+                                 config={"maxTokens": 60, "temperature": 0})
+            assert isinstance(city.parsed, dict) and set(city.parsed) == {"name", "country"}
+    finally:
+        gemma.unload()
