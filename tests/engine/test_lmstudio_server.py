@@ -250,6 +250,8 @@ def test_unknown_fields_and_messages_are_accepted_and_logged(host: str) -> None:
         with connect_ws(f"ws://{host}/llm") as ws:
             assert _exchange(ws, HELLO) == {"success": True}
             ws.send_text("not json")
+            ws.send_bytes(b"\xff\xfe")
+            ws.send_text("[1, 2]")
             ws.send_json({"type": "someFutureMessage"})
             unknown = _exchange(ws, {"type": "rpcCall", "endpoint": "noSuchCall", "callId": 1})
             assert unknown["type"] == "rpcError"

@@ -92,13 +92,21 @@ class Session:
             await self._cancel_all()
 
     async def _receive(self) -> Message | None:
-        text = await self.ws.receive_text()
+        """The next JSON object from the client; None for anything else (logged)."""
+        event = await self.ws.receive()
+        if event["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(event.get("code", 1000))
+        # The SDK sends text frames; a binary frame holding JSON is taken as well.
+        data = event.get("text") if event.get("text") is not None else event.get("bytes")
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
+            message = json.loads(data or b"")
+        except (json.JSONDecodeError, UnicodeDecodeError):
             self._warn("a message that is not JSON")
             return None
-        return message if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            self._warn("a message that is not a JSON object")
+            return None
+        return message
 
     def _dispatch(self, message: Message) -> None:
         kind = message.get("type")
