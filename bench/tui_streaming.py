@@ -94,8 +94,8 @@ async def timer_lateness(stop: asyncio.Event, out: list[float]) -> None:
 
 async def engine_alone(screen: Any, model: Any, text: str) -> tuple[float, int, str]:
     from engine.prediction import Finished
-    from tui.chat_stream import ApprovalGate
-    from tui.chats import SavedChat, new_chat_id
+    from tui.screens.chat.reply_stream import ApprovalGate
+    from tui.store.saved_chats import SavedChat, new_chat_id
 
     saved = SavedChat(new_chat_id())
     saved.chat.add_user_message(text)
@@ -131,17 +131,17 @@ async def main(args: argparse.Namespace) -> int:
     from engine.load_config import LoadConfig
     from engine.logbus import LOG_BUS
     from engine.prediction import LogRecord, PredictionConfig
-    from engine.settings import Settings
     from tui.app import LlamatermApp
-    from tui.chat_stream import ReplyEnded, RoundEnded
-    from tui.widgets.chat_input import ChatInput
-    from tui.widgets.message import AssistantMessageView
+    from tui.config import AppSettings
+    from tui.screens.chat.reply_stream import ReplyEnded, RoundEnded
+    from tui.widgets.chat.chat_input import ChatInput
+    from tui.widgets.chat.message_views import AssistantMessageView
 
     tmp = Path(tempfile.mkdtemp(prefix="llamaterm-bench-"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
     os.environ["XDG_DATA_HOME"] = str(tmp / "data")
     model_path = Path(args.model) if args.model else ensure_starter_model(tmp / "models")
-    settings = Settings(
+    settings = AppSettings(
         prediction=PredictionConfig(max_tokens=args.tokens, temperature=0.8, seed=args.seed),
         load=LoadConfig(context_length=4096, threads=args.threads),
     )

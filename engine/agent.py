@@ -20,9 +20,9 @@ from typing import Any, Literal, TypeAlias
 from pydantic import ValidationError, create_model
 
 from .chat import AssistantResponse, Chat, ToolCall, ToolResultMessage
-from .conversation import ToolChoice, respond_events
+from .contract import ChatModel, ToolChoice
 from .prediction import Event, Failed, Finished, PredictionConfig, PredictionResult
-from .runtime import ENGINE_DEFAULTS, LoadedModel
+from .llama import ENGINE_DEFAULTS
 from .tools import ToolDefinition, ToolResult, run_tool
 
 DENIED = "The user denied this tool call. Do not call it again; answer without it."
@@ -176,7 +176,7 @@ class ActRun:
 
 
 def act_events(
-    model: LoadedModel | Any,
+    model: ChatModel,
     chat: Chat,
     tools: Iterable[AgentTool | Callable[..., Any]],
     *,
@@ -214,17 +214,12 @@ def act_events(
 
     async def loop() -> AsyncIterator[Event | AgentEvent]:
         last: PredictionResult | None = None
+        # Merged here, not by each model: a remote one knows nothing of our defaults.
+        merged = PredictionConfig.parse(config).merged_over(defaults)
         for index in range(max_rounds):
             yield RoundStarted(index)
             choice = tool_choice if index == 0 else "auto"
-            if isinstance(model, LoadedModel):
-                stream = respond_events(
-                    model, chat, config, defaults=defaults, tools=schemas, tool_choice=choice
-                )
-            else:
-                # A remote model (engine.remote) renders and parses on its server.
-                merged = PredictionConfig.parse(config).merged_over(defaults)
-                stream = model.respond_events(chat, merged, tools=schemas, tool_choice=choice)
+            stream = model.respond_events(chat, merged, tools=schemas, tool_choice=choice)
             run._current = stream
             async for event in stream:
                 yield event

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import ensure_starter_model, resolve_model
 from .chat import AssistantResponse, Chat
 from .agent import ActFinished, act_events
 from .conversation import as_chat, respond_sync
 from .load_config import LoadConfig
-from .paths import data_dir, models_dir
+from .models.loader import load_model, resolve_load
 from .prediction import (
     ContentDelta,
     FirstToken,
@@ -58,31 +57,18 @@ def llm(
     """A handle on a model, loading it if it is not loaded yet.
 
     `model_key` is a local catalog key ("gemma-3-270m"), a file name or a path;
-    without one, the configured default model, else the starter model.
+    without one, the configured default model, else the starter model. The load
+    settings are the config's, then those remembered from the app's Models screen,
+    then `config` (a dict changes only what it names; a LoadConfig is used as it is):
+    engine.models.loader, as every other surface loads.
     """
     settings = settings if settings is not None else _settings()
-    data = data_dir(settings.paths.data_dir)
-    extra_dirs = list(settings.paths.model_dirs)
-    key = model_key or settings.model.default
-    if key:
-        path = resolve_model(key, extra_dirs, models_dir(data))
-    else:
-        path = ensure_starter_model(models_dir(data))
-    path = path.expanduser().resolve() if path.exists() else path
-    if isinstance(config, LoadConfig):
-        load_config = config
-    else:
-        # A dict holds overrides on top of what the settings say for this model.
-        load_config = settings.load_config_for(path.stem.lower(), path.name)
-        if config:
-            values = load_config.model_dump()
-            values.update(LoadConfig.model_validate(config).model_dump(exclude_unset=True))
-            load_config = LoadConfig.model_validate(values)
+    plan = resolve_load(model_key, settings, overrides=config)
     with _loaded_lock:
-        model = _loaded.get(path)
+        model = _loaded.get(plan.path)
         if model is None or not model.is_loaded:
-            model = LoadedModel.load(path, load_config, key=path.stem.lower())
-            _loaded[path] = model
+            model = load_model(plan)
+            _loaded[plan.path] = model
     return LLM(model, settings.prediction_defaults())
 
 

@@ -4,8 +4,8 @@ llama.cpp's `llama-server`, vLLM, LM Studio, Ollama, Xinference or llamaterm's o
 server: anything that speaks `/v1/chat/completions` with server-sent events. A
 `RemoteModel` streams a reply and turns the chunks into the engine's own events
 (`ContentDelta`, `ReasoningDelta`, `ToolCallStarted`/`ArgumentsDelta`/`Finished`,
-then `Finished` with stats, or `Failed`), so the TUI uses it as it uses a
-`LoadedModel`. Cancelling a stream closes the connection, which a good server
+then `Finished` with stats, or `Failed`): it is a `ChatModel` (engine.contract), so
+its consumers cannot tell it from a `LoadedModel`. Cancelling a stream closes the connection, which a good server
 takes as a cancellation.
 """
 
@@ -18,13 +18,14 @@ import json
 import secrets
 import string
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .chat import Chat, ToolCall
-from .conversation import as_chat
+from .formatting.conversation import as_chat
 from .logbus import LOG_BUS
 from .prediction import (
     ContentDelta,
@@ -45,7 +46,7 @@ from .prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from .runtime import EventStream
+from .llama.channels import EventStream
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for the next byte: a busy server may queue a request for a while."""
@@ -144,9 +145,11 @@ class RemoteSource:
 
 
 class RemoteModel:
-    """A model on an OpenAI-compatible server, with LoadedModel's streaming methods."""
+    """A model on an OpenAI-compatible server, as a `ChatModel` (engine.contract)."""
 
     kind: Literal["remote"] = "remote"
+    is_remote = True
+    placement = "remote"
 
     def __init__(
         self,
@@ -171,10 +174,46 @@ class RemoteModel:
             chat_template="the server's",
             chat_template_reason=f"rendered by the server at {self.base_url}",
         )
+        self._streams: weakref.WeakSet[RemoteEventStream] = weakref.WeakSet()
 
     @property
     def is_loaded(self) -> bool:
         return True
+
+    @property
+    def location(self) -> str:
+        return self.base_url
+
+    def cancel(self) -> None:
+        """Close every open stream of this model (each finishes as userStopped)."""
+        for stream in list(self._streams):
+            stream.cancel()
+
+    def unload(self) -> None:
+        """The server keeps the model: only this model's open streams are closed."""
+        self.cancel()
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Token ids from the server's `/tokenize` (llama.cpp's `llama-server` has one;
+        OpenAI's API and llamaterm's server do not, which is a RemoteError).
+        Blocks: call it off the event loop."""
+        import httpx
+
+        url = f"{self.base_url.removesuffix('/v1')}/tokenize"
+        body = {"content": text, "add_special": add_special, "model": self.model_id}
+        try:
+            response = httpx.post(url, json=body, headers=_headers(self.api_key), timeout=30.0)
+        except httpx.HTTPError as err:
+            raise RemoteError(f"cannot reach {url}: {err or type(err).__name__}") from None
+        if response.status_code != 200:
+            raise RemoteError(
+                f"{url} cannot tokenise: "
+                + _describe_http_error(response.status_code, response.content)
+            )
+        try:
+            return [int(t) for t in response.json()["tokens"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise RemoteError(f"{url} did not return tokens: {err!r}") from None
 
     def __repr__(self) -> str:
         return f"RemoteModel({self.base_url!r}, {self.model_id!r})"
@@ -219,7 +258,9 @@ class RemoteModel:
         body = {"model": self.model_id, "stream": True,
                 "stream_options": {"include_usage": True}, **body}
         request = _Request(f"{self.base_url}{path}", body, _headers(self.api_key), self.timeout)
-        return RemoteEventStream(asyncio.get_running_loop(), self, request, reader)
+        stream = RemoteEventStream(asyncio.get_running_loop(), self, request, reader)
+        self._streams.add(stream)
+        return stream
 
 
 def openai_messages(chat: Chat) -> list[dict[str, Any]]:

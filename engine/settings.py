@@ -1,8 +1,13 @@
-"""The TOML config file as pydantic models, and how it is read.
+"""The TOML config file's engine settings as pydantic models, and how the file is read.
+
+`Settings` holds the engine's tables (paths, model, load, prediction, chat, models,
+tools, server). The same file has the app's tables too ([ui], [keymap], [remotes]:
+tui.config's `AppSettings` extends `Settings` with them); the engine reads past
+those (`FRONT_END_TABLES`) and checks everything else.
 
 Every section forbids unknown keys so that a typo is reported instead of being
-silently ignored. The file is only ever read here: llamaterm never writes the
-person's config (remembered choices go to state.json, see engine.store).
+silently ignored. The file is only ever read: llamaterm never writes the person's
+config (remembered choices go to state.json, see tui.store.app_state).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, TypeVar, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -23,13 +28,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from engine import paths
 from engine.load_config import KvCacheType, LoadConfig
 from engine.prediction import PredictionConfig
+from engine.serve.settings import ServerSettings  # the [server] table; re-exported
 
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
@@ -49,6 +55,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
     )
+
+
+ConfigSection = _Section
+"""The base of every table of the config file, the front ends' tables included."""
 
 
 class PathsSettings(_Section):
@@ -110,17 +120,6 @@ class ModelOverride(_Section):
     """A Jinja chat template to use for this model instead of the one in its GGUF."""
 
 
-class UISettings(_Section):
-    theme: str = "llamaterm-dark"
-    """The theme at start (the last one chosen in the app wins, once there is one)."""
-    show_reasoning: bool = True
-    """Show the model's reasoning above its answer (collapsible)."""
-    stream_refresh_rate: int = Field(default=10, ge=1, le=60)
-    """Times a second streamed text reaches the screen. Each update redraws the reply, on
-    the same interpreter (and GIL) as the model's token loop: on a 2-core machine 30 a
-    second cost a quarter of generation speed, 10 nothing measurable (bench/tui_streaming.py)."""
-
-
 class ToolsSettings(_Section):
     file: UserPath | None = None
     """The TOML file of tool definitions; unset means tools.toml in the data directory."""
@@ -128,26 +127,13 @@ class ToolsSettings(_Section):
     """Directories the built-in file tools may read and write; empty means none."""
 
 
-class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    """Where the OpenAI-compatible server listens; loopback unless you mean otherwise."""
-    port: int = Field(default=1234, ge=0, le=65535)
-    """Its port."""
-    api_key: str | None = None
-    """When set, requests must carry `Authorization: Bearer <key>`."""
-
-
-class RemoteSettings(_Section):
-    base_url: str
-    """An OpenAI-compatible server, e.g. "http://gpu-box:8080/v1" (llama-server, vLLM, LM Studio, Ollama)."""
-    api_key: str | None = None
-    """Its API key, if it wants one."""
-    name: str = ""
-    """A name to show in the Models screen; empty shows the URL."""
 
 
 class Settings(_Section):
-    """The whole config file."""
+    """The engine's part of the config file."""
+
+    FRONT_END_TABLES: ClassVar[frozenset[str]] = frozenset({"ui", "keymap", "remotes"})
+    """Top-level tables the app reads (tui.config); the engine skips them unchecked."""
 
     paths: PathsSettings = Field(default_factory=PathsSettings)
     """Where things are on disk."""
@@ -161,32 +147,19 @@ class Settings(_Section):
     """Chat behaviour."""
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     """Per-model overrides, keyed by catalog key or file name."""
-    ui: UISettings = Field(default_factory=UISettings)
-    """Look and feel."""
-    keymap: dict[str, str] = Field(default_factory=dict)
-    """Key bindings by binding id, e.g. "chat.new" = "ctrl+n"."""
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     """Tools the model may call."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     """The OpenAI-compatible server (llamaterm serve, or F8 in the app)."""
-    remotes: list[RemoteSettings] = Field(default_factory=list)
-    """Remote OpenAI-compatible servers whose models the Models screen lists."""
 
-    @field_validator("keymap", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _flatten_keymap(cls, value: Any) -> Any:
-        # Unquoted `chat.new = "ctrl+n"` is a nested table in TOML; accept it as the id it reads as.
-        if isinstance(value, Mapping):
-            return dict(_flatten(value))
-        return value
-
-    @field_validator("keymap")
-    @classmethod
-    def _keys_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
-        empty = [binding for binding, keys in value.items() if not keys.strip()]
-        if empty:
-            raise ValueError(f"no keys given for {', '.join(empty)}")
-        return value
+    def _skip_front_end_tables(cls, data: Any) -> Any:
+        # A subclass that declares a front-end table as a field checks it; others skip it.
+        if not isinstance(data, Mapping):
+            return data
+        skipped = cls.FRONT_END_TABLES - set(cls.model_fields)
+        return {key: value for key, value in data.items() if key not in skipped}
 
     def data_dir(self) -> Path:
         """The data directory, honouring [paths] data_dir."""
@@ -206,19 +179,22 @@ class Settings(_Section):
         """The [models."<key>"] table, if there is one."""
         return self.models.get(key)
 
+    def model_override_for(
+        self, model_key: str, file_name: str = ""
+    ) -> tuple[str, ModelOverride] | None:
+        """The [models."<name>"] table that applies to a model and its name: looked up by
+        key, then by file name; the first found applies."""
+        for name in (model_key, file_name):
+            if name and name in self.models:
+                return name, self.models[name]
+        return None
+
     def load_config_for(self, model_key: str, file_name: str = "") -> LoadConfig:
-        """[load] with the model's override on top; the override is looked up by key,
-        then by file name, and the first found applies."""
-        override = self.model_override(model_key) or (
-            self.model_override(file_name) if file_name else None
-        )
-        if override is None:
-            return self.load
-        values = self.load.model_dump()
-        values.update(override.load.model_dump(exclude_none=True))
-        if override.chat_template_file is not None:
-            values["chat_template_file"] = override.chat_template_file
-        return LoadConfig.model_validate(values)
+        """[load] with the model's override on top (see model_override_for). What a load
+        really uses also has the remembered settings and the call's own: engine.models.loader."""
+        from engine.models.loader import layered_load_config
+
+        return layered_load_config(self, model_key, file_name)[0]
 
 
 def engine_prediction_defaults() -> PredictionConfig:
@@ -238,23 +214,35 @@ def engine_prediction_defaults() -> PredictionConfig:
     )
 
 
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read the config file (default: paths.config_path()); a missing file gives the defaults.
 
     Raises ConfigError naming the file and each bad key. Never writes the file.
     """
+    return read_config_file(Settings, path)
+
+
+def read_config_file(schema: type[SettingsT], path: Path | None = None) -> SettingsT:
+    """Read the config file as `schema` (`Settings` or a front end's subclass of it).
+
+    A missing file gives the defaults. Raises ConfigError naming the file and each
+    bad key, with spelling hints from `schema`. Never writes the file.
+    """
     path = paths.config_path() if path is None else Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Settings()
+        return schema()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
     data = _parse_toml(path, raw)
     try:
-        return Settings.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_describe_validation_error(path, err, data)) from None
+        raise ConfigError(_describe_validation_error(schema, path, err, data)) from None
 
 
 def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
@@ -297,7 +285,9 @@ def _unquote_key(key: str) -> str:
     return key.replace('"', "").replace("'", "").replace(" ", "")
 
 
-def _describe_validation_error(path: Path, err: ValidationError, data: Any) -> str:
+def _describe_validation_error(
+    schema: type[BaseModel], path: Path, err: ValidationError, data: Any
+) -> str:
     """One line per problem: `<file>: <dotted.key>: <what is wrong>`.
 
     A value that fails every member of a union (gpu_layers = "lots") makes pydantic
@@ -305,17 +295,17 @@ def _describe_validation_error(path: Path, err: ValidationError, data: Any) -> s
     """
     problems: dict[str, list[str]] = {}
     for item in err.errors():
-        key, message = _describe_item(item, data)
+        key, message = _describe_item(schema, item, data)
         messages = problems.setdefault(key, [])
         if message not in messages:
             messages.append(message)
     return "\n".join(f"{path}: {key}: {' or '.join(msgs)}" for key, msgs in problems.items())
 
 
-def _describe_item(item: ErrorDetails, data: Any) -> tuple[str, str]:
+def _describe_item(schema: type[BaseModel], item: ErrorDetails, data: Any) -> tuple[str, str]:
     loc = item["loc"]
     if item["type"] == "extra_forbidden":
-        return _dotted(loc), _unknown_key_message(loc, data)
+        return _dotted(loc), _unknown_key_message(schema, loc, data)
     if item["type"] != "missing":
         loc = _loc_in_input(loc, data)
     return _dotted(loc) or "(top level)", item["msg"]
@@ -337,18 +327,18 @@ def _loc_in_input(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...
     return loc
 
 
-def _unknown_key_message(loc: tuple[int | str, ...], data: Any) -> str:
+def _unknown_key_message(schema: type[BaseModel], loc: tuple[int | str, ...], data: Any) -> str:
     name = str(loc[-1])
     parent = _loc_in_input(loc[:-1], data)
-    known = _known_keys(parent)
+    known = _known_keys(schema, parent)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown setting{hint}"
 
 
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+def _known_keys(schema: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names and aliases of the section at `loc`, for spelling hints."""
-    target: Any = Settings
+    target: Any = schema
     for part in loc:
         target = _child_type(target, part)
     is_section = isinstance(target, type) and issubclass(target, BaseModel)
@@ -368,15 +358,6 @@ def _names_of(fields: Iterable[tuple[str, Any]]) -> Iterable[str]:
         yield name
         if field.alias:
             yield field.alias
-
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, f"{name}.")
-        else:
-            yield name, value
 
 
 def _has_dotted(table: Mapping[str, Any], dotted: str) -> bool:

@@ -3,7 +3,12 @@
 Every write goes to a temporary file in the same directory, is flushed, fsynced
 and renamed over the old one, so a reader sees the old file or the new one, never
 half of either. A file that does not parse is never overwritten or deleted: it is
-renamed aside to `<name>.corrupt-<n>` and the problem is reported.
+renamed aside to `<name>.corrupt-<n>` and the problem is reported (`set_aside`, the
+one helper every store uses, the app's included).
+
+A JSON object file of remembered values (`read_json_object`, `update_json_object`)
+is here for every store that keeps one; what the app remembers (theme, last model,
+last chat) is the app's, in `tui.store.app_state`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE_NAME = "state.json"
+"""Old name, kept while callers move: the app's state file is `tui.store.app_state`'s."""
 
 _log = logging.getLogger("llamaterm.store")
 
@@ -84,7 +90,7 @@ def read_json_or_quarantine(path: Path) -> tuple[Any | None, str | None]:
     try:
         return json.loads(raw.decode("utf-8")), None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, _quarantine_report(path, f"not valid JSON ({err})")
+        return None, set_aside(path, f"not valid JSON ({err})")
 
 
 def quarantine(path: Path) -> Path:
@@ -100,54 +106,73 @@ def quarantine(path: Path) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def set_aside(path: Path, problem: str) -> str:
+    """Rename a file that cannot be used aside (see `quarantine`) and say so in one line.
+
+    The line reads `<path>: <problem>; set aside as <name>.corrupt-<n>`, or says that
+    the file could not be set aside (it is then left where it was, untouched).
+    """
+    try:
+        aside = quarantine(path)
+    except OSError as err:
+        return f"{path}: {problem}; could not set it aside: {err.strerror or err}"
+    return f"{path}: {problem}; set aside as {aside.name}"
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; `{}` when there is none or the file was corrupt.
+
+    A corrupt file (or one that holds no JSON object) is set aside and logged, so
+    the caller goes on with defaults.
+    """
+    data, error = _load_object(Path(path))
+    if error is not None:
+        _log.warning("%s", error)
+    return data
+
+
+def update_json_object(path: Path, key: str, value: Any) -> None:
+    """Set `key` to `value` in the JSON object in `path`, keeping the other keys.
+
+    Raises StoreError rather than replace a file that could not be read or set
+    aside, and TypeError for a value that is not JSON.
+    """
+    path = Path(path)
+    data, error = _load_object(path)
+    if error is not None:
+        _log.warning("%s", error)
+        if path.exists():
+            # Quarantine failed (or the file is unreadable): it must not be clobbered.
+            raise StoreError(f"{error}; not overwriting it")
+    data[key] = value
+    atomic_write_json(path, data)
+
+
+def _load_object(path: Path) -> tuple[dict[str, Any], str | None]:
+    data, error = read_json_or_quarantine(path)
+    if error is None and data is not None and not isinstance(data, dict):
+        error = set_aside(path, "not a JSON object")
+    if error is not None or data is None:
+        return {}, error
+    return data, None
+
+
+# Old names, kept while callers move: the app's state is `tui.store.app_state`.
+
+
 def state_path(data_dir: Path) -> Path:
     """The small JSON file of remembered choices (last model, theme...)."""
     return Path(data_dir) / STATE_FILE_NAME
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
-    """The remembered choices; `{}` when there are none or the file was corrupt.
-
-    A corrupt state file is set aside and logged, and the app goes on with defaults.
-    """
-    state, error = _load_state(state_path(data_dir))
-    if error is not None:
-        _log.warning("%s", error)
-    return state
+    """The remembered choices; `{}` when there are none or the file was corrupt."""
+    return read_json_object(state_path(data_dir))
 
 
 def write_state(data_dir: Path, key: str, value: Any) -> None:
-    """Remember `value` under `key` in state.json, keeping the other keys.
-
-    Raises StoreError rather than replace a state file that could not be read or
-    set aside, and TypeError for a value that is not JSON.
-    """
-    path = state_path(data_dir)
-    state, error = _load_state(path)
-    if error is not None:
-        _log.warning("%s", error)
-        if path.exists():
-            # Quarantine failed (or the file is unreadable): it must not be clobbered.
-            raise StoreError(f"{error}; not overwriting it")
-    state[key] = value
-    atomic_write_json(path, state)
-
-
-def _load_state(path: Path) -> tuple[dict[str, Any], str | None]:
-    data, error = read_json_or_quarantine(path)
-    if error is None and data is not None and not isinstance(data, dict):
-        error = _quarantine_report(path, "not a JSON object")
-    if error is not None or data is None:
-        return {}, error
-    return data, None
-
-
-def _quarantine_report(path: Path, problem: str) -> str:
-    try:
-        aside = quarantine(path)
-    except OSError as err:
-        return f"{path}: {problem}; could not set it aside: {err.strerror or err}"
-    return f"{path}: {problem}; set aside as {aside.name}"
+    """Remember `value` under `key` in state.json, keeping the other keys."""
+    update_json_object(state_path(data_dir), key, value)
 
 
 def _rename_no_replace(source: Path, destination: Path) -> bool:

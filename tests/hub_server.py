@@ -31,7 +31,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -122,6 +122,9 @@ class HubServer:
         """Close the connection after this many body bytes of the next download (once)."""
         self.corrupt_next = False
         """Flip one byte in the next file body served (once), as a bad proxy might."""
+        self.on_chunk: Callable[[int], None] | None = None
+        """Called on the serving thread after each body chunk, with the bytes sent so far:
+        lets a test act at a known point of a download rather than after a delay."""
         self.cdn = False
         self.ignore_ranges = False
         """Answer every request with the whole file, as some proxies do."""
@@ -434,6 +437,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
             self.wfile.flush()
             sent += len(chunk)
+            if hub.on_chunk is not None:
+                hub.on_chunk(sent)
             if hub.throttle:
                 time.sleep(len(chunk) / hub.throttle)
 

@@ -1,97 +1,12 @@
-"""The `llamaterm` command: the full-screen app by default, headless subcommands besides."""
+"""`python -m tui` and the `llamaterm` console script: the command line in `tui.cli.main`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
+from tui.cli.main import main
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llamaterm",
-        description="Run local GGUF models in your terminal. With no command, opens the app.",
-    )
-    parser.add_argument("--model", "-m", help="model key, file name or path to open the app on")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    complete = commands.add_parser(
-        "complete",
-        help="complete a prompt (argument or stdin), streaming to stdout; stats go to stderr",
-    )
-    complete.add_argument("prompt", nargs="?", help="the prompt; read from stdin when absent")
-    _prediction_options(complete)
-    complete.add_argument("--json", action="store_true", help="print the result object as JSON")
-
-    chat = commands.add_parser(
-        "chat",
-        help="chat line by line on stdin/stdout (usable in a pipe); reasoning goes to stderr",
-    )
-    chat.add_argument("message", nargs="?", help="with --json: the one message to answer")
-    _prediction_options(chat)
-    chat.add_argument("--system", "-s", help="system prompt")
-    chat.add_argument(
-        "--no-thinking", action="store_true", help="ask the model not to think (enable_thinking off)"
-    )
-    chat.add_argument(
-        "--json",
-        action="store_true",
-        help="one-shot: answer MESSAGE (or all of stdin) and print the result with stats as JSON",
-    )
-
-    from .models_cli import add_models_parser
-    from .serve_cli import add_serve_parser
-
-    add_models_parser(commands)
-    add_serve_parser(commands)
-    return parser
-
-
-def _prediction_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", help="model key, file name or path")
-    parser.add_argument("--max-tokens", "-n", type=int, help="stop after N predicted tokens")
-    parser.add_argument(
-        "--stop", action="append", default=[], help="stop string (repeatable); never printed"
-    )
-    parser.add_argument("--temperature", "-t", type=float, help="sampling temperature")
-    parser.add_argument("--top-k", type=int, help="top-k sampling")
-    parser.add_argument("--top-p", type=float, help="top-p sampling")
-    parser.add_argument("--min-p", type=float, help="min-p sampling")
-    parser.add_argument("--repeat-penalty", type=float, help="repeat penalty")
-    parser.add_argument("--seed", type=int, help="sampling seed")
-    parser.add_argument("--context-length", type=int, help="context length to load the model with")
-    parser.add_argument("--gpu-layers", help='layers to offload to the GPU, or "max"')
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from engine.settings import ConfigError, load_settings
-
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"llamaterm: bad config: {err}", file=sys.stderr)
-        return 2
-    if args.command == "complete":
-        from .headless import run_complete
-
-        return run_complete(args, settings)
-    if args.command == "chat":
-        from .headless import run_chat
-
-        return run_chat(args, settings)
-    if args.command == "models":
-        from .models_cli import run_models
-
-        return run_models(args, settings)
-    if args.command == "serve":
-        from .serve_cli import run_serve
-
-        return run_serve(args, settings)
-    from .app_main import run_app
-
-    return run_app(settings, model=args.model)
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

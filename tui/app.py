@@ -1,7 +1,9 @@
 """The llamaterm app: screens as modes, themes, keymap, and the one loaded model.
 
 The app owns the model (load, unload, which one) and hands it down as the
-reactive `model`; screens own their widgets and their predictions.
+reactive `model`, mirrored in the `AppContext` every screen is built with;
+screens own their widgets and their predictions, and ask for model changes by
+posting requests (tui.app_messages), never by calling the app.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -20,24 +23,35 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.catalog import STARTER_KEY, ensure_starter_model, model_key, resolve_model
+from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
-from engine.model_settings import ModelSettingsStore
+from engine.models.loader import load_model_async, resolve_load
+from engine.models.starter import STARTER_KEY
 from engine.paths import config_path, models_dir
 from engine.runtime import LoadedModel
-from engine.settings import Settings
-from engine.store import read_state, write_state
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
-from .commands import ModelCommands, binding_commands
-from .messages import ModelLoadCancelled, ModelLoaded, ModelLoadFailed, ModelLoadStarted
-from .model_state import ModelState
-from .screens.chat import ChatScreen
-from .screens.complete import CompleteScreen
-from .screens.logs import LogRecordScreen, LogsScreen
-from .screens.models import ModelsScreen
-from .screens.prediction_settings import PredictionSettingsScreen
-from .widgets.server_control import InAppServer
+from tui.app_messages import (
+    CancelModelLoadRequested,
+    LoadModelRequested,
+    ModelLoadCancelled,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadStarted,
+    UnloadModelRequested,
+)
+from tui.config import AppSettings
+from tui.context import AppContext
+from tui.model_state import ModelState
+from tui.palette import ModelCommands, binding_commands
+from tui.screens.base import LlamatermScreen
+from tui.screens.chat.chat_screen import ChatScreen
+from tui.screens.complete.complete_screen import CompleteScreen
+from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
+from tui.screens.models.models_screen import ModelsScreen
+from tui.screens.prediction_settings import PredictionSettingsScreen
+from tui.services.in_app_server import InAppServer, ServerState
+from tui.store.app_state import LAST_MODEL_KEY, THEME_KEY, AppState
 
 UI_SWITCH_INTERVAL = 0.0005
 """Seconds the UI thread may hold the GIL while the model thread waits for it.
@@ -46,7 +60,6 @@ The token loop takes the GIL back after every llama.cpp call; with Python's defa
 of 5 ms, a UI thread busy drawing made each token wait up to that long several times
 over, costing a third of generation speed on a 2-core machine (bench/tui_streaming.py).
 A thread that nobody waits for is not interrupted, so this costs the UI nothing then."""
-from .widgets.server_status import ServerState
 
 DEFAULT_THEME = "llamaterm-dark"
 
@@ -65,16 +78,17 @@ def _screen_binding(key: str, mode: str, title: str) -> Binding:
 
 
 class LlamatermApp(App[int]):
-    """llamaterm's full-screen app. Build it with settings from `engine.settings.load_settings`."""
+    """llamaterm's full-screen app. Build it with settings from `tui.config.load_app_settings`."""
 
     TITLE = "llamaterm"
     CSS_PATH = "app.tcss"
-    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+    SCREENS_BY_MODE: ClassVar[dict[str, type[LlamatermScreen]]] = {
         "chat": ChatScreen,
         "complete": CompleteScreen,
         "models": ModelsScreen,
         "logs": LogsScreen,
     }
+    """The app's modes; each screen is built with the app's context (see __init__)."""
     DEFAULT_MODE = "chat"
     COMMANDS = App.COMMANDS | {ModelCommands}
 
@@ -112,7 +126,7 @@ class LlamatermApp(App[int]):
         ),
     ]
 
-    model: reactive[LoadedModel | None] = reactive(None, init=False)
+    model: reactive[ChatModel | None] = reactive(None, init=False)
     """The loaded model, or None. Screens watch it."""
     model_state: reactive[ModelState] = reactive(ModelState, init=False)
     """What the status line shows about the model."""
@@ -123,7 +137,7 @@ class LlamatermApp(App[int]):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: AppSettings,
         *,
         model: str | None = None,
         data_dir: Path | None = None,
@@ -141,8 +155,15 @@ class LlamatermApp(App[int]):
             # Read by App.__init__ to set up the first screen stack.
             self.DEFAULT_MODE = mode
         super().__init__()
-        self.settings = settings
-        self.data_dir = data_dir if data_dir is not None else settings.data_dir()
+        self.context = AppContext(
+            settings,
+            data_dir if data_dir is not None else settings.data_dir(),
+            log_bus if log_bus is not None else LOG_BUS,
+            cursor_blink,
+        )
+        """What every screen is built with; the app keeps it current."""
+        for name, screen in self.SCREENS_BY_MODE.items():
+            self.add_mode(name, partial(screen, self.context))
         self.model_spec = model
         self.autoload = autoload
         self._switch_interval = sys.getswitchinterval()
@@ -151,11 +172,31 @@ class LlamatermApp(App[int]):
             if theme_dirs is not None
             else [builtin_themes_dir(), config_path().parent / "themes"]
         )
-        self.log_bus = log_bus if log_bus is not None else LOG_BUS
-        self.cursor_blink = cursor_blink
         self._remembered_theme: str | None = None
         self.server = InAppServer(settings, self._show_server_state)
         self._load_cancel: threading.Event | None = None
+
+    # What the screens see too: the context's.
+
+    @property
+    def settings(self) -> AppSettings:
+        return self.context.settings
+
+    @settings.setter
+    def settings(self, settings: AppSettings) -> None:
+        self.context.settings = settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.context.data_dir
+
+    @property
+    def log_bus(self) -> LogBus:
+        return self.context.log_bus
+
+    @property
+    def cursor_blink(self) -> bool:
+        return self.context.cursor_blink
 
     # --- start-up -----------------------------------------------------------
 
@@ -165,8 +206,8 @@ class LlamatermApp(App[int]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
-        state = read_state(self.data_dir)
-        self._apply_themes(state.get("theme"))
+        state = AppState(self.data_dir).read()
+        self._apply_themes(state.get(THEME_KEY))
         self._apply_keymap()
         if self.autoload:
             self.load_model(self._startup_model(state))
@@ -195,7 +236,7 @@ class LlamatermApp(App[int]):
             return
         self._remembered_theme = theme.name
         try:
-            write_state(self.data_dir, "theme", theme.name)
+            AppState(self.data_dir).remember(THEME_KEY, theme.name)
         except (OSError, TypeError) as err:
             self.notify(f"could not remember the theme: {err}", severity="warning")
 
@@ -216,7 +257,7 @@ class LlamatermApp(App[int]):
             return self.model_spec
         if self.settings.model.default:
             return self.settings.model.default
-        last = state.get("last_model")
+        last = state.get(LAST_MODEL_KEY)
         if isinstance(last, str) and Path(last).is_file():
             return last
         return STARTER_KEY
@@ -225,11 +266,25 @@ class LlamatermApp(App[int]):
 
     def model_dirs(self) -> list[Path]:
         """Where local models are looked for: the data directory's models/, then the config's."""
-        return [models_dir(self.data_dir), *self.settings.paths.model_dirs]
+        return self.context.model_dirs()
 
-    def watch_model(self, model: object) -> None:
+    def watch_model(self, model: LoadedModel | None) -> None:
+        # Runs before the screens' watchers of `model`: they find the context current.
+        self.context.model = model
         self.server.set_model(model)
         self.refresh_bindings()
+
+    def watch_model_state(self, state: ModelState) -> None:
+        self.context.model_state = state
+
+    def on_load_model_requested(self, message: LoadModelRequested) -> None:
+        self.load_model(message.spec)
+
+    def on_unload_model_requested(self, message: UnloadModelRequested) -> None:
+        self.unload_model()
+
+    def on_cancel_model_load_requested(self, message: CancelModelLoadRequested) -> None:
+        self.cancel_model_load()
 
     def load_model(self, spec: str) -> None:
         """Load a model by key or path in a worker; the old one is unloaded first."""
@@ -243,7 +298,7 @@ class LlamatermApp(App[int]):
             exit_on_error=False,
         )
 
-    async def _load(self, spec: str, old: LoadedModel | None) -> None:
+    async def _load(self, spec: str, old: ChatModel | None) -> None:
         # An async worker: llama.cpp loads on the model's own thread, resolving
         # (which may assemble the starter model) on a thread of its own.
         name = Path(spec).name if spec.endswith(".gguf") else spec
@@ -251,16 +306,17 @@ class LlamatermApp(App[int]):
         cancel = self._load_cancel = threading.Event()
         on_progress = self._load_progress_reporter()
         try:
-            if isinstance(old, LoadedModel):
+            if old is not None:
                 await asyncio.to_thread(old.unload)
-            path = await asyncio.to_thread(self._resolve, spec)
-            # What the person chose in the Models screen, over the config file's settings.
-            config = ModelSettingsStore(self.data_dir).load_config(
-                self.settings, model_key(path), path.name
+            # The one loader: config, then what the person chose in the Models screen.
+            plan = await asyncio.to_thread(
+                resolve_load, spec, self.settings, data_dir=self.data_dir
             )
-            model = await LoadedModel.load_async(
-                path, config, key=path.stem.lower(), on_progress=on_progress, cancel=cancel
-            )
+            path = plan.path
+            for problem in plan.problems:
+                # Remembered settings that were not applied: say so, the load goes on.
+                self.notify(problem, title="Model settings", severity="warning", markup=False)
+            model = await load_model_async(plan, on_progress=on_progress, cancel=cancel)
         except asyncio.CancelledError:
             self.post_message(ModelLoadCancelled(name))
             raise
@@ -288,34 +344,25 @@ class LlamatermApp(App[int]):
         if self.model_state.status == "loading":
             self.load_progress = fraction
 
-    def _resolve(self, spec: str) -> Path:
-        data_models = models_dir(self.data_dir)
-        if spec == STARTER_KEY:
-            try:
-                return resolve_model(spec, self.settings.paths.model_dirs, data_models)
-            except LookupError:
-                return ensure_starter_model(data_models)
-        return resolve_model(spec, self.settings.paths.model_dirs, data_models)
-
     def on_model_load_started(self, message: ModelLoadStarted) -> None:
         self.load_progress = None
         self.model_state = ModelState.loading(message.name)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel) and previous is not message.model:
+        if previous is not None and previous is not message.model:
             # A load that finished while another was asked for: keep only the newest.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
         self.model_state = ModelState.of(message.model)
         try:
-            write_state(self.data_dir, "last_model", str(message.path))
+            AppState(self.data_dir).remember(LAST_MODEL_KEY, str(message.path))
         except (OSError, TypeError) as err:
             _log.warning("could not remember the model: %s", err)
 
     def on_models_screen_remote_model_chosen(self, message: ModelsScreen.RemoteModelChosen) -> None:
         previous = self.model
-        if isinstance(previous, LoadedModel):
+        if previous is not None and previous is not message.model:
             # A remote model needs no local one: free its memory.
             self.run_worker(asyncio.to_thread(previous.unload), exit_on_error=False)
         self.model = message.model
@@ -336,8 +383,7 @@ class LlamatermApp(App[int]):
             return
         self.model = None
         self.model_state = ModelState()
-        if isinstance(model, LoadedModel):
-            self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
+        self.run_worker(asyncio.to_thread(model.unload), group="unload", exit_on_error=False)
 
     def cancel_model_load(self) -> None:
         # The event stops llama.cpp mid-load; cancelling the worker tells the app.
@@ -385,7 +431,7 @@ class LlamatermApp(App[int]):
         await self.server.stop()
         # Free llama.cpp's memory now, not whenever the process ends.
         model = self.model
-        if isinstance(model, LoadedModel):
+        if model is not None:
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
@@ -436,13 +482,13 @@ class LlamatermApp(App[int]):
 
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
-    from .screens.chat_dialogs import ConfirmScreen, RenameChatScreen
-    from .screens.chat_settings import ChatSettingsScreen
-    from .screens.model_dialogs import AddRemoteScreen, LoadSettingsScreen
-    from .widgets.chat_input import ChatInput
-    from .widgets.chat_list import ChatList
-    from .widgets.chat_view import ChatView
-    from .widgets.tool_card import ToolCard
+    from tui.screens.chat.chat_settings import ChatSettingsScreen
+    from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
+    from tui.widgets.chat.chat_input import ChatInput
+    from tui.widgets.chat.chat_list import ChatList
+    from tui.widgets.chat.chat_view import ChatView
+    from tui.widgets.chat.tool_card import ToolCard
 
     classes: list[type] = [
         LlamatermApp,
@@ -468,3 +514,12 @@ def known_binding_ids() -> set[str]:
             if isinstance(binding, Binding) and binding.id:
                 ids.add(binding.id)
     return ids
+
+
+def run_app(settings: AppSettings, model: str | None = None) -> int:
+    """Run the full-screen app until the person quits; returns the process exit code."""
+    app = LlamatermApp(settings, model=model)
+    result = app.run()
+    if app.return_code:
+        return app.return_code
+    return result if isinstance(result, int) else 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from engine.runtime import LoadedModel
+from engine.contract import ChatModel
 
 ModelStatusName = Literal["none", "loading", "loaded", "failed"]
 
@@ -29,21 +29,11 @@ class ModelState:
         return cls(status="failed", name=name, error=error)
 
     @classmethod
-    def of(cls, model: LoadedModel | Any) -> ModelState:
-        info = model.info
-        if not isinstance(model, LoadedModel):
-            # A remote model (engine.remote): the server holds it, nothing is offloaded here.
-            return cls(
-                status="loaded",
-                name=info.display_name if info else model.key,
-                context_length=info.context_length if info else 0,
-                offload="remote",
-                path=str(getattr(model, "base_url", "")),
-            )
+    def of(cls, model: ChatModel) -> ModelState:
         return cls(
             status="loaded",
-            name=info.display_name if info else model.key,
-            context_length=info.context_length if info else 0,
-            offload=model.offload.describe(),
-            path=str(model.path),
+            name=model.info.display_name,
+            context_length=model.info.context_length,
+            offload=model.placement,
+            path=model.location,
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import STARTER_FILE, ensure_starter_model
+from engine.models.starter import STARTER_FILE, ensure_starter_model
 
 
 @pytest.fixture

@@ -16,19 +16,20 @@ from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
 from gguf_factory import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, write_tiny_gguf
 from hub_server import write_mmproj_gguf, write_split_gguf
 
-from engine import catalog
-from engine.catalog import (
+from engine.models import catalog, gguf_header, model_facts
+from engine.errors import ModelSettingsError
+from engine.models.catalog import (
     CatalogSource,
     clear_info_cache,
     default_sources,
     find_models,
     hf_cache_dir,
     read_model_info,
-    resolve_model,
     scan_catalog,
 )
+from engine.models.loader import resolve_model
 from engine.load_config import LoadConfig
-from engine.memory import (
+from engine.models.memory import (
     MIB,
     GpuMemory,
     MemorySnapshot,
@@ -39,7 +40,7 @@ from engine.memory import (
     parse_nvidia_smi,
     ram_memory,
 )
-from engine.model_settings import ModelSettingsError, ModelSettingsStore
+from engine.models.remembered import ModelSettingsStore
 from engine.settings import LoadOverride, ModelOverride, Settings
 
 
@@ -161,9 +162,9 @@ def _write_big_header(path: Path, n_layer: int = 80, n_embd: int = 8192) -> Path
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     writer.close()
-    needed = catalog.read_gguf_header(path).problem
+    needed = gguf_header.read_gguf_header(path).problem
     assert needed is not None  # data not there yet
-    header = catalog.read_gguf_header(path)
+    header = gguf_header.read_gguf_header(path)
     end = header.data_offset + max(t.offset + t.n_bytes for t in header.tensors)
     os.truncate(path, end)  # sparse: no disk used, and reading it would take minutes
     return path
@@ -352,13 +353,13 @@ def test_rescans_read_headers_only_when_files_change(
     for n in range(3):
         write_tiny_gguf(models / f"m{n}.gguf", seed=n)
     reads: list[Path] = []
-    real = catalog.read_gguf_header
+    real = gguf_header.read_gguf_header
 
-    def counting(path: Path) -> catalog.GGUFHeader:
+    def counting(path: Path) -> gguf_header.GGUFHeader:
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(catalog, "read_gguf_header", counting)
+    monkeypatch.setattr(model_facts, "read_gguf_header", counting)
     scan_dir(models)
     assert len(reads) == 3
     scan_dir(models)
@@ -632,7 +633,7 @@ def test_bad_entries_are_skipped_not_fatal(tmp_path: Path) -> None:
 
 
 def test_sources_for_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.catalog import sources_for
+    from engine.models.catalog import sources_for
     from engine.settings import PathsSettings
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -645,3 +646,23 @@ def test_sources_for_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         CatalogSource("configured", tmp_path / "x"),
         CatalogSource("hf_cache", tmp_path / "hf"),
     ]
+
+
+def test_the_old_module_paths_re_export_the_same_objects() -> None:
+    """engine.catalog, .hub, .memory and .model_settings stay importable while callers move."""
+    import engine.catalog as old_catalog
+    import engine.hub as old_hub
+    import engine.memory as old_memory
+    import engine.model_settings as old_settings
+    from engine.models import download, gguf_header, hub, loader, memory, remembered, starter
+
+    for old in (old_catalog, old_hub, old_memory, old_settings):
+        for name in old.__all__:
+            assert getattr(old, name) is not None, (old.__name__, name)
+    assert old_catalog.CatalogEntry is catalog.CatalogEntry
+    assert old_catalog.read_gguf_header is gguf_header.read_gguf_header
+    assert old_catalog.resolve_model is loader.resolve_model
+    assert old_catalog.ensure_starter_model is starter.ensure_starter_model
+    assert old_hub.download is download.download and old_hub.search_models is hub.search_models
+    assert old_memory.fit_check is memory.fit_check
+    assert old_settings.ModelSettingsStore is remembered.ModelSettingsStore

@@ -13,16 +13,12 @@ import pytest
 from hub_server import GOOD_TOKEN, UNGRANTED_TOKEN, HostedRepo, HubServer, default_repos
 from huggingface_hub import constants as hf_constants
 
-from engine import hub
-from engine.catalog import CatalogSource, scan_catalog
-from engine.hub import (
-    AccessDenied,
-    DownloadCancelled,
-    DownloadProgress,
-    HubFile,
-    HubUnavailable,
-    NotFound,
-)
+from engine.errors import AccessDenied, DownloadCancelled, HubError, HubUnavailable, NotFound
+from engine.models import download as downloads
+from engine.models import hub
+from engine.models.catalog import CatalogSource, scan_catalog
+from engine.models.download import DownloadProgress
+from engine.models.hub import HubFile
 
 TINY = "tester/tiny-GGUF"
 SPLIT = "tester/split-GGUF"
@@ -130,7 +126,7 @@ def test_file_names_and_parts() -> None:
 
 def test_download_one_file(server: HubServer, models: Path) -> None:
     events: list[DownloadProgress] = []
-    path = hub.download(TINY, "tiny-Q4_K_M.gguf", models, progress=events.append)
+    path = downloads.download(TINY, "tiny-Q4_K_M.gguf", models, progress=events.append)
     assert path == models / "tester" / "tiny-GGUF" / "tiny-Q4_K_M.gguf"
     assert path.read_bytes() == file_bytes(server, TINY, "tiny-Q4_K_M.gguf")
     assert events[-1].finished and events[-1].bytes_done == events[-1].total == path.stat().st_size
@@ -141,13 +137,13 @@ def test_download_one_file(server: HubServer, models: Path) -> None:
     assert (entry.path, entry.repo_id, entry.ok) == (path, TINY, True)
     # A second download finds the file there and fetches nothing.
     before = len(server.downloads())
-    assert hub.download(TINY, "tiny-Q4_K_M.gguf", models) == path
+    assert downloads.download(TINY, "tiny-Q4_K_M.gguf", models) == path
     assert len(server.downloads()) == before
 
 
 def test_download_a_split_model_by_any_part(server: HubServer, models: Path) -> None:
     events: list[DownloadProgress] = []
-    path = hub.download(
+    path = downloads.download(
         SPLIT, "Q4_K_M/split-Q4_K_M-00002-of-00003.gguf", models, progress=events.append
     )
     folder = models / "tester" / "split-GGUF" / "Q4_K_M"
@@ -176,27 +172,27 @@ def test_cancel_stops_quickly_and_the_next_download_resumes(
             cancel.set()
 
     with pytest.raises(DownloadCancelled, match="resume"):
-        hub.download(TINY, name, models, progress=on_progress, cancel=cancel)
+        downloads.download(TINY, name, models, progress=on_progress, cancel=cancel)
     assert time.monotonic() - cancelled_at[0] < 1.0
     target = models / "tester" / "tiny-GGUF" / name
     assert not target.exists()
-    kept = hub.partial_bytes(models, TINY, name)
+    kept = downloads.partial_bytes(models, TINY, name)
     assert 40_000 < kept < len(file_bytes(server, TINY, name))
 
     server.throttle = None
     events: list[DownloadProgress] = []
-    path = hub.download(TINY, name, models, progress=events.append)
+    path = downloads.download(TINY, name, models, progress=events.append)
     assert path.read_bytes() == file_bytes(server, TINY, name)
     assert events[0].resumed_bytes == kept
     assert server.downloads()[-1].headers["range"] == f"bytes={kept}-"
-    assert hub.partial_bytes(models, TINY, name) == 0
+    assert downloads.partial_bytes(models, TINY, name) == 0
 
 
 def test_a_dropped_connection_is_resumed_within_the_same_download(
     server: HubServer, models: Path
 ) -> None:
     server.drop_after = 50_000
-    path = hub.download(TINY, "tiny-Q8_0.gguf", models)
+    path = downloads.download(TINY, "tiny-Q8_0.gguf", models)
     assert path.read_bytes() == file_bytes(server, TINY, "tiny-Q8_0.gguf")
     ranges = [r.headers.get("range") for r in server.downloads()]
     assert ranges[0] is None and ranges[1] == "bytes=50000-"
@@ -212,7 +208,7 @@ def stop_early(server: HubServer, models: Path, name: str) -> None:
             cancel.set()
 
     with pytest.raises(DownloadCancelled):
-        hub.download(TINY, name, models, progress=on_progress, cancel=cancel)
+        downloads.download(TINY, name, models, progress=on_progress, cancel=cancel)
     server.throttle = None
 
 
@@ -220,7 +216,7 @@ def test_a_server_that_ignores_ranges_gets_a_clean_restart(server: HubServer, mo
     name = "tiny-Q4_K_M.gguf"
     stop_early(server, models, name)
     server.ignore_ranges = True
-    path = hub.download(TINY, name, models)
+    path = downloads.download(TINY, name, models)
     assert path.read_bytes() == file_bytes(server, TINY, name)
 
 
@@ -228,12 +224,12 @@ def test_a_damaged_download_is_caught_by_its_checksum(server: HubServer, models:
     name = "tiny-Q4_K_M.gguf"
     target = models / "tester" / "tiny-GGUF" / name
     server.corrupt_next = True
-    with pytest.raises(hub.HubError, match="SHA-256"):
-        hub.download(TINY, name, models)
+    with pytest.raises(HubError, match="SHA-256"):
+        downloads.download(TINY, name, models)
     assert not target.exists()
-    assert hub.partial_bytes(models, TINY, name) == 0
+    assert downloads.partial_bytes(models, TINY, name) == 0
     assert scan_catalog([CatalogSource("models_dir", models)]).entries == []
-    path = hub.download(TINY, name, models)
+    path = downloads.download(TINY, name, models)
     assert path.read_bytes() == file_bytes(server, TINY, name)
 
 
@@ -246,11 +242,11 @@ def test_a_partial_file_changed_before_the_resume_is_caught(
     kept = bytearray(partial.read_bytes())
     kept[100] ^= 0xFF
     partial.write_bytes(bytes(kept))
-    with pytest.raises(hub.HubError, match="SHA-256"):
-        hub.download(TINY, name, models)
+    with pytest.raises(HubError, match="SHA-256"):
+        downloads.download(TINY, name, models)
     # The resume asked only for the rest: the old bytes were checked from disk.
     assert server.downloads()[-1].headers["range"] == f"bytes={len(kept)}-"
-    assert hub.download(TINY, name, models).read_bytes() == file_bytes(server, TINY, name)
+    assert downloads.download(TINY, name, models).read_bytes() == file_bytes(server, TINY, name)
 
 
 def test_cdn_redirect_keeps_the_token_on_the_hub(
@@ -258,7 +254,7 @@ def test_cdn_redirect_keeps_the_token_on_the_hub(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
     server.cdn = True
-    path = hub.download(TINY, "tiny-Q4_K_M.gguf", models)
+    path = downloads.download(TINY, "tiny-Q4_K_M.gguf", models)
     assert path.read_bytes() == file_bytes(server, TINY, "tiny-Q4_K_M.gguf")
     head = next(r for r in server.requests if r.method == "HEAD" and "/resolve/" in r.path)
     assert head.headers["authorization"] == f"Bearer {GOOD_TOKEN}"
@@ -271,7 +267,7 @@ def test_cdn_redirect_keeps_the_token_on_the_hub(
 
 def test_gated_repo_without_a_token(server: HubServer, models: Path) -> None:
     with pytest.raises(AccessDenied) as refused:
-        hub.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
+        downloads.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
     message = str(refused.value)
     assert "gated" in message and "HF_TOKEN" in message and "\n" not in message
 
@@ -281,14 +277,14 @@ def test_gated_repo_with_a_token_not_granted(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", UNGRANTED_TOKEN)
     with pytest.raises(AccessDenied, match="not been granted access: request it at"):
-        hub.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
+        downloads.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
 
 
 def test_gated_repo_with_access(
     server: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
-    path = hub.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
+    path = downloads.download("gated/tiny-GGUF", "tiny-Q4_K_M.gguf", models)
     assert path.is_file()
 
 
@@ -299,7 +295,7 @@ def test_private_repo_and_bad_tokens(
         hub.list_gguf_files("tester/private-GGUF")
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
     with pytest.raises(AccessDenied, match="rejected the token"):
-        hub.download(TINY, "tiny-Q4_K_M.gguf", models)
+        downloads.download(TINY, "tiny-Q4_K_M.gguf", models)
     monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
     assert [f.name for f in hub.list_gguf_files("tester/private-GGUF")] == ["tiny-Q4_K_M.gguf"]
 
@@ -308,7 +304,7 @@ def test_missing_repo_and_file(
     server: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(NotFound, match="has no file nope.gguf"):
-        hub.download(TINY, "nope.gguf", models)
+        downloads.download(TINY, "nope.gguf", models)
     monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
     with pytest.raises(NotFound, match="no repository tester/missing"):
         hub.list_gguf_files("tester/missing")
@@ -335,7 +331,7 @@ def test_no_network_is_one_clear_line_and_the_catalog_still_works(
     for call in (
         lambda: hub.search_models("tiny"),
         lambda: hub.list_gguf_files(TINY),
-        lambda: hub.download(TINY, "tiny-Q4_K_M.gguf", tmp_path / "models"),
+        lambda: downloads.download(TINY, "tiny-Q4_K_M.gguf", tmp_path / "models"),
     ):
         with pytest.raises(HubUnavailable) as unavailable:
             call()
@@ -365,10 +361,10 @@ def test_not_enough_disk_space(
     server: HubServer, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        hub.shutil, "disk_usage", lambda _: SimpleNamespace(total=1, used=1, free=10)
+        downloads.shutil, "disk_usage", lambda _: SimpleNamespace(total=1, used=1, free=10)
     )
-    with pytest.raises(hub.HubError, match="not enough disk space"):
-        hub.download(TINY, "tiny-Q4_K_M.gguf", models)
+    with pytest.raises(HubError, match="not enough disk space"):
+        downloads.download(TINY, "tiny-Q4_K_M.gguf", models)
 
 
 def test_a_second_download_of_the_same_file_waits_its_turn(server: HubServer, models: Path) -> None:
@@ -378,8 +374,8 @@ def test_a_second_download_of_the_same_file_waits_its_turn(server: HubServer, mo
 
     def fetch() -> None:
         try:
-            outcomes.append(hub.download(TINY, "tiny-Q4_K_M.gguf", models))
-        except hub.HubError as error:
+            outcomes.append(downloads.download(TINY, "tiny-Q4_K_M.gguf", models))
+        except HubError as error:
             outcomes.append(error)
 
     first = threading.Thread(target=fetch)
@@ -387,7 +383,7 @@ def test_a_second_download_of_the_same_file_waits_its_turn(server: HubServer, mo
     time.sleep(0.3)
     fetch()
     first.join()
-    errors = [o for o in outcomes if isinstance(o, hub.HubError)]
+    errors = [o for o in outcomes if isinstance(o, HubError)]
     assert len(errors) == 1 and "being downloaded by another process" in str(errors[0])
     assert (models / "tester" / "tiny-GGUF" / "tiny-Q4_K_M.gguf").read_bytes() == file_bytes(
         server, TINY, "tiny-Q4_K_M.gguf"

@@ -13,6 +13,7 @@ from gguf_factory import write_tiny_gguf
 from openai_tools import WEATHER
 
 from engine.chat import Chat
+from engine.contract import ChatModel
 from engine.conversation import respond_events
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
@@ -269,7 +270,17 @@ def test_api_base() -> None:
     assert api_base("https://host/api/v1") == "https://host/api/v1"
 
 
-async def test_act_loop_on_a_remote_model(server: ServerHandle) -> None:
+@pytest.fixture(params=["local", "remote"])
+def chat_model(
+    request: pytest.FixtureRequest, models: dict[str, LoadedModel], server: ServerHandle
+) -> ChatModel:
+    """The tiny model, in this process or behind the server: consumers cannot tell."""
+    local = models["tiny"]
+    local.reset_cache()
+    return local if request.param == "local" else RemoteModel(server.url, "tiny", "key")
+
+
+async def test_act_loop_runs_the_same_on_local_and_remote_models(chat_model: ChatModel) -> None:
     from engine.agent import ActFinished, ToolRunFinished, act_events
 
     ran: list[str] = []
@@ -279,12 +290,30 @@ async def test_act_loop_on_a_remote_model(server: ServerHandle) -> None:
         ran.append(city)
         return "sunny"
 
-    remote = RemoteModel(server.url, "tiny", "key")
     chat = ask("Weather in Paris?")
-    run_ = act_events(remote, chat, [get_weather], config={"maxTokens": 200, "seed": 3},
+    run_ = act_events(chat_model, chat, [get_weather], config={"maxTokens": 200, "seed": 3},
                       tool_choice="required", max_rounds=2)
     events = [e async for e in run_]
     assert len(ran) == 1
     assert any(isinstance(e, ToolRunFinished) and e.result.content == "sunny" for e in events)
     assert isinstance(events[-1], ActFinished)
     assert [m.role for m in chat.messages][-3:] == ["assistant", "tool", "assistant"]
+
+
+async def test_unload_closes_the_open_streams_and_the_model_stays_usable(server: ServerHandle) -> None:
+    remote = RemoteModel(server.url, "tiny", "key")
+    stream = remote.respond_events(ask("Talk"), {"maxTokens": 1500, "seed": 1})
+    async for event in stream:
+        if isinstance(event, ContentDelta):
+            remote.unload()
+    assert stream.result is not None and stream.result.stats.stop_reason == "userStopped"
+    assert remote.is_loaded
+    _, again = await run(remote.complete_events("x", {"maxTokens": 2}))
+    assert again.stats.predicted_tokens_count == 2
+
+
+async def test_tokenize_on_a_server_without_tokenize_is_a_remote_error(server: ServerHandle) -> None:
+    remote = RemoteModel(server.url, "tiny", "key")
+    # Off the loop: tokenize blocks, and this loop runs the server.
+    with pytest.raises(RemoteError, match="cannot tokenise"):
+        await asyncio.to_thread(remote.tokenize, "hello")

@@ -24,6 +24,7 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
 from openai_tools import WEATHER
 from pydantic import BaseModel, Field
+from serve_testing import ServerThread
 
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
@@ -44,42 +45,6 @@ TIME_TOOL: dict[str, Any] = {
 }
 TOOLS: list[Any] = [WEATHER, TIME_TOOL]
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-
-
-class ServerThread:
-    """A ServerHandle on its own event loop in a thread, as the CLI runs it."""
-
-    def __init__(self, handle: ServerHandle) -> None:
-        self.handle = handle
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        try:
-            await self.handle.start()
-        except BaseException as err:  # noqa: BLE001 - reported to the test thread
-            self._error = err
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.handle.stop()
-
-    def __enter__(self) -> ServerHandle:
-        self._thread.start()
-        assert self._ready.wait(30), "the server did not start"
-        if self._error is not None:
-            raise self._error
-        return self.handle
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -559,12 +524,15 @@ def chat_body(**fields: Any) -> dict[str, Any]:
         (chat_body(messages=[{"role": "user", "content": 5}]), "messages[0].content", "invalid_value"),
         (chat_body(messages=[{"role": "robot", "content": "hi"}]), "messages[0].role", "invalid_value"),
         (chat_body(messages=[{"role": "user"}]), "messages[0].content", "invalid_value"),
+        (chat_body(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]),
+         "messages[0].content[0].text", "invalid_value"),
         (chat_body(temperature="hot"), "temperature", "invalid_value"),
         (chat_body(max_tokens=0), "max_tokens", "invalid_value"),
         (chat_body(stop=["$", ""]), "stop", "invalid_value"),
         (chat_body(n=3), "n", "invalid_value"),
         (chat_body(logit_bias={"5": 101}), "logit_bias", "invalid_value"),
         (chat_body(logit_bias={"fox": 1}), "logit_bias.fox", "invalid_value"),
+        (chat_body(logit_bias={"-1": 1}), "logit_bias", "invalid_value"),
         (chat_body(model="gpt-9"), "model", "model_not_found"),
         (chat_body(tools=[{"type": "function", "function": {}}]), "tools[0].function.name",
          "invalid_value"),
@@ -606,10 +574,11 @@ def test_malformed_completion_requests(server: ServerHandle) -> None:
 def test_an_oversized_body_is_refused(server: ServerHandle, client: OpenAI) -> None:
     huge = "x" * (MAX_BODY + 1)
     response = post(server, "/chat/completions", chat_body(messages=[{"role": "user", "content": huge}]))
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": huge}])
+    assert caught.value.status_code == 413
     assert client.models.list().data
 
 
@@ -643,7 +612,7 @@ def test_no_loaded_model_is_a_503(models: dict[str, LoadedModel]) -> None:
 SERVE = """
 import argparse, sys
 from engine.settings import load_settings
-from tui.serve_cli import add_serve_parser, run_serve
+from tui.cli.serve import add_serve_parser, run_serve
 parser = argparse.ArgumentParser(prog="llamaterm")
 add_serve_parser(parser.add_subparsers(dest="command"))
 sys.exit(run_serve(parser.parse_args(sys.argv[1:]), load_settings()))
@@ -689,7 +658,7 @@ def test_serve_command_reports_a_missing_model(isolated_dirs: Path, tmp_path: Pa
     import argparse
 
     from engine.settings import Settings
-    from tui.serve_cli import add_serve_parser, run_serve
+    from tui.cli.serve import add_serve_parser, run_serve
 
     parser = argparse.ArgumentParser()
     add_serve_parser(parser.add_subparsers(dest="command"))

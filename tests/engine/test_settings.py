@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import platformdirs
 import pytest
-from pydantic import BaseModel
+from config_example import EXAMPLE, missing_fields, uncomment_settings, write_config
 
 from engine import paths
 from engine.load_config import LoadConfig
@@ -23,19 +23,12 @@ from engine.settings import (
     load_settings,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLAMATERM_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-
-def write_config(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def config_error(path: Path) -> str:
@@ -100,7 +93,6 @@ def test_missing_file_gives_defaults_and_creates_nothing(tmp_path: Path) -> None
     assert settings == Settings()
     assert settings.load.context_length == 4096
     assert settings.chat.context_overflow_policy == "truncateMiddle"
-    assert settings.ui.theme == "llamaterm-dark"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -109,13 +101,13 @@ def test_default_path_comes_from_environment(
 ) -> None:
     xdg_config = tmp_path / "xdg" / "llamaterm" / "config.toml"
     xdg_config.parent.mkdir(parents=True)
-    xdg_config.write_text('[ui]\ntheme = "from-xdg"\n')
+    xdg_config.write_text('[model]\ndefault = "from-xdg"\n')
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert load_settings().ui.theme == "from-xdg"
+    assert load_settings().model.default == "from-xdg"
 
-    mine = write_config(tmp_path, '[ui]\ntheme = "from-env"\n')
+    mine = write_config(tmp_path, '[model]\ndefault = "from-env"\n')
     monkeypatch.setenv("LLAMATERM_CONFIG", str(mine))
-    assert load_settings().ui.theme == "from-env"
+    assert load_settings().model.default == "from-env"
 
 
 @pytest.mark.parametrize(
@@ -230,22 +222,22 @@ def test_list_items_are_named_by_index(tmp_path: Path) -> None:
 
 
 def test_section_of_the_wrong_type(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 'keymap = "ctrl+n"\nload = 3\n')
+    path = write_config(tmp_path, 'tools = "ctrl+n"\nload = 3\n')
     assert [line.split(": ")[1] for line in config_error(path).splitlines()] == [
         "load",
-        "keymap",
+        "tools",
     ]
 
 
 def test_every_problem_on_its_own_line(tmp_path: Path) -> None:
     path = write_config(
-        tmp_path, '[load]\ncontext_length = 8\nbatch_size = 0\n[ui]\nshow_reasoning = "maybe"\n'
+        tmp_path, '[load]\ncontext_length = 8\nbatch_size = 0\n[chat]\nenable_thinking = "maybe"\n'
     )
     lines = config_error(path).splitlines()
     assert [line.split(": ")[1] for line in lines] == [
         "load.context_length",
         "load.batch_size",
-        "ui.show_reasoning",
+        "chat.enable_thinking",
     ]
     assert all(line.startswith(f"{path}: ") for line in lines)
 
@@ -284,21 +276,6 @@ def test_unreadable_and_undecodable_files(tmp_path: Path) -> None:
     binary.write_bytes(b'theme = "\xff"\n')
     assert config_error(binary).startswith(f"{binary}: not UTF-8")
     assert binary.read_bytes() == b'theme = "\xff"\n'
-
-
-# --- keymap -----------------------------------------------------------------
-
-
-def test_keymap_accepts_quoted_and_dotted_ids(tmp_path: Path) -> None:
-    path = write_config(tmp_path, '[keymap]\n"chat.new" = "ctrl+n"\napp.quit = "ctrl+q"\n')
-    assert load_settings(path).keymap == {"chat.new": "ctrl+n", "app.quit": "ctrl+q"}
-
-
-def test_keymap_errors_name_the_binding(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "[keymap]\napp.quit = 3\n")
-    assert config_error(path).startswith(f'{path}: keymap."app.quit": ')
-    empty = write_config(tmp_path, '[keymap]\n"chat.new" = " "\n')
-    assert "chat.new" in config_error(empty)
 
 
 # --- per-model overrides ----------------------------------------------------
@@ -358,39 +335,6 @@ def test_load_override_mirrors_load_config() -> None:
 
 # --- config.example.toml ----------------------------------------------------
 
-# A commented-out setting: "# key = value", "# "quoted.key" = value" or "# [table]".
-_COMMENTED_SETTING = re.compile(r'^# (?:(?:[A-Za-z_]\w*|"[^"]+") = |\[.+\]$)')
-
-
-def uncomment_settings(text: str) -> str:
-    return "\n".join(
-        line[2:] if _COMMENTED_SETTING.match(line) else line for line in text.splitlines()
-    )
-
-
-def missing_fields(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> list[str]:
-    missing: list[str] = []
-    for name, field in model.model_fields.items():
-        dotted = f"{prefix}{name}"
-        key = next((k for k in (name, field.alias) if k and k in data), None)
-        if key is None:
-            missing.append(dotted)
-            continue
-        missing += _missing_below(field.annotation, data[key], dotted)
-    return missing
-
-
-def _missing_below(annotation: Any, value: Any, dotted: str) -> list[str]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return missing_fields(annotation, value, f"{dotted}.")
-    if get_origin(annotation) is dict:
-        if not value:
-            return [f"{dotted}.<an example entry>"]
-        item_type = get_args(annotation)[1]
-        return [m for key, item in value.items() for m in _missing_below(item_type, item, dotted)]
-    return []
-
-
 def test_example_config_loads() -> None:
     settings = load_settings(EXAMPLE)
     assert isinstance(settings, Settings)
@@ -411,7 +355,7 @@ def test_example_config_shows_the_defaults() -> None:
 def test_example_config_commented_settings_are_valid(tmp_path: Path) -> None:
     text = uncomment_settings(EXAMPLE.read_text(encoding="utf-8"))
     settings = load_settings(write_config(tmp_path, text))
-    assert settings.models and settings.keymap and settings.paths.data_dir is not None
+    assert settings.models and settings.paths.data_dir is not None
 
 
 def test_example_config_covers_every_field() -> None:
@@ -424,7 +368,7 @@ def test_coverage_walk_would_notice_a_missing_field() -> None:
     assert missing_fields(Settings, {"load": {}})[:1] == ["paths"]
     assert "load.seed" in missing_fields(Settings, {"load": {}})
     assert "models.load.swa_full" in missing_fields(Settings, {"models": {"m": {"load": {}}}})
-    assert "keymap.<an example entry>" in missing_fields(Settings, {"keymap": {}})
+    assert "models.<an example entry>" in missing_fields(Settings, {"models": {}})
 
 
 def test_example_config_documents_every_setting() -> None:
@@ -443,12 +387,3 @@ def test_model_override_defaults() -> None:
     override = ModelOverride()
     assert override.chat_template_file is None
     assert override.load.model_dump(exclude_none=True) == {}
-
-
-def test_remote_servers_are_read(tmp_path: Path) -> None:
-    text = '[[remotes]]\nbase_url = "http://gpu-box:8080/v1"\napi_key = "k"\n\n[[remotes]]\nbase_url = "http://other/v1"\n'
-    settings = load_settings(write_config(tmp_path, text))
-    assert [r.base_url for r in settings.remotes] == ["http://gpu-box:8080/v1", "http://other/v1"]
-    assert settings.remotes[0].api_key == "k" and settings.remotes[1].api_key is None
-    with pytest.raises(ConfigError, match="remotes"):
-        load_settings(write_config(tmp_path, "[[remotes]]\napi_key = 'no url'\n"))

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from engine.load_config import LoadConfig
+from engine.models.catalog import default_sources, scan_catalog, starter_entry
+from engine.models.loader import resolve_model
+from engine.models.starter import STARTER_FILE
 from engine.prediction import ContentDelta
 from engine.runtime import LoadedModel
 
@@ -78,3 +81,40 @@ def test_starter_ten_turn_chat_evaluates_little_per_turn(gemma: LoadedModel) -> 
     new_tokens = len(gemma.tokenize(last_message, add_special=False)) + wrapper
     assert evaluated[-1] < 2 * new_tokens, evaluated
     assert stream.result.stats.prompt_tokens_count > 5 * evaluated[-1]
+
+
+def test_a_fresh_install_lists_the_starter_before_it_is_assembled(tmp_path: Path) -> None:
+    """`llamaterm models list` said "no local models" though the starter loads (issue 12)."""
+    models = tmp_path / "models"
+    sources = default_sources(models, include_hf_cache=False, starter=True)
+    scan = scan_catalog([s for s in sources if s.kind in ("models_dir", "starter")])
+    [entry] = scan.entries
+    assert (entry.source, entry.source_label, entry.location) == (
+        "starter", "starter", "assembled on first load"
+    )
+    assert entry.key == "gemma-3-270m-q4_k_m" and entry.ok
+    assert (entry.architecture, entry.quantization) == ("gemma3", "Q4_K_M")
+    assert entry.shape is not None and entry.size_bytes > 200_000_000
+    assert entry.path == models / STARTER_FILE and not entry.path.exists()
+    assert not models.exists()  # listing assembles nothing
+
+
+def test_once_assembled_the_starter_is_listed_once_as_a_file(
+    tmp_path: Path, starter_model_path: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    installed = models / STARTER_FILE
+    installed.symlink_to(starter_model_path)
+    assert starter_entry(models) is None
+    sources = [s for s in default_sources(models, starter=True) if s.kind != "hf_cache"]
+    entries = [e for e in scan_catalog(sources).entries if e.key == "gemma-3-270m-q4_k_m"]
+    assert [(e.source, e.path) for e in entries] == [("models_dir", installed)]
+
+
+def test_loading_the_listed_starter_path_assembles_it(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    entry = starter_entry(models)
+    assert entry is not None
+    assert resolve_model(str(entry.path), [], models) == models / STARTER_FILE
+    assert (models / STARTER_FILE).is_file()

@@ -542,3 +542,21 @@ def test_llama_cpp_reads_the_embedded_template_unchanged(
     source = by_name(name).read_text(encoding="utf-8")
     model = make_tiny_model(chat_template=source)
     assert read_template_with_llama_cpp(model) == source
+
+
+def test_old_module_paths_name_the_same_objects() -> None:
+    import engine.conversation
+    import engine.formatting.conversation
+    import engine.formatting.reasoning
+    import engine.formatting.templates
+    import engine.reasoning
+    import engine.templates
+
+    for old, new in (
+        (engine.templates, engine.formatting.templates),
+        (engine.reasoning, engine.formatting.reasoning),
+        (engine.conversation, engine.formatting.conversation),
+    ):
+        public = [n for n in vars(new) if not n.startswith("_") and n not in ("annotations",)]
+        missing = [n for n in public if getattr(old, n, None) is not getattr(new, n)]
+        assert missing == [], (old.__name__, missing)

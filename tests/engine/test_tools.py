@@ -329,8 +329,12 @@ async def test_unknown_tool_is_an_error_result() -> None:
 async def test_hostile_arguments_reach_the_program_verbatim(tmp_path: Path, hostile: str) -> None:
     marker = tmp_path / "pwned"
     value = hostile.replace("{marker}", str(marker))
+    # allow_options: "-rf" and "--output=..." must reach it verbatim too (python -c reads
+    # no options after the code); refusing them otherwise is test_tool_options.py's.
     tool = command_tool(
-        [sys.executable, "-c", ECHO_ARGV, "{arg}", "--name={arg}"], cwd=str(tmp_path)
+        [sys.executable, "-c", ECHO_ARGV, "{arg}", "--name={arg}"],
+        cwd=str(tmp_path),
+        allow_options=True,
     )
     result = await run_tool(tool, call("cmd", arg=value))
     assert not result.is_error, result.content
@@ -735,7 +739,8 @@ async def test_example_command_tools_run_confined(roots: tuple[Path, Path]) -> N
     assert refused.is_error and "top secret" not in refused.content
 
 
-def test_tools_path_follows_the_config(tmp_path: Path) -> None:
+def test_tools_path_follows_the_config(isolated_dirs: Path, tmp_path: Path) -> None:
+    # isolated_dirs: the person's own config directory (and any tools.toml there) is not read.
     from engine.settings import Settings
     from engine.tools import tools_path
 

@@ -20,10 +20,10 @@ from tui_testing import wait_for_model, wait_for_prediction, wait_until
 
 from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta, PredictionConfig, PredictionStats, ReasoningDelta
-from tui.chat_stream import Run
-from tui.screens.chat import ChatScreen
-from tui.widgets.message import AssistantMessageView
-from tui.widgets.tool_card import ToolCard
+from tui.screens.chat.chat_screen import ChatScreen
+from tui.screens.chat.reply_stream import Run
+from tui.widgets.chat.message_views import AssistantMessageView
+from tui.widgets.chat.tool_card import ToolCard
 
 TOOL_PREDICTION = PredictionConfig(temperature=0.0, seed=3, max_tokens=120)
 """Long enough for the tiny model to write a whole (grammar-forced) tool call."""

@@ -11,8 +11,8 @@ from tui_testing import PREDICTION
 
 from engine.load_config import LoadConfig
 from engine.prediction import PredictionConfig
-from engine.settings import Settings
 from tui.app import LlamatermApp
+from tui.config import AppSettings
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def make_app(isolated: Path, tiny_model_path: Path) -> Callable[..., LlamatermAp
         keymap: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> LlamatermApp:
-        settings = Settings(
+        settings = AppSettings(
             prediction=prediction,
             load=load or LoadConfig(context_length=512, threads=1),
             keymap=keymap or {},

@@ -11,9 +11,9 @@ from textual.command import CommandList
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_for_prediction, wait_until
 
 from tui.app import LlamatermApp, known_binding_ids
-from tui.commands import binding_commands, command_title
-from tui.screens.complete import CompleteScreen
-from tui.widgets.model_status import ModelStatus
+from tui.palette import binding_commands, command_title
+from tui.screens.complete.complete_screen import CompleteScreen
+from tui.widgets.status.model_status import ModelStatus
 
 MakeApp = Callable[..., LlamatermApp]
 
@@ -125,9 +125,9 @@ async def test_keymap_from_the_config_rebinds_by_id(make_app: MakeApp) -> None:
 
 def test_every_binding_has_an_id_and_a_tooltip() -> None:
     from tui.app import LlamatermApp as App
-    from tui.screens.chat import ChatScreen
-    from tui.screens.logs import LogRecordScreen, LogsScreen
-    from tui.screens.models import ModelsScreen
+    from tui.screens.chat.chat_screen import ChatScreen
+    from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
+    from tui.screens.models.models_screen import ModelsScreen
     from tui.screens.prediction_settings import PredictionSettingsScreen
 
     for cls in (

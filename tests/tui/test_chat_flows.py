@@ -16,12 +16,12 @@ from tui_testing import TERMINAL_SIZE, wait_for_prediction, wait_until
 from engine.chat import AssistantResponse, SystemPrompt, UserMessage
 from engine.load_config import LoadConfig
 from engine.prediction import PredictionConfig
-from tui.chat_stream import RoundEnded
-from tui.chats import ChatStore
-from tui.screens.chat_dialogs import ConfirmScreen, RenameChatScreen
-from tui.screens.chat_settings import ChatSettingsScreen
-from tui.widgets.chat_list import ChatList
-from tui.widgets.message import UserMessageView
+from tui.screens.chat.chat_settings import ChatSettingsScreen
+from tui.screens.chat.reply_stream import RoundEnded
+from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+from tui.store.saved_chats import ChatStore
+from tui.widgets.chat.chat_list import ChatList
+from tui.widgets.chat.message_views import UserMessageView
 
 from tui.app import LlamatermApp  # isort: skip
 
@@ -348,11 +348,11 @@ async def test_palette_commands_and_a_rebound_send_key(make_app: MakeApp) -> Non
 
 
 def test_every_chat_binding_has_an_id_and_a_tooltip() -> None:
-    from tui.screens.chat import ChatScreen
-    from tui.screens.chat_dialogs import ConfirmScreen, RenameChatScreen
-    from tui.widgets.chat_input import ChatInput
-    from tui.widgets.chat_view import ChatView
-    from tui.widgets.tool_card import ToolCard
+    from tui.screens.chat.chat_screen import ChatScreen
+    from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.widgets.chat.chat_input import ChatInput
+    from tui.widgets.chat.chat_view import ChatView
+    from tui.widgets.chat.tool_card import ToolCard
 
     for cls in (ChatScreen, ChatList, ChatView, ChatInput, ToolCard, ChatSettingsScreen,
                 RenameChatScreen, ConfirmScreen):

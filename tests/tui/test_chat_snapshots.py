@@ -32,7 +32,7 @@ from textual.pilot import Pilot
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE
 
 from tui.app import LlamatermApp
-from tui.chats import ToolOptions
+from tui.store.saved_chats import ToolOptions
 
 MakeApp = Callable[..., LlamatermApp]
 SnapCompare = Callable[..., bool]

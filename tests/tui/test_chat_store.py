@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.chat import SystemPrompt, ToolCall
 from engine.prediction import PredictionConfig, PredictionStats
-from tui.chats import (
+from tui.store.saved_chats import (
     NEW_CHAT_TITLE,
     ChatStore,
     SavedChat,

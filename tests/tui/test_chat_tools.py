@@ -23,8 +23,8 @@ from tui_testing import TERMINAL_SIZE, wait_for_prediction
 from engine.agent import DENIED
 from engine.chat import AssistantResponse, ToolResultMessage
 from tui.app import LlamatermApp
-from tui.chats import ToolOptions
-from tui.widgets.reasoning_block import ReasoningBlock
+from tui.store.saved_chats import ToolOptions
+from tui.widgets.chat.reasoning_block import ReasoningBlock
 
 MakeApp = Callable[..., LlamatermApp]
 

@@ -104,3 +104,17 @@ def test_chat_json_one_shot(env: dict[str, str], tiny_model_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["stats"]["predicted_tokens_count"] == 4
     assert result["model_info"]["chat_template"] == "tiny-test-model (from GGUF)"
+
+
+def test_a_headless_command_runs_without_textual(env: dict[str, str], tiny_model_path: Path) -> None:
+    # Textual is for the app only: `python -m tui complete` must not even import it.
+    code = (
+        "import sys; from tui.__main__ import main;"
+        f"code = main(['complete', '-m', {str(tiny_model_path)!r}, '-n', '2', 'hi']);"
+        "assert 'textual' not in sys.modules, 'textual imported';"
+        "sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

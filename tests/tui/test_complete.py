@@ -12,9 +12,9 @@ from tui_testing import TERMINAL_SIZE, wait_for_model, wait_for_prediction, wait
 from engine.load_config import LoadConfig
 from engine.prediction import PredictionConfig
 from tui.app import LlamatermApp
-from tui.screens.complete import CompleteScreen
+from tui.screens.complete.complete_screen import CompleteScreen
 from tui.screens.prediction_settings import PredictionSettingsScreen
-from tui.widgets.prediction_status import StatsLine
+from tui.widgets.status.prediction_status import StatsLine
 
 MakeApp = Callable[..., LlamatermApp]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from tui.widgets.completion_area import CompletionArea
+from tui.widgets.complete.completion_area import CompletionArea
 
 
 class AreaApp(App[None]):

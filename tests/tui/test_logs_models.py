@@ -11,9 +11,9 @@ from tui_testing import TERMINAL_SIZE, wait_for_model, wait_for_prediction, wait
 
 from engine.logbus import LogBus
 from tui.app import LlamatermApp
-from tui.screens.complete import CompleteScreen
-from tui.screens.logs import LogRecordScreen, LogsScreen
-from tui.screens.models import ModelsScreen
+from tui.screens.complete.complete_screen import CompleteScreen
+from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
+from tui.screens.models.models_screen import ModelsScreen
 
 MakeApp = Callable[..., LlamatermApp]
 

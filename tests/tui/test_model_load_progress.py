@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from engine.catalog import ensure_starter_model
 from engine.logbus import LOG_BUS
 from tui.app import LlamatermApp
 from tui.model_state import ModelState
-from tui.widgets.model_status import ModelStatus, describe
+from tui.widgets.status.model_status import ModelStatus, describe
 
 MakeApp = Callable[..., LlamatermApp]
 
@@ -45,12 +46,31 @@ async def test_cancel_load_stops_llama_cpp_and_a_later_load_works(
     make_app: MakeApp, starter_model: Path
 ) -> None:
     app = make_app(model=str(starter_model))
+    # Hold the model thread inside llama.cpp's progress callback until the cancel is in, so
+    # the load cannot finish first however busy the machine is (waiting on events, not time).
+    midway, cancelled = threading.Event(), threading.Event()
+    real_reporter = app._load_progress_reporter
+
+    def held_reporter() -> Callable[[float], None]:
+        report = real_reporter()
+
+        def hold(fraction: float) -> None:
+            report(fraction)
+            if 0.0 < fraction < 1.0 and not midway.is_set():
+                midway.set()
+                cancelled.wait(timeout=60)
+
+        return hold
+
+    app._load_progress_reporter = held_reporter  # type: ignore[method-assign]
     async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        await wait_until(pilot, midway.is_set, timeout=60)
         await wait_until(pilot, lambda: (app.load_progress or 0.0) > 0.0, timeout=60)
         assert "%" in str(app.screen.query_one("#model-text").render())
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "model: cancel load" in titles
         app.cancel_model_load()
+        cancelled.set()
         await wait_until(pilot, lambda: app.model_state.status == "none")
         assert app.model is None
         assert app.load_progress is not None and app.load_progress < 1.0

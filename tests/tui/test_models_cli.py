@@ -20,7 +20,7 @@ from engine import hub
 from engine.catalog import clear_info_cache
 from engine.model_settings import ModelSettingsStore
 from engine.settings import PathsSettings, Settings
-from tui.models_cli import (
+from tui.cli.models import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -213,14 +213,22 @@ def test_download_errors_are_one_line(
 def test_ctrl_c_cancels_a_download_and_the_next_run_resumes(
     server: HubServer, settings: Settings, models: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.throttle = 100_000
-    # Ctrl+C arrives in the main thread while the download runs on its own.
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
+    # Ctrl+C arrives in the main thread while the download runs on its own: the stand-in
+    # Hub sends one chunk, presses Ctrl+C, and holds the rest back until the run is over,
+    # so the download cannot finish first however busy the machine is.
+    release = threading.Event()
+
+    def interrupt_once(sent: int) -> None:
+        if not release.is_set():
+            _thread.interrupt_main()
+            release.wait(timeout=30)
+
+    server.on_chunk = interrupt_once
     try:
         code, out, err = run(parse("download", TINY, "tiny-Q4_K_M.gguf"), settings, capsys)
     finally:
-        timer.cancel()
+        release.set()
+        server.on_chunk = None
     assert code == EXIT_INTERRUPTED and out == ""
     assert "download cancelled" in err and "resume" in err
     kept = hub.partial_bytes(models, TINY, "tiny-Q4_K_M.gguf")
@@ -282,7 +290,7 @@ def test_progress_printer_in_a_pipe_prints_every_tenth(tmp_path: Path) -> None:
 
 def test_the_cli_never_imports_textual_and_its_parser_no_engine(tmp_path: Path) -> None:
     code = (
-        "import sys, argparse, tui.models_cli as cli;"
+        "import sys, argparse, tui.cli.models as cli;"
         "cli.add_models_parser(argparse.ArgumentParser().add_subparsers());"
         "assert 'engine' not in sys.modules, 'engine imported';"
         "from engine import hub; assert cli.SORT_CHOICES == hub.SORT_ORDERS;"

@@ -16,15 +16,16 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine import catalog, hub
+from engine import hub
+from engine.models import catalog
 from engine.memory import MemorySnapshot
 from engine.model_settings import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
-from tui.screens.chat_dialogs import ConfirmScreen
-from tui.screens.model_dialogs import LoadSettingsScreen
-from tui.screens.models import ModelsScreen
-from tui.widgets.model_hub import HubBrowser
+from tui.screens.dialogs import ConfirmScreen
+from tui.screens.models.model_dialogs import LoadSettingsScreen
+from tui.screens.models.models_screen import ModelsScreen
+from tui.widgets.models.model_hub import HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
 

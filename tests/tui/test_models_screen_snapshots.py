@@ -16,7 +16,7 @@ from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
 from engine.hub import DownloadProgress
 from tui.app import LlamatermApp
-from tui.screens.models import ModelsScreen
+from tui.screens.models.models_screen import ModelsScreen
 
 __all__ = ["hosted", "hub_server", "local_models"]  # fixtures, used by name
 

@@ -10,7 +10,7 @@ from textual.command import CommandList
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
 from tui.app import LlamatermApp
-from tui.widgets.server_status import ServerStatus
+from tui.widgets.status.server_status import ServerStatus
 
 MakeApp = Callable[..., LlamatermApp]
 

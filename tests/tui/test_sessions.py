@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui.sessions import TextSession, load_session, save_session
+from tui.store.text_sessions import TextSession, load_session, save_session
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from tui_testing import (
 
 from engine.logbus import LogBus
 from tui.app import LlamatermApp
-from tui.screens.complete import CompleteScreen
+from tui.screens.complete.complete_screen import CompleteScreen
 
 MakeApp = Callable[..., LlamatermApp]
 SnapCompare = Callable[..., bool]

@@ -9,7 +9,7 @@ from pathlib import Path
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_for_prediction
 
 from tui.app import LlamatermApp
-from tui.screens.complete import CompleteScreen
+from tui.screens.complete.complete_screen import CompleteScreen
 
 MakeApp = Callable[..., LlamatermApp]
 

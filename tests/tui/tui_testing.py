@@ -15,7 +15,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from engine.prediction import PredictionConfig
-from tui.widgets.prediction_status import PredictionStatus
+from tui.widgets.status.prediction_status import PredictionStatus
 
 TERMINAL_SIZE = (100, 32)
 NARROW_SIZE = (80, 24)

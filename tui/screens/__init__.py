@@ -1,1 +1,1 @@
-"""llamaterm's screens, one module each."""
+"""llamaterm's screens: one package per screen, with the dialogs they share beside them."""

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TextArea
 
-from ..model_state import ModelState
-from ..widgets.model_status import ModelStatus
-from ..widgets.top_bar import TopBar
-
-if TYPE_CHECKING:
-    from ..app import LlamatermApp
+from tui.context import AppContext
+from tui.model_state import ModelState
+from tui.widgets.status.model_status import ModelStatus
+from tui.widgets.status.top_bar import TopBar
 
 
 class LlamatermScreen(Screen[None]):
-    """A screen shown as one of the app's modes (see `LlamatermApp.MODES`)."""
+    """A screen shown as one of the app's modes, built with the app's context.
+
+    It reads what it needs from `context` and posts requests (tui.app_messages) for
+    what the app owns; it never calls into the app.
+    """
 
     MODE = ""
     """The app mode this screen is shown in; the top bar highlights it."""
 
-    @property
-    def llamaterm(self) -> LlamatermApp:
-        return cast("LlamatermApp", self.app)
+    def __init__(self, context: AppContext) -> None:
+        super().__init__()
+        self.context = context
 
     def compose(self) -> ComposeResult:
         yield TopBar(self.MODE)
@@ -36,7 +38,7 @@ class LlamatermScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.watch(self.app, "model_state", self._show_model_state)
-        if not self.llamaterm.cursor_blink:
+        if not self.context.cursor_blink:
             # Snapshot tests need a cursor that stays put.
             for widget in self.query("Input, TextArea"):
                 cast(Input | TextArea, widget).cursor_blink = False

@@ -1,1 +1,1 @@
-"""Widgets shared by llamaterm's screens."""
+"""llamaterm's widgets, one package per screen (status/ holds those every screen shows)."""

@@ -1,0 +1,131 @@
+"""How a prediction's events reach their consumer: the async and the blocking stream.
+
+The model thread (or, for a remote model, an HTTP task) writes events into a sink;
+`EventStream` hands them to an event loop, `SyncEventStream` to a blocking reader.
+`PredictionControl` is the handle a consumer cancels through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+from ..prediction import Event, Failed, Finished, PredictionResult
+
+Sink = Callable[[Event], None]
+
+
+@dataclass
+class PredictionControl:
+    """A handle on a queued or running prediction."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class EventStream:
+    """The async face of a prediction: `async for event in stream`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.control = PredictionControl()
+        self.result: PredictionResult | None = None
+        self.error: BaseException | None = None
+        self._finished = False
+        # Events from the model thread wait here until the loop takes them. One wake-up
+        # of the loop is in flight at a time: while the loop is busy (a UI drawing),
+        # the tokens that arrive meanwhile ride on it, instead of each paying for a
+        # write to the loop's self-pipe, a syscall that hands the GIL away.
+        self._pending: list[Event] = []
+        self._pending_lock = threading.Lock()
+        self._wake_scheduled = False
+
+    def sink(self, event: Event) -> None:
+        with self._pending_lock:
+            self._pending.append(event)
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.control.cancel()
+
+    def _deliver(self) -> None:
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+            self._wake_scheduled = False
+        for event in events:
+            self._queue.put_nowait(event)
+
+    def cancel(self) -> None:
+        self.control.cancel()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if isinstance(event, Finished):
+            self._finished = True
+            self.result = event.result
+        elif isinstance(event, Failed):
+            self._finished = True
+            self.error = event.error
+        return event
+
+    async def aclose(self) -> None:
+        """Stop listening: cancels the prediction and drains it to the end."""
+        if not self._finished:
+            self.cancel()
+            async for _ in self:
+                pass
+
+    async def wait_for_result(self) -> PredictionResult:
+        async for _ in self:
+            pass
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class SyncEventStream:
+    """The blocking face of a prediction, for the sync API and the CLI."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.control = PredictionControl()
+        self.result: PredictionResult | None = None
+        self.error: BaseException | None = None
+        self._finished = False
+
+    def sink(self, event: Event) -> None:
+        self._queue.put(event)
+
+    def cancel(self) -> None:
+        self.control.cancel()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self._finished:
+            event = self._queue.get()
+            if isinstance(event, Finished):
+                self._finished = True
+                self.result = event.result
+            elif isinstance(event, Failed):
+                self._finished = True
+                self.error = event.error
+            yield event

@@ -1,0 +1,313 @@
+"""One prediction on the model thread: prompt, cache reuse, prompt batches, the token loop.
+
+Prompt processing is ours: the job finds the prefix already in the KV cache,
+evaluates the rest in `n_batch` chunks, reports `PromptProgress` after each and
+checks for cancellation between them; then it samples token by token, decodes
+UTF-8 safely, holds back stop strings and builds the result with its stats.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ModelLoadError
+from ..logbus import LOG_BUS
+from ..prediction import (
+    ContentDelta,
+    Event,
+    Failed,
+    Finished,
+    FirstToken,
+    Log,
+    PredictionConfig,
+    PredictionResult,
+    PredictionStats,
+    PromptProgress,
+    ReasoningDelta,
+    StopReason,
+    ToolCallFinished,
+)
+from .channels import PredictionControl, Sink
+from .decoding import StopStringMatcher, Utf8Decoder
+from .sampler import build_sampler, random_seed
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+
+
+class OutputParser(Protocol):
+    """Turns generated text into events (plain content, reasoning, tool calls)."""
+
+    def feed(self, text: str) -> list[Event]: ...
+
+    def finish(self) -> list[Event]: ...
+
+
+@dataclass(slots=True)
+class PreparedPrompt:
+    """A prompt ready for the model: its text, how to tokenise it, how to parse the output."""
+
+    text: str
+    add_special: bool = True
+    parser: OutputParser | None = None
+    context_note: str | None = None
+    """What a context policy did to fit the prompt, if anything."""
+    tokens: list[int] | None = None
+    """The text already tokenised (saves doing it twice)."""
+
+
+Tokenizer = Callable[[str, bool], list[int]]
+PromptSource = Callable[[Tokenizer, int], PreparedPrompt]
+"""Builds the prompt on the model thread, given a tokenizer and the context length,
+so that fitting a chat into the context can count real tokens."""
+
+
+class PlainText:
+    """The parser for raw completion: every piece of text is content."""
+
+    def feed(self, text: str) -> list[Event]:
+        return [ContentDelta(text)] if text else []
+
+    def finish(self) -> list[Event]:
+        return []
+
+
+def tokenize_text(llama: Any, text: str, add_special: bool) -> list[int]:
+    return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
+
+
+class PredictionJob:
+    """One prediction, run start to finish on the model thread."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        prompt: str | PromptSource,
+        config: PredictionConfig,
+        sink: Sink,
+        parser: OutputParser,
+        add_special: bool,
+        control: PredictionControl,
+    ) -> None:
+        self.model = model
+        self.prompt_source = prompt
+        self.prompt = prompt if isinstance(prompt, str) else ""
+        self.context_note: str | None = None
+        self.config = config
+        self.sink = sink
+        self.parser = parser
+        self.add_special = add_special
+        self.control = control
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.raw: list[str] = []
+        self.tool_calls: list[Any] = []
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            result = self._predict(started)
+        except Exception as err:  # every failure reaches the consumer as an event
+            self._log("error", "prediction", f"prediction failed: {err}")
+            self.sink(Failed(err))
+            return
+        self.sink(Finished(result))
+
+    def _emit(self, events: list[Event], tokens: int) -> None:
+        for event in events:
+            if isinstance(event, ContentDelta):
+                self.content.append(event.text)
+                if tokens != 1:
+                    event = ContentDelta(event.text, tokens)
+            elif isinstance(event, ReasoningDelta):
+                self.reasoning.append(event.text)
+            elif isinstance(event, ToolCallFinished):
+                self.tool_calls.append(event.call)
+            self.sink(event)
+
+    def _log(self, level: str, kind: str, message: str, **data: Any) -> None:
+        self.sink(Log(LOG_BUS.emit(level, kind, message, **data)))
+
+    def _predict(self, started: float) -> PredictionResult:
+        model = self.model
+        llama = model._llama
+        if llama is None:
+            raise ModelLoadError(f"model {model.path} has been unloaded")
+        pieces = model._pieces
+        assert pieces is not None and model.info is not None
+        cfg = self.config
+        n_ctx = llama.n_ctx()
+
+        tokens = self._prepare(llama, n_ctx)
+        n_prompt = len(tokens)
+        if n_prompt >= n_ctx:
+            self._log(
+                "warning",
+                "context",
+                f"prompt of {n_prompt} tokens does not fit the context of {n_ctx}",
+            )
+            return self._result(started, "contextLengthReached", n_prompt, 0, 0, None, None)
+
+        # The sampler first: a bad grammar fails before any prompt work is done.
+        llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else random_seed())
+        sampler = build_sampler(llama, cfg)
+        reused = self._reuse_cache(llama, tokens)
+        to_eval = tokens[reused:]
+        self.sink(PromptProgress(0.0))
+        batch = max(1, model.config.batch_size)
+        for start in range(0, len(to_eval), batch):
+            if self.control.cancelled.is_set():
+                return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+            llama.eval(to_eval[start : start + batch])
+            self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
+        prompt_done = time.perf_counter()
+        n_evaluated = len(to_eval)
+
+        max_tokens = cfg.max_tokens if cfg.max_tokens and cfg.max_tokens > 0 else None
+        ctx = llama._ctx
+        is_eog = model._eog
+        assert is_eog is not None
+        decoder = Utf8Decoder()
+        stops = StopStringMatcher(cfg.stop_strings or ())
+        ttft: float | None = None
+        n_predicted = 0
+        stop_reason: StopReason
+        while True:
+            if self.control.cancelled.is_set():
+                stop_reason = "userStopped"
+                break
+            if llama.n_tokens >= n_ctx:
+                stop_reason = "contextLengthReached"
+                break
+            token = sampler.sample(ctx, -1)
+            if ttft is None:
+                ttft = time.perf_counter() - started
+                self.sink(FirstToken(ttft))
+            if is_eog(token):
+                stop_reason = "eosFound"
+                break
+            n_predicted += 1
+            piece = pieces(token)
+            text = decoder.feed(piece)
+            if text:
+                self.raw.append(text)
+                self._emit(self.parser.feed(stops.feed(text)), 1)
+                if stops.found is not None:
+                    stop_reason = "stopStringFound"
+                    break
+            if max_tokens is not None and n_predicted >= max_tokens:
+                stop_reason = "maxPredictedTokensReached"
+                break
+            llama.eval([token])
+        if stop_reason != "stopStringFound":
+            tail = decoder.finish()
+            self.raw.append(tail)
+            self._emit(self.parser.feed(stops.feed(tail) + stops.flush()), 0)
+        self._emit(self.parser.finish(), 0)
+        if stop_reason == "eosFound" and self.tool_calls:
+            stop_reason = "toolCalls"
+        raw = "".join(self.raw)
+        self._log("info", "raw_output", "raw output", text=raw, stop_reason=stop_reason)
+        return self._result(
+            started,
+            stop_reason,
+            n_prompt,
+            n_evaluated,
+            n_predicted,
+            ttft,
+            (prompt_done, stops.found),
+        )
+
+    def _prepare(self, llama: Any, n_ctx: int) -> list[int]:
+        """Build (for chats) and tokenise the prompt; log the exact text the model sees."""
+        source = self.prompt_source
+        if isinstance(source, str):
+            prepared = PreparedPrompt(source, self.add_special)
+        else:
+            prepared = source(lambda text, special: tokenize_text(llama, text, special), n_ctx)
+        self.prompt = prepared.text
+        self.add_special = prepared.add_special
+        if prepared.parser is not None:
+            self.parser = prepared.parser
+        if prepared.context_note:
+            self.context_note = prepared.context_note
+            self._log("warning", "context", prepared.context_note)
+        self._log("info", "prompt", "prompt", text=self.prompt)
+        if prepared.tokens is not None:
+            return prepared.tokens
+        return tokenize_text(llama, self.prompt, self.add_special)
+
+    def _reuse_cache(self, llama: Any, tokens: list[int]) -> int:
+        """Keep the longest common prefix in the KV cache; return how many tokens it covers."""
+        cached = llama.input_ids[: llama.n_tokens]
+        prefix = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            prefix += 1
+        # The last prompt token is always evaluated again: its logits are what we sample from.
+        prefix = min(prefix, len(tokens) - 1)
+        if prefix < llama.n_tokens:
+            if prefix > 0 and llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
+                llama.n_tokens = prefix
+            else:
+                if prefix > 0:
+                    self._log(
+                        "warning",
+                        "cache",
+                        "the KV cache cannot drop a suffix for this model; evaluating anew",
+                    )
+                prefix = 0
+                llama.reset()
+                llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._log(
+            "debug",
+            "cache",
+            f"reusing {prefix} cached tokens, evaluating {len(tokens) - prefix}",
+            reused=prefix,
+            evaluate=len(tokens) - prefix,
+        )
+        return prefix
+
+    def _result(
+        self,
+        started: float,
+        stop_reason: StopReason,
+        n_prompt: int,
+        n_evaluated: int,
+        n_predicted: int,
+        ttft: float | None,
+        timing: tuple[float, str | None] | None,
+    ) -> PredictionResult:
+        ended = time.perf_counter()
+        prompt_done, stop_string = timing if timing else (ended, None)
+        gen_time = ended - prompt_done
+        prompt_time = prompt_done - started
+        info = self.model.info
+        assert info is not None
+        stats = PredictionStats(
+            stop_reason=stop_reason,
+            prompt_tokens_count=n_prompt,
+            predicted_tokens_count=n_predicted,
+            time_to_first_token_sec=ttft,
+            tokens_per_second=(n_predicted / gen_time) if n_predicted and gen_time > 0 else None,
+            prompt_tokens_evaluated=n_evaluated,
+            prompt_tokens_per_second=(
+                n_evaluated / prompt_time if n_evaluated and prompt_time > 0 else None
+            ),
+            total_time_sec=ended - started,
+            stop_string=stop_string,
+            context_overflow=self.context_note,
+        )
+        return PredictionResult(
+            content="".join(self.content),
+            reasoning="".join(self.reasoning),
+            stats=stats,
+            model_info=info,
+            prompt=self.prompt,
+            raw_text="".join(self.raw),
+            tool_calls=tuple(self.tool_calls),
+        )

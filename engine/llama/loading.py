@@ -1,0 +1,129 @@
+"""What loading a model involves beside `Llama(...)`: file checks, progress, offload report."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelLoadError
+from ..logbus import LOG_BUS
+from ..prediction import LogRecord
+
+KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+"""llama.cpp's ggml type ids for the KV cache types a load config may name."""
+_OFFLOAD_LINE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+
+def check_gguf_file(path: Path) -> None:
+    """Fail early, naming the file, for what llama.cpp would report badly or not at all."""
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as err:
+        raise ModelLoadError(f"cannot read model file {path}: {err.strerror}") from None
+    if magic != b"GGUF":
+        raise ModelLoadError(
+            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF')"
+        )
+
+
+@dataclass(slots=True)
+class Offload:
+    """What llama.cpp reported offloading to the GPU at load time."""
+
+    layers: int = 0
+    total_layers: int = 0
+    gpu_supported: bool = False
+
+    def describe(self) -> str:
+        if not self.gpu_supported:
+            return "CPU only (llama.cpp built without GPU support)"
+        return f"{self.layers}/{self.total_layers} layers on GPU"
+
+
+def offload_from_log(records: Sequence[LogRecord], gpu_supported: bool) -> Offload:
+    offload = Offload(gpu_supported=gpu_supported)
+    for record in records:
+        match = _OFFLOAD_LINE.search(record.message)
+        if match:
+            offload.layers, offload.total_layers = int(match[1]), int(match[2])
+    return offload
+
+
+LoadProgress = Callable[[float], None]
+"""Called with the fraction of a model loaded, 0.0 to 1.0, on the loading thread."""
+
+# `Llama.__init__` offers no progress callback, so for the length of a load we wrap
+# the function it gets its model parameters from. The wrapper is process-wide, so
+# loads take turns, and it sets the callback only for calls from the loading thread.
+_PROGRESS_LOCK = threading.Lock()
+
+
+@contextmanager
+def load_progress_hook(llama_cpp: Any, callback: Callable[[float], bool]) -> Iterator[None]:
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+    loading_thread = threading.get_ident()
+    c_callback = module.llama_progress_callback(lambda fraction, _user_data: callback(fraction))
+
+    def default_params() -> Any:
+        params = original()
+        if threading.get_ident() == loading_thread:
+            params.progress_callback = c_callback
+        return params
+
+    with _PROGRESS_LOCK:
+        module.llama_model_default_params = default_params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
+
+
+class ProgressReporter:
+    """Turns llama.cpp's progress calls into `on_progress` calls; answers False to cancel."""
+
+    def __init__(
+        self, path: Path, on_progress: LoadProgress | None, cancel: threading.Event | None
+    ) -> None:
+        self.path = path
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.cancelled = False
+        self.last = -1.0
+
+    def callback(self, fraction: float) -> bool:
+        # Runs inside a ctypes callback: an exception here would abort the load silently.
+        try:
+            if self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+                return False
+            self._report(min(max(float(fraction), 0.0), 1.0))
+        except Exception as err:  # noqa: BLE001 - a broken progress display must not fail the load
+            self._warn(err)
+        return True
+
+    def finish(self) -> None:
+        try:
+            self._report(1.0)
+        except Exception as err:  # noqa: BLE001 - as above
+            self._warn(err)
+
+    def _warn(self, err: Exception) -> None:
+        LOG_BUS.emit("warning", "load", f"load progress callback failed: {err!r}")
+
+    def _report(self, fraction: float) -> None:
+        if fraction <= self.last:
+            return
+        self.last = fraction
+        if self.on_progress is not None:
+            self.on_progress(fraction)

@@ -1,0 +1,79 @@
+"""The sampler chain a prediction samples through, and the engine's prediction defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..logbus import LOG_BUS
+from ..prediction import PredictionConfig, PredictionConfigError
+
+# Our engine defaults, used where neither the request nor the settings say.
+ENGINE_DEFAULTS = PredictionConfig(
+    temperature=0.8,
+    max_tokens=-1,
+    top_k=40,
+    top_p=0.95,
+    min_p=0.05,
+    repeat_penalty=1.1,
+)
+
+
+def random_seed() -> int:
+    import random
+
+    return random.randrange(0, 2**31 - 1)
+
+
+def build_sampler(llama: Any, cfg: PredictionConfig) -> Any:
+    """The sampler chain of `Llama._init_sampler` (so that benchmarks against raw
+    llama-cpp-python compare like with like), with the logit bias applied first, as
+    llama.cpp's own server does."""
+    from llama_cpp._internals import LlamaSampler
+
+    n_vocab = llama.n_vocab()
+    grammar = checked_grammar(cfg.grammar, llama._model.vocab)
+    sampler = LlamaSampler()
+    if cfg.logit_bias:
+        for token, _bias in cfg.logit_bias:
+            if token >= n_vocab:
+                raise PredictionConfigError(
+                    f"logitBias: token id {token} is outside the vocabulary of {n_vocab} tokens"
+                )
+        sampler.add_logit_bias(n_vocab, dict(cfg.logit_bias))
+    sampler.add_penalties(
+        n_vocab=n_vocab,
+        penalty_last_n=llama.last_n_tokens_size,
+        penalty_repeat=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
+        penalty_freq=0.0,
+        penalty_present=0.0,
+    )
+    if grammar is not None:
+        sampler.add_grammar(llama._model, grammar)
+    temperature = cfg.temperature if cfg.temperature is not None else 0.8
+    if temperature == 0.0:
+        sampler.add_greedy()
+        return sampler
+    sampler.add_top_k(cfg.top_k if cfg.top_k is not None else 40)
+    sampler.add_typical(1.0, 1)
+    sampler.add_top_p(cfg.top_p if cfg.top_p is not None else 0.95, 1)
+    sampler.add_min_p(cfg.min_p if cfg.min_p is not None else 0.05, 1)
+    sampler.add_temp(temperature)
+    sampler.add_dist(llama._seed)
+    return sampler
+
+
+def checked_grammar(text: str | None, vocab: Any) -> Any:
+    """A LlamaGrammar for `text`, checked first: llama.cpp returns no sampler for a
+    grammar it cannot parse, and llama-cpp-python would chain that null and crash."""
+    if not text:
+        return None
+    import llama_cpp
+    from llama_cpp import LlamaGrammar
+
+    with LOG_BUS.capture() as records:
+        probe = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+    if not probe:
+        detail = "; ".join(r.message for r in records if r.level == "error")
+        raise ValueError(f"invalid grammar: {detail or 'llama.cpp could not parse it'}")
+    llama_cpp.llama_sampler_free(probe)
+    return LlamaGrammar.from_string(text, verbose=False)

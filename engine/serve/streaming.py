@@ -1,0 +1,157 @@
+"""Server-sent events from one prediction, and watching for a client that goes away.
+
+Protocol-neutral: a `ChunkWriter` (see `translate`) turns each engine event into the
+payloads a protocol streams; this module sends them as `data:` lines and ends with
+`[DONE]`, as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from engine.prediction import Event, Failed, Finished, Log, PredictionResult
+from engine.runtime import EventStream
+
+from .errors import CLIENT_CLOSED, engine_error
+from .requestlog import RequestLog
+
+
+class ChunkWriter(Protocol):
+    """Turns engine events into the payloads of server-sent events."""
+
+    def first(self) -> dict[str, Any] | None:
+        """What to send as soon as the stream opens, if anything."""
+        ...
+
+    def on_event(self, event: Event) -> list[dict[str, Any]]: ...
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(receive: Receive, work: Awaitable[Any]) -> tuple[bool, Any]:
+    """Run `work` while watching the client; (True, None) if it went away first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        gone = not task.done()
+        if gone:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return (True, None) if gone else (False, task.result())
+
+
+async def _next_event(stream: EventStream) -> Event:
+    """The next event that is not a log record (those already went to the log bus)."""
+    async for event in stream:
+        if not isinstance(event, Log):
+            return event
+    raise RuntimeError("the prediction ended without a result")
+
+
+async def drain(stream: EventStream) -> PredictionResult | None:
+    """Let a cancelled prediction finish, for its stats; the engine stops within a token."""
+    async for _ in stream:
+        pass
+    return stream.result
+
+
+class EventStreamResponse:
+    """Server-sent events from one prediction, sent as OpenAI sends them.
+
+    Nothing goes out until the engine has built the prompt, so that a template that
+    refuses the messages is still an ordinary JSON error. A client that disconnects
+    cancels the prediction (the engine stops it with stop reason userStopped), and
+    the request is logged with the prediction's stats either way.
+    """
+
+    def __init__(self, stream: EventStream, writer: ChunkWriter, log: RequestLog) -> None:
+        self.stream = stream
+        self.writer = writer
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            gone, status = await unless_disconnected(receive, self._send_all(send))
+        except (OSError, ClientDisconnect):
+            gone, status = True, CLIENT_CLOSED
+        except BaseException as err:
+            # Shutdown cancelled us, or a bug: the prediction must not run on for nobody.
+            self.stream.cancel()
+            reason = "server shutdown" if isinstance(err, asyncio.CancelledError) else repr(err)
+            self.log.finish(500, error=reason)
+            raise
+        if gone:
+            self.stream.cancel()
+            status = CLIENT_CLOSED
+        result = self.stream.result if not gone else await drain(self.stream)
+        if self.stream.error is not None and status < 400:
+            status = 500
+        error = str(self.stream.error) if self.stream.error is not None else None
+        self.log.finish(status, result, **({"error": error} if error else {}))
+
+    async def _send_all(self, send: Send) -> int:
+        first = await _next_event(self.stream)
+        if isinstance(first, Failed):
+            error = engine_error(first.error)
+            await _send_json(send, error.status, error.body())
+            return error.status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        opening = self.writer.first()
+        if opening is not None:
+            await _send_body(send, sse(opening))
+        event: Event | None = first
+        while event is not None:
+            if isinstance(event, Failed):
+                await _send_body(send, sse(engine_error(event.error).body()))
+                break
+            for payload in self.writer.on_event(event):
+                await _send_body(send, sse(payload))
+            if isinstance(event, Finished):
+                break
+            event = await _next_event(self.stream)
+        await _send_body(send, sse("[DONE]"))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return 200
+
+
+async def _send_body(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -1,0 +1,1 @@
+"""The Chat screen, its settings dialog, and the stream from the act loop to it."""

@@ -1,0 +1,1 @@
+"""The Complete screen (raw completion and the terminal simulation)."""

@@ -1,0 +1,1 @@
+"""The Models screen and its dialogs (load settings, remote servers)."""

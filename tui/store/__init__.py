@@ -1,0 +1,1 @@
+"""What the app keeps on disk: saved chats, Complete and terminal sessions, app state."""

@@ -1,0 +1,304 @@
+"""Saved chats: one JSON file each under `<data>/chats/`, with their settings.
+
+A file holds the engine's `Chat` (messages, the system prompt first when there is
+one) and what the app knows besides: the title, when it was made and last changed,
+the chat's own prediction settings (only those the person changed, so later edits
+of the config file still apply), whether tools are on and which, and for the
+replies their stats and for the tool runs their outcome, so a restored chat
+looks as it did.
+
+Writes are atomic (engine.store). A file that does not parse, or does not match
+its schema, is set aside as `<name>.corrupt-<n>` and reported; the others load.
+Deleting moves the file to `<data>/chats/trash/`, from where it can be put back
+by hand: nothing a person wrote is destroyed by one key press.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.chat import Chat, ChatFormatError, SystemPrompt, UserMessage
+from engine.paths import chats_dir
+from engine.prediction import PredictionConfig, PredictionConfigError, PredictionStats
+from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
+
+SCHEMA_VERSION = 1
+TRASH_DIR = "trash"
+NEW_CHAT_TITLE = "New chat"
+TITLE_LENGTH = 48
+"""Characters of the first message that become a chat's title."""
+
+ToolChoiceName = Literal["auto", "required"]
+
+
+def now() -> str:
+    # Microseconds: chats are sorted by this, and several change within one second.
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_chat_id() -> str:
+    """Sortable by creation time and unique enough for one person's chats; safe as a file name."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRun:
+    """How one tool call went: shown again on its card when the chat is reopened."""
+
+    is_error: bool = False
+    denied: bool = False
+    duration_sec: float = 0.0
+    exit_code: int | None = None
+
+
+@dataclass(slots=True)
+class ToolOptions:
+    enabled: bool = False
+    names: list[str] | None = None
+    """The tools offered to the model; None means every tool of the tools file."""
+    choice: ToolChoiceName = "auto"
+    """"required" makes the model call a tool in its first round (a grammar forces it)."""
+
+
+@dataclass(slots=True)
+class SavedChat:
+    """A chat and everything the app keeps with it."""
+
+    id: str
+    chat: Chat = field(default_factory=Chat)
+    title: str = NEW_CHAT_TITLE
+    named: bool = False
+    """The person chose the title; otherwise it follows the first message."""
+    created: str = field(default_factory=now)
+    updated: str = field(default_factory=now)
+    prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    """The chat's own settings, over the config file's."""
+    tools: ToolOptions = field(default_factory=ToolOptions)
+    stats: dict[int, PredictionStats] = field(default_factory=dict)
+    """Stats of each reply, by the index of its message in `chat.messages`."""
+    tool_runs: dict[str, ToolRun] = field(default_factory=dict)
+    """Outcome of each tool run, by tool call id."""
+
+    @property
+    def system_prompt(self) -> str:
+        return self.chat.system_prompt or ""
+
+    @system_prompt.setter
+    def system_prompt(self, text: str) -> None:
+        messages = self.chat.messages
+        has_system = bool(messages) and isinstance(messages[0], SystemPrompt)
+        if text and has_system:
+            messages[0] = SystemPrompt(content=text)
+        elif text:
+            messages.insert(0, SystemPrompt(content=text))
+            # Stats are keyed by message index: everything moved down by one.
+            self.stats = {index + 1: stats for index, stats in self.stats.items()}
+        elif has_system:
+            del messages[0]
+            self.stats = {index - 1: stats for index, stats in self.stats.items() if index > 0}
+
+    @property
+    def is_empty(self) -> bool:
+        """No conversation yet (a system prompt alone does not count)."""
+        return not any(not isinstance(m, SystemPrompt) for m in self.chat.messages)
+
+    def retitle(self) -> None:
+        """Name an unnamed chat after its first user message."""
+        if self.named:
+            return
+        first = next((m for m in self.chat.messages if isinstance(m, UserMessage)), None)
+        self.title = title_from(first.content) if first is not None else NEW_CHAT_TITLE
+
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` messages, and the stats and tool runs that belong to them."""
+        del self.chat.messages[length:]
+        self.stats = {i: s for i, s in self.stats.items() if i < length}
+        kept_calls = {
+            call.id for message in self.chat.messages for call in getattr(message, "tool_calls", ())
+        }
+        self.tool_runs = {k: v for k, v in self.tool_runs.items() if k in kept_calls}
+
+
+def title_from(text: str) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not line:
+        return NEW_CHAT_TITLE
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def matches(chat: SavedChat, query: str) -> bool:
+    """Search by title: every word of the query appears in it, in any case."""
+    title = chat.title.casefold()
+    return all(word in title for word in query.casefold().split())
+
+
+# --- the file format ----------------------------------------------------------------
+
+
+class _ToolsV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool = False
+    names: list[str] | None = None
+    choice: ToolChoiceName = "auto"
+
+
+class _ToolRunV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    is_error: bool = False
+    denied: bool = False
+    duration_sec: float = 0.0
+    exit_code: int | None = None
+
+
+class _ChatFileV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = Field(ge=1, le=1)
+    title: str = NEW_CHAT_TITLE
+    named: bool = False
+    created: str = ""
+    updated: str = ""
+    prediction: dict[str, Any] = Field(default_factory=dict)
+    tools: _ToolsV1 = Field(default_factory=_ToolsV1)
+    chat: dict[str, Any]
+    stats: dict[int, dict[str, Any]] = Field(default_factory=dict)
+    tool_runs: dict[str, _ToolRunV1] = Field(default_factory=dict)
+
+
+_STATS_FIELDS = {f.name for f in fields(PredictionStats)}
+
+
+def _stats_from(data: dict[str, Any]) -> PredictionStats | None:
+    known = {k: v for k, v in data.items() if k in _STATS_FIELDS}
+    try:
+        return PredictionStats(**known)
+    except TypeError:  # no stop_reason: not worth failing the whole chat over
+        return None
+
+
+def _from_v1(chat_id: str, data: Any) -> SavedChat:
+    saved = _ChatFileV1.model_validate(data)
+    stats = {i: s for i, raw in saved.stats.items() if (s := _stats_from(raw)) is not None}
+    return SavedChat(
+        id=chat_id,
+        chat=Chat.from_dict(saved.chat),
+        title=saved.title,
+        named=saved.named,
+        created=saved.created or now(),
+        updated=saved.updated or saved.created or now(),
+        prediction=PredictionConfig.parse(saved.prediction),
+        tools=ToolOptions(saved.tools.enabled, saved.tools.names, saved.tools.choice),
+        stats=stats,
+        tool_runs={k: ToolRun(**v.model_dump()) for k, v in saved.tool_runs.items()},
+    )
+
+
+_CONVERTERS = {1: _from_v1}
+
+
+def to_file(saved: SavedChat) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": saved.id,
+        "title": saved.title,
+        "named": saved.named,
+        "created": saved.created,
+        "updated": saved.updated,
+        "prediction": saved.prediction.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        "tools": {
+            "enabled": saved.tools.enabled,
+            "names": saved.tools.names,
+            "choice": saved.tools.choice,
+        },
+        "chat": saved.chat.to_dict(),
+        "stats": {str(i): asdict(s) for i, s in sorted(saved.stats.items())},
+        "tool_runs": {k: asdict(v) for k, v in saved.tool_runs.items()},
+    }
+
+
+def from_file(chat_id: str, data: Any) -> SavedChat:
+    """Raises ValueError (ChatFormatError, PredictionConfigError, ValidationError) when
+    `data` is not a chat file this version reads."""
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    converter = _CONVERTERS.get(version) if isinstance(version, int) else None
+    if converter is None:
+        raise ValueError(f"unknown schema version {version!r}")
+    return converter(chat_id, data)
+
+
+# --- the directory ------------------------------------------------------------------
+
+
+class ChatStore:
+    """The chats directory. Every method is quick enough to call from the event loop
+    for the few hundred chats a person has."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.directory = chats_dir(data_dir)
+
+    def path_of(self, chat_id: str) -> Path:
+        return self.directory / f"{chat_id}.json"
+
+    def load_all(self) -> tuple[list[SavedChat], list[str]]:
+        """Every chat, most recently changed first, and one line per file set aside."""
+        chats: list[SavedChat] = []
+        errors: list[str] = []
+        try:
+            paths = sorted(self.directory.glob("*.json"))
+        except OSError as err:
+            return [], [f"{self.directory}: cannot list: {err.strerror or err}"]
+        for path in paths:
+            saved, error = self.load(path)
+            if saved is not None:
+                chats.append(saved)
+            if error is not None:
+                errors.append(error)
+        chats.sort(key=lambda c: (c.updated, c.id), reverse=True)
+        return chats, errors
+
+    def load(self, path: Path) -> tuple[SavedChat | None, str | None]:
+        data, error = read_json_or_quarantine(path)
+        if error is not None or data is None:
+            return None, error
+        try:
+            return from_file(path.stem, data), None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "file"
+            return None, set_aside(path, f"{where}: {first['msg']}")
+        except (ChatFormatError, PredictionConfigError, ValueError, TypeError) as err:
+            return None, set_aside(path, str(err))
+
+    def save(self, saved: SavedChat) -> None:
+        """Write the chat (atomically), stamped with the time of this change."""
+        saved.updated = now()
+        atomic_write_json(self.path_of(saved.id), to_file(saved))
+
+    def delete(self, saved: SavedChat) -> Path | None:
+        """Move the chat's file to the trash; the path it went to, or None if it had none."""
+        path = self.path_of(saved.id)
+        if not path.exists():
+            return None
+        trash = self.directory / TRASH_DIR
+        trash.mkdir(parents=True, exist_ok=True)
+        target = trash / path.name
+        number = 1
+        while target.exists():
+            number += 1
+            target = trash / f"{path.stem}-{number}.json"
+        os.replace(path, target)
+        return target
+
+
+def newest_first(chats: Iterable[SavedChat]) -> list[SavedChat]:
+    return sorted(chats, key=lambda c: (c.updated, c.id), reverse=True)

@@ -1,0 +1,80 @@
+"""Complete and terminal-simulation sessions on disk: one JSON file each.
+
+Every file carries a schema version and is read through a converter for its
+version. Writes are atomic (engine.store); a file that does not parse, or does
+not match its schema, is set aside and reported, and the app starts empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
+
+SCHEMA_VERSION = 1
+COMPLETE_FILE = "complete.json"
+TERMINAL_FILE = "terminal.json"
+
+
+def sessions_dir(data_dir: Path) -> Path:
+    return data_dir / "sessions"
+
+
+@dataclass(slots=True)
+class TextSession:
+    """A text and the ranges of it the model generated (character offsets)."""
+
+    text: str = ""
+    generated: list[tuple[int, int]] = field(default_factory=list)
+    prediction: dict[str, Any] = field(default_factory=dict)
+    """Prediction settings given in the session (LM Studio's camelCase keys)."""
+
+
+class _SessionV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = Field(ge=1, le=1)
+    text: str
+    generated: list[tuple[int, int]] = Field(default_factory=list)
+    prediction: dict[str, Any] = Field(default_factory=dict)
+
+
+def _from_v1(data: Any) -> TextSession:
+    session = _SessionV1.model_validate(data)
+    return TextSession(session.text, list(session.generated), dict(session.prediction))
+
+
+_CONVERTERS = {1: _from_v1}
+
+
+def load_session(path: Path) -> tuple[TextSession | None, str | None]:
+    """`(session, None)`; `(None, None)` when there is no file; `(None, problem)` otherwise."""
+    data, error = read_json_or_quarantine(path)
+    if error is not None or data is None:
+        return None, error
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    converter = _CONVERTERS.get(version) if isinstance(version, int) else None
+    if converter is None:
+        return None, set_aside(path, f"unknown schema version {version!r}")
+    try:
+        return converter(data), None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "file"
+        return None, set_aside(path, f"{where}: {first['msg']}")
+
+
+def save_session(path: Path, session: TextSession) -> None:
+    atomic_write_json(
+        path,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "text": session.text,
+            "generated": [list(span) for span in session.generated],
+            "prediction": session.prediction,
+        },
+    )

@@ -1,0 +1,152 @@
+"""The conversation: messages top to bottom, following the end while a reply streams."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from engine.chat import AssistantResponse, SystemPrompt, ToolResultMessage, UserMessage
+
+from tui.store.saved_chats import SavedChat
+from tui.widgets.chat.message_views import AssistantMessageView, MessageView, SystemPromptView, UserMessageView
+from tui.widgets.chat.tool_card import ToolCard, format_arguments
+
+EMPTY_HINT = (
+    "A new chat. Write below: Enter sends, Ctrl+J starts a new line.\n"
+    "Ctrl+O sets the system prompt, sampling and tools of this chat."
+)
+
+
+def build_messages(saved: SavedChat, show_reasoning: bool = True) -> list[MessageView]:
+    """Widgets for a saved chat: tool results go onto the cards of their calls."""
+    views: list[MessageView] = []
+    cards: dict[str, ToolCard] = {}
+    for index, message in enumerate(saved.chat.messages):
+        match message:
+            case SystemPrompt(content=text):
+                views.append(SystemPromptView(text))
+            case UserMessage(content=text):
+                views.append(UserMessageView(text))
+            case AssistantResponse():
+                view = AssistantMessageView(
+                    message.content,
+                    reasoning=message.reasoning,
+                    stats=saved.stats.get(index),
+                    show_reasoning=show_reasoning,
+                )
+                for position, call in enumerate(message.tool_calls):
+                    card = ToolCard(call.name, call.id, arguments=format_arguments(call.arguments))
+                    card.state = "called"
+                    cards[call.id] = view.add_card(card, position)
+                views.append(view)
+            case ToolResultMessage():
+                known = cards.get(message.tool_call_id)
+                if known is None:
+                    # A result without its call (an imported chat): shown on a card of its own.
+                    known = ToolCard(message.name or "tool", message.tool_call_id)
+                    orphan = AssistantMessageView(show_reasoning=show_reasoning)
+                    orphan.add_card(known)
+                    views.append(orphan)
+                run = saved.tool_runs.get(message.tool_call_id)
+                known.set_result(
+                    message.content,
+                    is_error=run.is_error if run else False,
+                    denied=run.denied if run else False,
+                    duration_sec=run.duration_sec if run else 0.0,
+                    exit_code=run.exit_code if run else None,
+                )
+    return views
+
+
+class ChatView(VerticalScroll):
+    """Messages of one chat. With the focus, Up and Down select a message to copy."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "up,k",
+            "select(-1)",
+            "Previous",
+            id="chat.previous_message",
+            tooltip="Select the message above (Ctrl+Y copies it)",
+            show=False,
+        ),
+        Binding(
+            "down,j",
+            "select(1)",
+            "Next",
+            id="chat.next_message",
+            tooltip="Select the message below (Ctrl+Y copies it)",
+            show=False,
+        ),
+    ]
+
+    DEFAULT_CSS = """
+    ChatView {
+        height: 1fr;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+        & > #chat-empty {
+            color: $text-muted;
+            padding: 1 2;
+            width: 1fr;
+        }
+        &:focus { background-tint: $foreground 3%; }
+    }
+    """
+
+    selected: reactive[int | None] = reactive(None, init=False)
+    """The index of the selected message among `messages()`, or None."""
+
+    async def show(self, saved: SavedChat, show_reasoning: bool = True) -> None:
+        """Replace what is shown by `saved`, scrolled to its end."""
+        self.selected = None
+        await self.remove_children()
+        views = build_messages(saved, show_reasoning)
+        if views:
+            await self.mount_all(views)
+        else:
+            await self.mount(Static(EMPTY_HINT, id="chat-empty"))
+        self.anchor()
+
+    async def add(self, view: MessageView) -> None:
+        """Add a message at the end, and follow the end again."""
+        for hint in self.query("#chat-empty"):
+            await hint.remove()
+        await self.mount(view)
+        self.anchor()
+
+    def messages(self) -> list[MessageView]:
+        return list(self.query_children(MessageView))
+
+    def last_reply(self) -> AssistantMessageView | None:
+        for view in reversed(self.messages()):
+            if isinstance(view, AssistantMessageView):
+                return view
+        return None
+
+    def selected_message(self) -> MessageView | None:
+        views = self.messages()
+        if self.selected is None or not 0 <= self.selected < len(views):
+            return None
+        return views[self.selected]
+
+    def action_select(self, step: int) -> None:
+        views = self.messages()
+        if not views:
+            return
+        if self.selected is None:
+            self.selected = len(views) - 1 if step < 0 else 0
+        else:
+            self.selected = max(0, min(len(views) - 1, self.selected + step))
+
+    def watch_selected(self, selected: int | None) -> None:
+        for index, view in enumerate(self.messages()):
+            view.set_class(index == selected, "-selected")
+        chosen = self.selected_message()
+        if chosen is not None:
+            self.release_anchor()
+            self.scroll_to_widget(chosen, animate=False)

@@ -1,0 +1,252 @@
+"""One message of a chat: the person's, the system prompt, or the model's reply.
+
+An assistant message streams: its answer goes through one `MarkdownStream` while
+the model writes, with the full text kept beside it; at the end the stream is
+stopped and the Markdown updated once with the whole text (streamed Markdown can
+leave code blocks blank otherwise, a known Textual issue). The Markdown is never
+rebuilt per token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Label, Markdown, Static
+from textual.widgets._markdown import MarkdownStream
+
+from engine.prediction import PredictionStats
+
+from tui.widgets.chat.reasoning_block import ReasoningBlock
+from tui.widgets.chat.tool_card import ToolCard
+from tui.widgets.status.prediction_status import format_stats
+
+if TYPE_CHECKING:
+    from engine.prediction import PredictionResult
+
+
+class MessageView(Vertical):
+    """What every message shows: who said it, and a highlight when selected."""
+
+    DEFAULT_CSS = """
+    MessageView {
+        height: auto;
+        padding: 0 1;
+        margin: 0 0 1 0;
+        & > .message--role { text-style: bold; height: 1; }
+        &.-selected { background: $boost; }
+    }
+    """
+
+    role = ""
+
+    def copy_text(self) -> str:
+        """What copying this message puts on the clipboard."""
+        return ""
+
+
+class UserMessageView(MessageView):
+    DEFAULT_CSS = """
+    UserMessageView {
+        border-left: wide $role-user;
+        & > .message--role { color: $role-user; }
+        & > .message--text { color: $text; }
+    }
+    """
+
+    role = "user"
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Label("you", classes="message--role")
+        # Plain text: what the person typed, exactly, with no markup read into it.
+        yield Static(Content(self.text), classes="message--text")
+
+    def copy_text(self) -> str:
+        return self.text
+
+
+class SystemPromptView(MessageView):
+    DEFAULT_CSS = """
+    SystemPromptView {
+        border-left: wide $foreground 30%;
+        color: $text-muted;
+        & > .message--text { max-height: 3; }
+    }
+    """
+
+    role = "system"
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Label("system prompt", classes="message--role")
+        yield Static(Content(self.text), classes="message--text")
+
+    def copy_text(self) -> str:
+        return self.text
+
+
+class AssistantMessageView(MessageView):
+    """A reply: reasoning (collapsible), the answer in Markdown, tool-call cards, stats."""
+
+    DEFAULT_CSS = """
+    AssistantMessageView {
+        border-left: wide $role-assistant 60%;
+        & > .message--role { color: $role-assistant; }
+        & > Markdown {
+            margin: 0;
+            padding: 0;
+            background: transparent;
+            color: $role-assistant;
+        }
+        & > Markdown.-empty { display: none; }
+        /* The last paragraph's bottom margin would leave a blank line before the stats. */
+        & > Markdown > MarkdownBlock:last-child { margin-bottom: 0; }
+        & > .message--stats { color: $text-muted; height: auto; }
+        & > .message--stats.-empty { display: none; }
+        & > .message--error { color: $error; height: auto; }
+    }
+    """
+
+    role = "assistant"
+
+    def __init__(
+        self,
+        content: str = "",
+        *,
+        reasoning: str = "",
+        stats: PredictionStats | None = None,
+        streaming: bool = False,
+        show_reasoning: bool = True,
+    ) -> None:
+        super().__init__(classes="-streaming" if streaming else "")
+        self.content = content
+        self.reasoning = reasoning
+        self.show_reasoning = show_reasoning
+        self.streaming = streaming
+        self.markdown = Markdown(content, classes="" if content else "-empty")
+        self.reasoning_block: ReasoningBlock | None = (
+            ReasoningBlock(reasoning) if reasoning and show_reasoning else None
+        )
+        self._stats_view = Static("", classes="message--stats")
+        self._stream: MarkdownStream | None = None
+        self.cards: list[ToolCard] = []
+        self._cards_by_index: dict[int, ToolCard] = {}
+        self._stats = stats
+
+    def compose(self) -> ComposeResult:
+        yield Label("assistant", classes="message--role")
+        if self.reasoning_block is not None:
+            yield self.reasoning_block
+        yield self.markdown
+        yield from self.cards
+        yield self._stats_view
+
+    def on_mount(self) -> None:
+        self.stats = self._stats
+
+    @property
+    def stats(self) -> PredictionStats | None:
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: PredictionStats | None) -> None:
+        self._stats = stats
+        self._stats_view.update(format_stats(stats) if stats is not None else "")
+        self._stats_view.set_class(stats is None, "-empty")
+
+    def copy_text(self) -> str:
+        return self.content
+
+    # --- building a restored reply --------------------------------------------------
+
+    def add_card(self, card: ToolCard, index: int | None = None) -> ToolCard:
+        """Add a card before the message is mounted (for a restored reply)."""
+        self.cards.append(card)
+        if index is not None:
+            self._cards_by_index[index] = card
+        return card
+
+    def card_for_call(self, call_id: str) -> ToolCard | None:
+        return next((c for c in self.cards if c.call_id == call_id), None)
+
+    # --- streaming ------------------------------------------------------------------
+
+    async def append_reasoning(self, text: str) -> None:
+        if not text:
+            return
+        self.reasoning += text
+        if not self.show_reasoning:
+            return
+        if self.reasoning_block is None:
+            self.reasoning_block = ReasoningBlock(streaming=True)
+            await self.mount(self.reasoning_block, before=self.markdown)
+        await self.reasoning_block.append(text)
+
+    async def append_content(self, text: str) -> None:
+        if not text:
+            return
+        if not self.content and self.reasoning_block is not None:
+            # The answer begins: the reasoning is done and folds away.
+            await self.reasoning_block.finish(self.reasoning)
+        self.content += text
+        self.markdown.remove_class("-empty")
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.markdown)
+        await self._stream.write(text)
+
+    def card_at(self, index: int) -> ToolCard | None:
+        return self._cards_by_index.get(index)
+
+    async def begin_tool_call(self, index: int, call_id: str, name: str) -> ToolCard:
+        card = self._cards_by_index.get(index)
+        if card is None:
+            card = ToolCard(name, call_id)
+            self.cards.append(card)
+            self._cards_by_index[index] = card
+            await self.mount(card, before=self._stats_view)
+        return card
+
+    async def finish(self, result: PredictionResult) -> None:
+        """The round is over: render the whole text once, and show the stats."""
+        self.streaming = False
+        self.remove_class("-streaming")
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        # The engine's parsed result is the authority (a stop string or a tool call
+        # may have been held back from the stream). When the stream already showed
+        # exactly that, its blocks stand: rebuilding every block of a long reply would
+        # hold the screen for a quarter of a second just as the reply ends.
+        self.content = result.content
+        self.markdown.set_class(not self.content, "-empty")
+        if self.markdown.source != self.content:
+            await self.markdown.update(self.content)
+        self.reasoning = result.reasoning or self.reasoning
+        if self.reasoning and self.show_reasoning and self.reasoning_block is None:
+            self.reasoning_block = ReasoningBlock(self.reasoning)
+            await self.mount(self.reasoning_block, before=self.markdown)
+        if self.reasoning_block is not None:
+            await self.reasoning_block.finish(self.reasoning, collapse=bool(self.content))
+        for index, call in enumerate(result.tool_calls):
+            card = self._cards_by_index.get(index)
+            if card is None:
+                card = await self.begin_tool_call(index, call.id, call.name)
+            card.set_call(call.id, call.arguments)
+        self.stats = result.stats
+
+    async def show_error(self, error: str) -> None:
+        self.streaming = False
+        self.remove_class("-streaming")
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        await self.mount(Static(Content(f"failed: {error}"), classes="message--error"))

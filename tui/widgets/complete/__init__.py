@@ -1,0 +1,1 @@
+"""The Complete screen's widgets: the completion area and its generated spans."""

@@ -1,0 +1,1 @@
+"""The Models screen's widgets: model details and the Hugging Face browser."""

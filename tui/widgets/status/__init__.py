@@ -1,0 +1,1 @@
+"""Status lines every screen shows: top bar, model, server and prediction status."""
