@@ -11,15 +11,16 @@ Split as llama-cpp-python splits its `server/` package:
 | `translate.py` | a request into engine inputs; results and events into OpenAI JSON |
 | `streaming.py` | server-sent events from one prediction, with disconnect handling |
 | `requestlog.py` | one log-bus record per request |
-| `security.py` | the Host check (DNS rebinding) and CORS for listed origins only |
+| `security.py` | the Host check (DNS rebinding), pages' websockets, CORS for listed origins |
 | `app.py` | the plumbing every endpoint shares (body limits, queue), the app factory |
 | `openai_v1.py` | OpenAI's `/v1` endpoints: models, chat completions, completions |
+| `lmstudio/` | LM Studio's SDK protocol: its greeting and websockets (`lmstudio_routes`) |
 | `connections.py` | uvicorn's HTTP protocol with a deadline for a request's headers |
 | `run.py` | starting and stopping uvicorn (`ServerHandle`, `run_server`), the banner |
 
-A new protocol (OpenAI Responses, the LM Studio websocket, Xinference's shapes) is a
-module beside `openai_v1.py` that reuses `translate`, `streaming` and `app`'s plumbing
-and hands `create_app` its routes.
+A new protocol (OpenAI Responses, Xinference's shapes) is a module beside `openai_v1.py`
+that reuses `translate`, `streaming` and `app`'s plumbing and hands `create_app` its
+routes.
 
 Names are imported lazily so that `engine.settings` can read `serve.settings` without
 pulling in Starlette.

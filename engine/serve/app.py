@@ -5,7 +5,7 @@ answered, and turns an `ApiError` (or any bug) into an OpenAI error body, so tha
 nothing a request does can take the server down. `Api.json_body` reads a body within
 the limits (JSON only, size, time, nesting) and `Api.admit` bounds the predictions
 queued at once; the Host check and CORS are middleware (`security`). Endpoints themselves live in one
-module per protocol (`openai_v1` now), which hands `create_app` its routes.
+module per protocol (`openai_v1`, the `lmstudio` package), which hands `create_app` its routes.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .errors import (
     error_response,
     too_large,
 )
+from .lmstudio import ModelLoader, SdkState, lmstudio_routes
 from .models import ModelProvider, ServedModel
 from .requestlog import RequestLog
 from .security import middleware
@@ -238,12 +239,15 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int | None = None,
     settings: ServerSettings | None = None,
+    loader: ModelLoader | None = None,
 ) -> Starlette:
-    """The ASGI app: OpenAI's endpoints over the provider's loaded models.
+    """The ASGI app: OpenAI's endpoints and LM Studio's SDK protocol over the provider's
+    loaded models.
 
     `settings` (the `[server]` table) sets the limits and who may call; `api_key` and
     `max_body_bytes`, when given, override its values. `settings.host` is where the
-    server is bound, which decides the Host check (see `security`).
+    server is bound, which decides the Host check (see `security`). `loader` lets SDK
+    clients load models from the catalog; without one they use the loaded models only.
     """
     settings = settings or ServerSettings()
     overrides = {"api_key": api_key, "max_body_bytes": max_body_bytes}
@@ -256,7 +260,11 @@ def create_app(
         message = f"{code.replace('_', ' ')}: {request.method} {request.url.path}"
         return error_response(ApiError(message, status=status, code=code))
 
-    routes = [*openai_v1.routes(api), api.route("/health", health, "GET")]
+    routes = [
+        *openai_v1.routes(api),
+        api.route("/health", health, "GET"),
+        *lmstudio_routes(SdkState(models, api_key=settings.api_key, loader=loader)),
+    ]
     app = Starlette(
         routes=routes,
         middleware=middleware(settings.host, settings.allowed_hosts, settings.cors_origins),

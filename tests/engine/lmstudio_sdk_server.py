@@ -1,8 +1,8 @@
 """A llamaterm server with the LM Studio routes, for the tests that drive it with the SDK.
 
-The server is the OpenAI app (`engine.server.create_app`) with the LM Studio routes
-appended (as the server's app factory plugs them in), on uvicorn on a free loopback
-port in a thread. Import the fixtures into a test module to use them there.
+The server is the server's own app (`engine.serve.app.create_app`, with the LM Studio
+routes and a catalog loader), on uvicorn on a free loopback port in a thread. Import
+the fixtures into a test module to use them there.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord, PredictionConfig
 from engine.runtime import LoadedModel
-from engine.serve.lmstudio import CatalogLoader, SdkState, lmstudio_routes
-from engine.server import ModelRegistry, ServedModel, create_app
+from engine.serve.app import create_app
+from engine.serve.lmstudio import CatalogLoader
+from engine.serve.models import ModelRegistry, ServedModel
 
 # One thread: the tiny model gains nothing from more, and busy shared CI cores punish them.
 LOAD = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
@@ -66,10 +67,8 @@ class UvicornThread:
 def sdk_app(
     registry: ModelRegistry, loader: CatalogLoader | None, api_key: str | None = None
 ) -> Starlette:
-    """The server's app with the LM Studio routes plugged in, as the lead's factory will."""
-    app = create_app(registry, api_key=api_key)
-    app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=api_key, loader=loader)))
-    return app
+    """The server's app, as `llamaterm serve` builds it."""
+    return create_app(registry, api_key=api_key, loader=loader)
 
 
 @pytest.fixture(scope="module")

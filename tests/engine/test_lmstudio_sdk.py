@@ -38,7 +38,7 @@ from lmstudio_sdk_server import (  # noqa: F401 - fixtures, used by name
 
 from engine.load_config import LoadConfig
 from engine.runtime import LoadedModel
-from engine.server import ModelRegistry, ServedModel
+from engine.serve.models import ModelRegistry, ServedModel
 from engine.tool_grammar import tool_call_grammar
 
 SNIPPETS = Path(__file__).parent / "snippets"

@@ -35,7 +35,7 @@ from engine.prediction import LogRecord
 from engine.serve.lmstudio import CatalogLoader
 from engine.serve.lmstudio.protocol import LmsError
 from engine.serve.lmstudio.sdk_port import DEFAULT_SDK_PORT, bind_sdk_port
-from engine.server import ModelRegistry
+from engine.serve.models import ModelRegistry
 from engine.settings import Settings
 
 API_KEY = "sdk-secret"

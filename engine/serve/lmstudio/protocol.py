@@ -15,7 +15,7 @@ from engine.prediction import PredictionConfig, PredictionResult, PredictionStat
 
 if TYPE_CHECKING:
     from engine.catalog import CatalogEntry
-    from engine.server import ServedModel
+    from engine.serve.models import ServedModel
 
 Message = dict[str, Any]
 

@@ -15,9 +15,8 @@ import socket
 import sys
 
 from engine.logbus import LOG_BUS
+from engine.serve.settings import DEFAULT_SDK_PORT
 
-DEFAULT_SDK_PORT = 41343
-"""The first of the SDK's default ports (`lmstudio._api_server_ports`)."""
 SDK_HOST = "127.0.0.1"
 """The SDK probes loopback only, whatever host the main port is on."""
 

@@ -19,19 +19,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from engine.catalog import CatalogEntry, CatalogSource, scan_catalog
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import PredictionConfig
 from engine.runtime import ENGINE_DEFAULTS, LoadedModel
+from engine.serve.models import ModelProvider, ServedModel
 
 from .config_stack import load_config_over
 from .protocol import LmsError
-
-if TYPE_CHECKING:
-    from engine.server import ModelProvider, ServedModel
 
 LoadProgress = Callable[[float], Any]
 
@@ -61,6 +59,10 @@ class ModelLoader(Protocol):
 
     def unload(self, identifier: str) -> None:
         """Unload a model this loader loaded; LmsError for any other."""
+        ...
+
+    def close(self) -> None:
+        """Unload everything this loader loaded (the server stops)."""
         ...
 
 
@@ -194,8 +196,6 @@ class CatalogLoader:
         on_progress: LoadProgress,
         ttl: float | None = None,
     ) -> ServedModel:
-        from engine.server import ServedModel
-
         entry = self.entry(key)
         config = load_config_over(self.load_config(entry), overrides)
         served_id = identifier or self._free_id(entry.key)
