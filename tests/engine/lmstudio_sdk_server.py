@@ -39,11 +39,11 @@ Served = tuple[ModelRegistry, CatalogLoader]
 class UvicornThread:
     """An app on uvicorn on a free loopback port, on its own thread."""
 
-    def __init__(self, app: Starlette, extra: list[socket.socket] | None = None) -> None:
+    def __init__(self, app: Starlette) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.sockets = sockets = [self.sock, *(extra or [])]
+        self.sockets = sockets = [self.sock]
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)

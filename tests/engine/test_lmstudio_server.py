@@ -29,6 +29,7 @@ from lmstudio_sdk_server import (  # noqa: F401 - fixtures, used by name
     sdk_app,
     served,
 )
+from serve_testing import ServerThread
 
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
@@ -36,6 +37,7 @@ from engine.serve.lmstudio import CatalogLoader
 from engine.serve.lmstudio.protocol import LmsError
 from engine.serve.lmstudio.sdk_port import DEFAULT_SDK_PORT, bind_sdk_port
 from engine.serve.models import ModelRegistry
+from engine.serve.run import ServerHandle
 from engine.settings import Settings
 
 API_KEY = "sdk-secret"
@@ -216,13 +218,15 @@ def test_sdk_port_off_or_taken_is_not_an_error() -> None:
 
 
 def test_lms_llm_finds_the_server_on_the_sdk_port(served: Served) -> None:
-    sdk_sock = bind_sdk_port(DEFAULT_SDK_PORT)
-    if sdk_sock is None:
-        pytest.skip(f"port {DEFAULT_SDK_PORT} is taken here (LM Studio running?)")
-    registry, loader = served
+    registry, _ = served
+    # The server as `llamaterm serve` runs it, on the port the SDK probes first.
+    handle = ServerHandle(registry, port=0, sdk_port=DEFAULT_SDK_PORT)
     lms.sync_api._reset_default_client()
     try:
-        with UvicornThread(sdk_app(registry, loader), extra=[sdk_sock]):
+        with ServerThread(handle):
+            if handle.sdk_url is None:
+                pytest.skip(f"port {DEFAULT_SDK_PORT} is taken here (LM Studio running?)")
+            assert handle.sdk_url == f"127.0.0.1:{DEFAULT_SDK_PORT}"
             model = lms.llm()  # no client set-up: the SDK probes its default ports
             assert model.identifier == "tiny"
             assert model.complete("Hi", config={"maxTokens": 3}).stats.predicted_tokens_count <= 3

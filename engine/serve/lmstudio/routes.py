@@ -1,12 +1,14 @@
 """The Starlette routes that make a llamaterm server look like LM Studio to its SDK.
 
-    app.router.routes.extend(lmstudio_routes(SdkState(registry, api_key=key, loader=loader)))
+    routes = [..., *lmstudio_routes(SdkState(registry, api_key=key, loader=loader))]
 
-`GET /lmstudio-greeting` is what the SDK probes a port with; `/llm`, `/system` and
-`/embedding` are its websockets (the last one lists no models and refuses the rest;
-`/files` (image uploads) and `/repository` (model search) refuse every call).
+as `engine.serve.app.create_app` builds its app. `GET /lmstudio-greeting` is what the
+SDK probes a port with; `/llm`, `/system` and `/embedding` are its websockets (the last
+one lists no models and refuses the rest; `/files` (image uploads) and `/repository`
+(model search) refuse every call).
 The greeting is open (the SDK probes without credentials); the websockets check the
-API key in their handshake.
+API key in their handshake; `security.HostGuard` has checked the Host (and a web
+page's Origin) before either is reached.
 """
 
 from __future__ import annotations
