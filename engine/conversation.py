@@ -17,6 +17,7 @@ from .formatting.conversation import (
     respond_events,
     respond_sync,
     start_reply,
+    template_tool_format,
     tool_format,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "respond_events",
     "respond_sync",
     "start_reply",
+    "template_tool_format",
     "tool_format",
 ]

@@ -28,7 +28,6 @@ from engine.logbus import LOG_BUS, LogBus
 from engine.models.loader import load_model_async, resolve_load
 from engine.models.starter import STARTER_KEY
 from engine.paths import config_path, models_dir
-from engine.runtime import LoadedModel
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
 
 from tui.app_messages import (
@@ -268,7 +267,7 @@ class LlamatermApp(App[int]):
         """Where local models are looked for: the data directory's models/, then the config's."""
         return self.context.model_dirs()
 
-    def watch_model(self, model: LoadedModel | None) -> None:
+    def watch_model(self, model: ChatModel | None) -> None:
         # Runs before the screens' watchers of `model`: they find the context current.
         self.context.model = model
         self.server.set_model(model)

@@ -24,6 +24,7 @@ from ..llama import (
 from ..prediction import ContextOverflowPolicy, PredictionConfig
 from ..tool_grammar import UnsupportedToolFormat, tool_call_grammar
 from ..toolcalls import OutputPipeline, ToolCallParser, detect_tool_format, to_default_format
+from .limits import RenderLimits
 from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reasoning
 from .templates import ChatTemplate, TemplateError, render
 
@@ -31,9 +32,17 @@ Messages = list[dict[str, Any]]
 
 
 def tool_format(model: LoadedModel) -> str:
-    """The tool-call format of the model's template ("default" when it renders no tools)."""
-    fmt = detect_tool_format(model.chat_template.source)
-    if fmt == "mistral" and "[ARGS]" in model.chat_template.source:
+    """The tool-call format of the model's template ("default" when it renders no tools).
+
+    The model works it out once, on its own thread while it loads: detecting it renders
+    the template, and no template code runs on the caller's event loop."""
+    return model.tool_format
+
+
+def template_tool_format(template: ChatTemplate) -> str:
+    """The tool-call format a template's model writes, found by rendering a probe."""
+    fmt = detect_tool_format(template.source)
+    if fmt == "mistral" and "[ARGS]" in template.source:
         return "mistral_v11"  # for the grammar; the parser reads both Mistral forms
     return fmt
 
@@ -74,7 +83,9 @@ def render_chat(
     *,
     tools: list[dict[str, Any]] | None = None,
     template_kwargs: dict[str, Any] | None = None,
+    limits: RenderLimits | None = None,
 ) -> str:
+    """The prompt for `messages`; TemplateLimitError past `limits` (see formatting.limits)."""
     template: ChatTemplate = model.chat_template
     thinking = True if config.enable_thinking is None else config.enable_thinking
     kwargs = dict(template_kwargs or {})
@@ -88,6 +99,7 @@ def render_chat(
         enable_thinking=thinking,
         bos_token=model.bos_text,
         eos_token=model.eos_text,
+        limits=limits,
         **kwargs,
     )
 
@@ -120,11 +132,12 @@ def chat_prompt(
             return to_default_format(candidate, [])
         return candidate
 
-    def render_messages(candidate: Messages) -> str:
+    def render_messages(candidate: Messages, limits: RenderLimits) -> str:
         shaped = as_rendered(candidate)
         try:
             return render_chat(
-                model, shaped, config, tools=native_tools, template_kwargs=template_kwargs
+                model, shaped, config, tools=native_tools, template_kwargs=template_kwargs,
+                limits=limits,
             )
         except TemplateError:
             if not (offered and fmt == "default" and shaped and shaped[0]["role"] == "system"):
@@ -132,12 +145,15 @@ def chat_prompt(
             # Some templates (gemma-2) refuse a system turn; the tool prompt then goes
             # at the top of the first user turn instead.
             return render_chat(
-                model, fold_system(shaped), config, tools=None, template_kwargs=template_kwargs
+                model, fold_system(shaped), config, tools=None, template_kwargs=template_kwargs,
+                limits=limits,
             )
 
     def prepare(tokenize: Tokenizer, n_ctx: int) -> PreparedPrompt:
+        limits = RenderLimits.for_context(n_ctx)
+
         def tokens_of(candidate: Messages) -> tuple[str, list[int], bool]:
-            text = render_messages(candidate)
+            text = render_messages(candidate, limits)
             # Templates that write bos_token themselves must not get a second one.
             add_special = not (model.bos_text and text.startswith(model.bos_text))
             return text, tokenize(text, add_special), add_special

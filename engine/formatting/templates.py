@@ -25,6 +25,17 @@ import jinja2.nodes
 import jinja2.parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
+from engine.formatting.limits import (
+    STEP_FUNCTION,
+    LimitedCodeGenerator,
+    RenderCancelled,
+    RenderLimits,
+    TemplateLimitError,
+    current_budget,
+    instrument,
+    render_budget,
+    render_step,
+)
 from engine.formatting.reasoning import KNOWN_MARKERS, ReasoningMarkers, prompt_opens_reasoning
 
 TemplateOrigin: TypeAlias = Literal["gguf", "fallback", "file"]
@@ -164,11 +175,13 @@ def render(
     enable_thinking: bool = True,
     bos_token: str = "",
     eos_token: str = "",
+    limits: RenderLimits | None = None,
     **kwargs: Any,
 ) -> str:
     """Render `messages` (HF/OpenAI shape) into the prompt string the model should see.
 
-    Raises TemplateError, never a raw Jinja error.
+    Raises TemplateError, never a raw Jinja error; TemplateLimitError when the render
+    goes past `limits` (steps, seconds, output size; RenderLimits() when not given).
     """
     compiled = _compile(template.source, template.name)
     # The caller's objects are copied so that templates may use list.append and pop
@@ -192,7 +205,7 @@ def render(
         # undefined `tools` to none.
         context["tools"] = copy.deepcopy(tools)
     try:
-        return compiled.render(context)
+        return _render_limited(compiled, context, limits or RenderLimits(), template.name)
     except TemplateError:
         raise
     except jinja2.TemplateError as err:
@@ -201,6 +214,18 @@ def render(
         raise TemplateError(
             f"chat template {template.name!r} failed while rendering: {type(err).__name__}: {err}"
         ) from None
+
+
+def _render_limited(
+    compiled: jinja2.Template, context: dict[str, Any], limits: RenderLimits, name: str
+) -> str:
+    """Render within `limits`, counting the output as it streams out of the template."""
+    with render_budget(limits, name) as budget:
+        parts = []
+        for chunk in compiled.generate(context):
+            budget.add_output(len(chunk))
+            parts.append(chunk)
+        return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,14 +272,14 @@ def _tool_call_shape(source: str) -> _ToolCallShape:
             },
         ]
         _fit_tool_calls(messages, shape)
+        context = _legacy_variables(source, None)
+        context.update(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
         try:
-            text = _compile(source, "probe").render(
-                _legacy_variables(source, None),
-                messages=messages,
-                add_generation_prompt=True,
-                bos_token="",
-                eos_token="",
-            )
+            text = _render_limited(_compile(source, "probe"), context, RenderLimits(), "probe")
+        except RenderCancelled:
+            raise  # not a finding about the template: nothing may be cached
+        except TemplateLimitError:
+            break  # the other shapes would only take as long again
         except Exception:  # noqa: BLE001, S112 - a failed probe only rules this shape out
             continue
         if "llamaterm_probe_tool" in text and "probe_value" in text:
@@ -316,6 +341,8 @@ def template_supports_tools(template: ChatTemplate | str) -> bool:
     messages = [{"role": "user", "content": "hello"}]
     try:
         return probe in render(chat_template, messages, tools=[tool])
+    except TemplateLimitError:
+        return False
     except TemplateError:
         try:
             return "tools" in _undeclared_variables(chat_template.source)
@@ -402,6 +429,32 @@ class _ChatSandbox(ImmutableSandboxedEnvironment):
     """
 
     _LIST_METHODS = frozenset({"append", "pop", "extend", "insert"})
+    # `'x' * n` is checked against the output limit before it is built.
+    intercepted_binops = frozenset({"*", "+"})
+    code_generator_class = LimitedCodeGenerator
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> jinja2.nodes.Template:
+        return instrument(super()._parse(source, name, filename))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        budget = current_budget()
+        if budget is not None:
+            budget.step()  # macros, recursive loops and methods
+            budget.check_call(__obj, args)
+            return budget.check_size(super().call(__context, __obj, *args, **kwargs))
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def checked_size(self, value: Any) -> Any:
+        budget = current_budget()
+        return value if budget is None else budget.check_size(value)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        budget = current_budget()
+        if budget is None:
+            return super().call_binop(context, operator, left, right)
+        if operator == "*":
+            budget.check_repeat(left, right)
+        return budget.check_size(super().call_binop(context, operator, left, right))
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, list) and attr in self._LIST_METHODS:
@@ -453,4 +506,5 @@ def _environment() -> jinja2.Environment:
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    env.globals[STEP_FUNCTION] = render_step
     return env

@@ -2,18 +2,22 @@
 
 Prompt processing is ours: the job finds the prefix already in the KV cache,
 evaluates the rest in `n_batch` chunks, reports `PromptProgress` after each and
-checks for cancellation between them; then it samples token by token, decodes
+checks for cancellation between them (and, through llama.cpp's abort callback,
+inside them); then it samples token by token, decodes
 UTF-8 safely, holds back stop strings and builds the result with its stats.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, TemplateError
+from ..formatting.limits import renders_cancelled_by
 from ..logbus import LOG_BUS
 from ..prediction import (
     ContentDelta,
@@ -73,6 +77,24 @@ class PlainText:
 
     def finish(self) -> list[Event]:
         return []
+
+
+@contextmanager
+def abort_on(llama: Any, cancelled: threading.Event) -> Iterator[None]:
+    """While inside, llama.cpp polls `cancelled` during a decode and aborts it when set.
+
+    For prompt batches only: llama.cpp asks a few dozen times per batch, and each ask
+    takes the GIL, which is nothing next to a batch but not next to one token. The CPU
+    back end honours it; on a GPU a batch is short anyway.
+    """
+    import llama_cpp
+
+    callback = llama_cpp.ggml_abort_callback(lambda _data: cancelled.is_set())
+    llama_cpp.llama_set_abort_callback(llama._ctx.ctx, callback, None)
+    try:
+        yield
+    finally:
+        llama_cpp.llama_set_abort_callback(llama._ctx.ctx, llama_cpp.ggml_abort_callback(), None)
 
 
 def tokenize_text(llama: Any, text: str, add_special: bool) -> list[int]:
@@ -136,12 +158,21 @@ class PredictionJob:
         llama = model._llama
         if llama is None:
             raise ModelLoadError(f"model {model.path} has been unloaded")
+        if self.control.cancelled.is_set():
+            # Cancelled while queued (or by an unload): no template or prompt work.
+            return self._result(started, "userStopped", 0, 0, 0, None, None)
         pieces = model._pieces
         assert pieces is not None and model.info is not None
         cfg = self.config
         n_ctx = llama.n_ctx()
 
-        tokens = self._prepare(llama, n_ctx)
+        try:
+            with renders_cancelled_by(self.control.cancelled):
+                tokens = self._prepare(llama, n_ctx)
+        except TemplateError:
+            if not self.control.cancelled.is_set():
+                raise
+            return self._result(started, "userStopped", 0, 0, 0, None, None)
         n_prompt = len(tokens)
         if n_prompt >= n_ctx:
             self._log(
@@ -158,11 +189,19 @@ class PredictionJob:
         to_eval = tokens[reused:]
         self.sink(PromptProgress(0.0))
         batch = max(1, model.config.batch_size)
-        for start in range(0, len(to_eval), batch):
-            if self.control.cancelled.is_set():
-                return self._result(started, "userStopped", n_prompt, start, 0, None, None)
-            llama.eval(to_eval[start : start + batch])
-            self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
+        with abort_on(llama, self.control.cancelled):
+            for start in range(0, len(to_eval), batch):
+                if self.control.cancelled.is_set():
+                    return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                try:
+                    llama.eval(to_eval[start : start + batch])
+                except RuntimeError:
+                    if not self.control.cancelled.is_set():
+                        raise
+                    # Aborted inside llama_decode: llama.cpp dropped the batch's cells
+                    # and llama-cpp-python never counted them, so the cache stays whole.
+                    return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
         prompt_done = time.perf_counter()
         n_evaluated = len(to_eval)
 

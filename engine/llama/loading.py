@@ -63,15 +63,20 @@ LoadProgress = Callable[[float], None]
 """Called with the fraction of a model loaded, 0.0 to 1.0, on the loading thread."""
 
 # `Llama.__init__` offers no progress callback, so for the length of a load we wrap
-# the function it gets its model parameters from. The wrapper is process-wide, so
-# loads take turns, and it sets the callback only for calls from the loading thread.
+# the function it gets its model parameters from. It also compiles every chat
+# template in the GGUF into a chat handler we never use (the engine renders templates
+# itself), and a template that does not parse makes it refuse the file: that compile
+# is skipped too. The wrappers are process-wide, so loads take turns, and they change
+# only what calls from the loading thread get.
 _PROGRESS_LOCK = threading.Lock()
 
 
 @contextmanager
 def load_progress_hook(llama_cpp: Any, callback: Callable[[float], bool]) -> Iterator[None]:
     module = llama_cpp.llama_cpp
+    chat_format = llama_cpp.llama_chat_format
     original = module.llama_model_default_params
+    original_formatter = chat_format.Jinja2ChatFormatter
     loading_thread = threading.get_ident()
     c_callback = module.llama_progress_callback(lambda fraction, _user_data: callback(fraction))
 
@@ -81,12 +86,32 @@ def load_progress_hook(llama_cpp: Any, callback: Callable[[float], bool]) -> Ite
             params.progress_callback = c_callback
         return params
 
+    # A subclass, not a function: the class's own code looks itself up by its module
+    # name (`Jinja2ChatFormatter.IgnoreGenerationTags`), on other threads too.
+    class Formatter(original_formatter):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._skipped = threading.get_ident() == loading_thread
+            if not self._skipped:
+                super().__init__(*args, **kwargs)
+
+        def to_chat_handler(self) -> Any:
+            if self._skipped:
+                return _never_called
+            return super().to_chat_handler()
+
     with _PROGRESS_LOCK:
         module.llama_model_default_params = default_params
+        chat_format.Jinja2ChatFormatter = Formatter
         try:
             yield
         finally:
             module.llama_model_default_params = original
+            chat_format.Jinja2ChatFormatter = original_formatter
+
+
+def _never_called(*_args: Any, **_kwargs: Any) -> Any:
+    """The chat handler of a template llama-cpp-python was kept from compiling."""
+    raise RuntimeError("llamaterm renders chat templates itself (engine.formatting)")
 
 
 class ProgressReporter:

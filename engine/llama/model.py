@@ -56,6 +56,8 @@ class LoadedModel:
         self.offload = Offload()
         self.metadata: dict[str, str] = {}
         self.chat_template: Any = None
+        self.tool_format = "default"
+        """The template's tool-call format, found at load (see formatting.conversation)."""
         self.bos_text = ""
         self.eos_text = ""
         self._closed = False
@@ -244,12 +246,17 @@ class LoadedModel:
             self._llama.close()
             self._llama = None
             raise ModelLoadError(str(err)) from None
+        from ..formatting.conversation import template_tool_format
+
+        self.tool_format = template_tool_format(self.chat_template)
 
     def unload(self) -> None:
-        """Free the model. Predictions still queued finish as cancelled."""
+        """Free the model: the running prediction stops within a token or a prompt
+        batch, queued ones finish as cancelled without running, then memory is freed."""
         if self._closed:
             return
         self._closed = True
+        self.cancel()
 
         def close() -> None:
             if self._llama is not None:

@@ -5,7 +5,8 @@ answered, and turns an `ApiError` (or any bug) into an OpenAI error body, so tha
 nothing a request does can take the server down. `Api.json_body` reads a body within
 the limits (JSON only, size, time, nesting) and `Api.admit` bounds the predictions
 queued at once; the Host check and CORS are middleware (`security`). Endpoints themselves live in one
-module per protocol (`openai_v1`, the `lmstudio` package), which hands `create_app` its routes.
+module per protocol (`openai_v1`, `responses`, `xinference`, the `lmstudio` package), each
+handing `create_app` its routes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from engine.logbus import LOG_BUS
 from engine.prediction import PredictionResult
 from engine.runtime import EventStream
 
-from . import openai_v1
+from . import openai_v1, responses, xinference
 from .errors import (
     CLIENT_CLOSED,
     ApiError,
@@ -241,8 +242,8 @@ def create_app(
     settings: ServerSettings | None = None,
     loader: ModelLoader | None = None,
 ) -> Starlette:
-    """The ASGI app: OpenAI's endpoints and LM Studio's SDK protocol over the provider's
-    loaded models.
+    """The ASGI app: OpenAI's endpoints (chat, completions, Responses), Xinference's
+    extras and LM Studio's SDK protocol over the provider's loaded models.
 
     `settings` (the `[server]` table) sets the limits and who may call; `api_key` and
     `max_body_bytes`, when given, override its values. `settings.host` is where the
@@ -262,6 +263,8 @@ def create_app(
 
     routes = [
         *openai_v1.routes(api),
+        *responses.routes(api),
+        *xinference.routes(api),
         api.route("/health", health, "GET"),
         *lmstudio_routes(SdkState(models, api_key=settings.api_key, loader=loader)),
     ]

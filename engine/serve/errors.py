@@ -1,7 +1,8 @@
 """`ApiError`, and how every failure becomes an OpenAI-shaped error body.
 
 OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, where `param` is the
-path of the field at fault as OpenAI writes it (`messages[0].content`).
+path of the field at fault as OpenAI writes it (`messages[0].content`), with a
+`detail` string beside it for Xinference's clients.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class ApiError(Exception):
                 "type": self.kind,
                 "param": self.param,
                 "code": self.code,
-            }
+            },
+            # Xinference's clients read the message from `detail` (FastAPI's shape).
+            "detail": self.message,
         }
 
 

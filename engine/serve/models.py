@@ -67,7 +67,8 @@ class ModelRegistry:
 
 
 def model_json(served: ServedModel) -> dict[str, Any]:
-    """A model as OpenAI's `/v1/models` lists it, with its context length and architecture."""
+    """A model as OpenAI's `/v1/models` lists it, with its context length and architecture,
+    and the fields Xinference's client picks a handle by (`xinference.model_fields`)."""
     info = served.model.info
     entry: dict[str, Any] = {
         "id": served.id,
@@ -78,4 +79,7 @@ def model_json(served: ServedModel) -> dict[str, Any]:
     if info is not None:
         entry["context_length"] = info.context_length
         entry["architecture"] = info.architecture
+    from .xinference import model_fields  # late: keeps the registry free of Starlette
+
+    entry.update(model_fields(served))
     return entry

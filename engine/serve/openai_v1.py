@@ -28,6 +28,7 @@ from .translate import (
     chat_job,
     prediction_config,
     text_completion,
+    with_stop_tokens,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class OpenAIv1:
         served = self.api.model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
         job = chat_job(parsed)
+        job.config = await with_stop_tokens(job.config, served, parsed.stop_token_ids)
         self.api.admit(log)
         stream = self.api.track(respond_events(
             served.model,
@@ -91,7 +93,10 @@ class OpenAIv1:
         parsed: CompletionRequest = parse(CompletionRequest, raw)
         served = self.api.model(parsed.model)
         log.model, log.stream = served.id, bool(parsed.stream)
-        config = prediction_config(parsed.sampling()).merged_over(served.defaults)
+        config = await with_stop_tokens(
+            prediction_config(parsed.sampling()), served, parsed.stop_token_ids
+        )
+        config = config.merged_over(served.defaults)
         self.api.admit(log)
         stream = self.api.track(served.model.complete_events(parsed.text, config))
         reply = Reply(served.id, "text_completion")

@@ -15,51 +15,53 @@ from .errors import validation_error
 MAX_STOP_STRINGS = 16
 
 
-class _Body(BaseModel):
+class RequestBody(BaseModel):
+    """The base of every request body here (the Responses API's too)."""
+
     # Fields OpenAI defines that we do not use (user, metadata, store, ...) are ignored,
     # as other OpenAI-compatible servers do, so that ordinary clients just work.
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class StreamOptions(_Body):
+class StreamOptions(RequestBody):
     include_usage: bool = False
 
 
-class FunctionSpec(_Body):
+class FunctionSpec(RequestBody):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class ToolSpec(_Body):
+class ToolSpec(RequestBody):
     type: Literal["function"] = "function"
     function: FunctionSpec
 
 
-class FunctionName(_Body):
+class FunctionName(RequestBody):
     name: str
 
 
-class NamedToolChoice(_Body):
+class NamedToolChoice(RequestBody):
     type: Literal["function"] = "function"
     function: FunctionName
 
 
-class JsonSchemaSpec(_Body):
+class JsonSchemaSpec(RequestBody):
     name: str | None = None
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Body):
+class ResponseFormat(RequestBody):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     """llama.cpp's server takes a schema beside type json_object too."""
 
 
-class _SamplingRequest(_Body):
+class _SamplingRequest(RequestBody):
     model: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -69,7 +71,11 @@ class _SamplingRequest(_Body):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    """Xinference's (and Hugging Face's) name for repeat_penalty."""
     stop: str | list[str] | None = None
+    stop_token_ids: int | list[int] | None = None
+    """Xinference's and vLLM's: stop at these tokens (as the stop strings of their text)."""
     seed: int | None = None
     grammar: str | None = None
     """A llama.cpp GBNF grammar, as llama.cpp's own server accepts."""
@@ -109,7 +115,9 @@ class _SamplingRequest(_Body):
             "top_p": self.top_p,
             "top_k": self.top_k,
             "min_p": self.min_p,
-            "repeat_penalty": self.repeat_penalty,
+            "repeat_penalty": self.repeat_penalty
+            if self.repeat_penalty is not None
+            else self.repetition_penalty,
             "stop_strings": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
             "grammar": self.grammar,
@@ -167,7 +175,7 @@ class CompletionRequest(_SamplingRequest):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-def parse(model: type[_Body], data: dict[str, Any]) -> Any:
+def parse(model: type[RequestBody], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:

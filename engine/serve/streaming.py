@@ -2,7 +2,9 @@
 
 Protocol-neutral: a `ChunkWriter` (see `translate`) turns each engine event into the
 payloads a protocol streams; this module sends them as `data:` lines and ends with
-`[DONE]`, as OpenAI does.
+`[DONE]`, as OpenAI's chat and completions do. A protocol that streams otherwise (the
+Responses API names its events and sends no `[DONE]`) subclasses `EventStreamResponse`
+and overrides `done_marker`, `encode` and `failure`.
 """
 
 from __future__ import annotations
@@ -86,10 +88,21 @@ class EventStreamResponse:
     the request is logged with the prediction's stats either way.
     """
 
+    done_marker = True
+    """Whether `data: [DONE]` ends the stream (chat and completions; not the Responses API)."""
+
     def __init__(self, stream: EventStream, writer: ChunkWriter, log: RequestLog) -> None:
         self.stream = stream
         self.writer = writer
         self.log = log
+
+    def encode(self, payload: dict[str, Any] | str) -> bytes:
+        """One server-sent event; a protocol that names its events overrides this."""
+        return sse(payload)
+
+    def failure(self, error: BaseException) -> list[dict[str, Any]]:
+        """What to send when the prediction fails after the stream has opened."""
+        return [engine_error(error).body()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -130,18 +143,20 @@ class EventStreamResponse:
         )
         opening = self.writer.first()
         if opening is not None:
-            await _send_body(send, sse(opening))
+            await _send_body(send, self.encode(opening))
         event: Event | None = first
         while event is not None:
             if isinstance(event, Failed):
-                await _send_body(send, sse(engine_error(event.error).body()))
+                for payload in self.failure(event.error):
+                    await _send_body(send, self.encode(payload))
                 break
             for payload in self.writer.on_event(event):
-                await _send_body(send, sse(payload))
+                await _send_body(send, self.encode(payload))
             if isinstance(event, Finished):
                 break
             event = await _next_event(self.stream)
-        await _send_body(send, sse("[DONE]"))
+        if self.done_marker:
+            await _send_body(send, sse("[DONE]"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return 200
 

@@ -1,18 +1,20 @@
 """Between OpenAI's JSON and the engine: a request into engine inputs, results and events back.
 
 Requests: `chat_job` checks what pydantic cannot (roles, tool choice, response formats,
-template switches) and builds what `respond_events` takes. Replies: a whole result as a
+template switches) and builds what `respond_events` takes; `with_stop_tokens` adds the
+text of `stop_token_ids` to the stop strings. Replies: a whole result as a
 `chat.completion` or `text_completion`, and events as the chunks OpenAI streams
 (`ChatChunks`, `TextChunks`, both `streaming.ChunkWriter`s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,6 +34,9 @@ from engine.prediction import (
 
 from .errors import ApiError, validation_error
 from .schemas import ChatCompletionRequest, NamedToolChoice, ResponseFormat
+
+if TYPE_CHECKING:
+    from .models import ServedModel
 
 _FINISH_REASONS = {
     "eosFound": "stop",
@@ -203,6 +208,38 @@ def prediction_config(values: dict[str, Any]) -> PredictionConfig:
         field = _first_field(values)
         param = _REQUEST_NAMES.get(field, field) if field else None
         raise ApiError(str(err), param=param, code="invalid_value") from None
+
+
+async def with_stop_tokens(
+    config: PredictionConfig, served: ServedModel, ids: int | list[int] | None
+) -> PredictionConfig:
+    """`stop_token_ids` as stop strings: the text each token prints, special tokens included.
+
+    The engine stops on text, so another token sequence spelling the same text stops too;
+    end-of-generation tokens stop the model whatever is asked.
+    """
+    wanted = [ids] if isinstance(ids, int) else list(ids or [])
+    if not wanted:
+        return config
+    model = served.model
+
+    def texts(llama: Any) -> list[str] | int:
+        n_vocab = llama.n_vocab()
+        bad = next((t for t in wanted if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            return bad
+        pieces = model._pieces
+        assert pieces is not None
+        return [pieces(t).decode("utf-8", errors="replace") for t in wanted]
+
+    found = await asyncio.wrap_future(model.run(texts))
+    if isinstance(found, int):
+        raise ApiError(f"stop_token_ids: token {found} is not in the model's vocabulary",
+                       param="stop_token_ids", code="invalid_value")
+    base = config.stop_strings if config.stop_strings is not None else served.defaults.stop_strings
+    stops = list(base or ())
+    stops += [text for text in dict.fromkeys(found) if text and text not in stops]
+    return config.model_copy(update={"stop_strings": tuple(stops)}) if stops else config
 
 
 def _first_field(values: dict[str, Any]) -> str | None:

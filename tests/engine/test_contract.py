@@ -88,3 +88,8 @@ async def test_cancel_on_the_model_stops_its_running_prediction(local: LoadedMod
     # The job is done just after its Finished event: then the model forgets it.
     assert await asyncio.to_thread(stream.control.done.wait, 10)
     assert local._active == {}
+
+
+def both_as_chat_models(local: LoadedModel, remote: RemoteModel) -> tuple[ChatModel, ChatModel]:
+    """Never called: mypy checks here that both classes satisfy the protocol statically."""
+    return local, remote

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,3 +245,87 @@ def test_fit_messages_drops_whole_turns() -> None:
     assert [m["content"] for m in kept] == ["u2", "a2", "u3"] and dropped == 3
     kept, _ = fit_messages(messages, "truncateMiddle", lambda m: False)
     assert [m["content"] for m in kept] == ["u3"]
+
+
+# --- a hostile template ----------------------------------------------------------------
+
+
+async def test_no_template_code_runs_on_the_event_loop(
+    chatml: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import engine.formatting.templates as templates
+
+    render_threads: list[int] = []
+    real = templates._render_limited
+
+    def spy(*args: Any, **kwargs: Any) -> str:
+        render_threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(templates, "_render_limited", spy)
+    loop_thread = threading.get_ident()
+    chat = Chat("You are helpful.")
+    chat.add_user_message("Weather?")
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    for choice in ("auto", "required"):
+        stream = chatml.respond_events(chat, {"maxTokens": 3}, tools=[tool], tool_choice=choice)
+        await stream.wait_for_result()
+    assert render_threads and loop_thread not in render_threads
+
+
+async def test_a_looping_template_fails_the_prediction_and_the_model_goes_on(
+    make_tiny_model: Callable[..., Path],
+) -> None:
+    import asyncio
+    import time
+
+    from engine.formatting.limits import RenderLimits, TemplateLimitError
+    from engine.prediction import Failed
+
+    looping = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    path = make_tiny_model(chat_template=looping + "{{ messages[0]['content'] }}")
+    model = await LoadedModel.load_async(path, LoadConfig(context_length=512))
+    try:
+        chat = Chat()
+        chat.add_user_message("hi")
+        started = time.perf_counter()
+        stream = model.respond_events(chat, {"maxTokens": 2})
+        ticks = 0
+        while not stream.control.done.is_set():  # the loop stays free meanwhile
+            ticks += 1
+            await asyncio.sleep(0.05)
+        events = [e async for e in stream]
+        assert isinstance(events[-1], Failed)
+        error = events[-1].error
+        assert isinstance(error, TemplateLimitError) and "stopped: it took more than" in str(error)
+        assert time.perf_counter() - started < RenderLimits().max_seconds + 10
+        assert ticks > 10
+        # The model thread is free again: raw completion needs no template.
+        result = await model.complete_events("hello", {"maxTokens": 2}).wait_for_result()
+        assert result.stats.predicted_tokens_count == 2
+    finally:
+        model.unload()
+
+
+async def test_cancel_stops_a_render_that_runs_long(make_tiny_model: Callable[..., Path]) -> None:
+    import asyncio
+    import time
+
+    looping = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    path = make_tiny_model(chat_template=looping + "{{ messages[0]['content'] }}")
+    model = await LoadedModel.load_async(path, LoadConfig(context_length=512))
+    try:
+        chat = Chat()
+        chat.add_user_message("hi")
+        stream = model.respond_events(chat, {"maxTokens": 2})
+        await asyncio.sleep(0.3)  # well inside the render (its limit is seconds away)
+        cancelled_at = time.perf_counter()
+        stream.cancel()
+        result = await stream.wait_for_result()
+        assert result.stats.stop_reason == "userStopped"
+        assert time.perf_counter() - cancelled_at < 1.0
+    finally:
+        model.unload()

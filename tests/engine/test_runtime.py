@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,20 @@ def test_truncated_gguf_gives_a_clear_error(tmp_path: Path, tiny_model_path: Pat
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelLoadError, match="truncated.gguf"):
         LoadedModel.load(broken)
+
+
+def test_a_template_that_does_not_parse_still_loads(make_tiny_model) -> None:  # type: ignore[no-untyped-def]
+    # llama-cpp-python compiles the GGUF's template in Llama() and used to refuse the
+    # file; the engine renders templates itself and falls back by architecture.
+    path = make_tiny_model(chat_template="{% for x in %}{{ x }}")
+    loaded = LoadedModel.load(path, LoadConfig(context_length=256))
+    try:
+        assert loaded.info.chat_template == "ChatML (fallback)"
+        assert "does not parse" in loaded.info.chat_template_reason
+        _, result = run(loaded, "hi", maxTokens=2)
+        assert result.stats.predicted_tokens_count == 2
+    finally:
+        loaded.unload()
 
 
 def test_unload_refuses_further_predictions(tiny_model_path: Path) -> None:
@@ -250,13 +265,87 @@ def test_cancel_stops_within_a_token(model: LoadedModel) -> None:
 
 
 def test_cancel_during_prompt_processing(model: LoadedModel) -> None:
-    stream = model.complete_sync(LONG_PROMPT + " cancel me", {"maxTokens": 5})
-    for event in stream:
-        if isinstance(event, PromptProgress) and event.fraction > 0:
-            stream.cancel()
-    assert stream.result is not None
-    assert stream.result.stats.stop_reason == "userStopped"
-    assert stream.result.stats.predicted_tokens_count == 0
+    # The whole prompt to evaluate (several batches of 16), and the cancel made from the
+    # sink after the first batch: a consumer thread lagging behind would blur it.
+    model.reset_cache()
+    events: list[Event] = []
+    control = None
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, PromptProgress) and event.fraction > 0 and control is not None:
+            control.cancel()
+
+    control = model.start_prediction(
+        LONG_PROMPT + " cancel me", PredictionConfig(max_tokens=5), sink
+    )
+    assert control.done.wait(30)
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.result.stats.stop_reason == "userStopped"
+    assert finished.result.stats.predicted_tokens_count == 0
+    assert finished.result.stats.prompt_tokens_evaluated < finished.result.stats.prompt_tokens_count
+
+
+def test_unload_cancels_the_running_and_the_queued_predictions(tiny_model_path: Path) -> None:
+    loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=2048))
+    running: list[Event] = []
+    queued: list[Event] = []
+    three_tokens = threading.Event()
+
+    def sink(event: Event) -> None:
+        running.append(event)
+        if sum(isinstance(e, ContentDelta) for e in running) == 3:
+            three_tokens.set()
+
+    # Without a cancel the grammar keeps the model going until the context is full.
+    endless = PredictionConfig(max_tokens=100_000, grammar="root ::= [a-z ]+", seed=1)
+    first = loaded.start_prediction("go", endless, sink)
+    second = loaded.start_prediction("again", endless, queued.append)
+    assert three_tokens.wait(30)
+    loaded.unload()
+    assert first.done.wait(5) and second.done.wait(5)
+    for events in (running, queued):
+        finished = events[-1]
+        assert isinstance(finished, Finished), finished
+        assert finished.result.stats.stop_reason == "userStopped"
+    assert running[-1].result.stats.predicted_tokens_count < 100
+    assert queued[-1].result.stats.predicted_tokens_count == 0
+    assert not loaded.is_loaded
+
+
+def test_cancel_lands_inside_a_prompt_batch(tiny_model_path: Path) -> None:
+    # One batch of ~3,000 tokens (a second or more here): a cancel made 20 ms into it
+    # stops llama_decode itself, through llama.cpp's abort callback, instead of waiting
+    # for the batch to end; so no prompt token counts as evaluated.
+    loaded = LoadedModel.load(
+        tiny_model_path, LoadConfig(context_length=4096, batch_size=4096, threads=1)
+    )
+    try:
+        prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * 80)
+        events: list[Event] = []
+        timers: list[threading.Timer] = []
+        control = None
+
+        def sink(event: Event) -> None:
+            events.append(event)
+            if isinstance(event, PromptProgress) and event.fraction == 0.0 and control:
+                timers.append(threading.Timer(0.02, control.cancel))
+                timers[-1].start()
+
+        control = loaded.start_prediction(prompt, PredictionConfig(max_tokens=5), sink)
+        assert control.done.wait(60)
+        finished = events[-1]
+        assert isinstance(finished, Finished), finished
+        stats = finished.result.stats
+        assert stats.prompt_tokens_count > 2000
+        assert stats.stop_reason == "userStopped"
+        assert stats.prompt_tokens_evaluated == 0
+        # The context is still good: the next prediction evaluates its whole prompt.
+        _, again = run(loaded, "hello there", maxTokens=2)
+        assert again.stats.predicted_tokens_count == 2
+    finally:
+        loaded.unload()
 
 
 def test_prompt_longer_than_context(tiny_model_path: Path) -> None:
@@ -297,8 +386,13 @@ async def test_async_stream_does_not_block_the_loop(model: LoadedModel) -> None:
             ticks += 1
             await asyncio.sleep(0.001)
 
+    # Enough work that the loop must have ticked meanwhile: the whole prompt evaluated
+    # (no cache left over from earlier tests) and 200 tokens with no early end.
+    model.reset_cache()
     task = asyncio.create_task(ticker())
-    stream = model.complete_events(LONG_PROMPT, {"maxTokens": 40, "seed": 9})
+    stream = model.complete_events(
+        LONG_PROMPT, {"maxTokens": 200, "seed": 9, "grammar": "root ::= [a-z ]+"}
+    )
     events = [e async for e in stream]
     stop.set()
     await task

@@ -104,6 +104,20 @@ def test_only_json_bodies_are_read(server: ServerHandle) -> None:
     assert chat(server, **{"content-type": "application/json; charset=utf-8"}).status_code == 200
 
 
+def test_the_responses_and_xinference_routes_are_guarded_too(server: ServerHandle) -> None:
+    body = json.dumps({"model": "tiny", "input": "Hi", "max_output_tokens": 2})
+    url = f"{server.url}/responses"
+    plain = httpx.post(url, content=body, headers={"content-type": "text/plain"})
+    assert plain.status_code == 415
+    assert error_of(plain)["code"] == "unsupported_media_type"
+    assert httpx.post(url, content=body, headers={**JSON, "host": "evil.com"}).status_code == 403
+    assert httpx.post(url, content=body, headers=JSON, timeout=30).status_code == 200
+    auth = f"{server.url}/cluster/auth"
+    assert httpx.get(auth, headers={"host": "evil.com"}).status_code == 403
+    assert httpx.post(auth, content=b"{}", headers=JSON).status_code == 405
+    assert httpx.get(auth).json() == {"auth": False}
+
+
 def preflight(server: ServerHandle, origin: str) -> httpx.Response:
     return httpx.options(f"{server.url}/chat/completions", headers={
         "origin": origin,
@@ -278,7 +292,8 @@ def test_a_body_that_never_ends_gets_408(tiny: LoadedModel) -> None:
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-            if b"}}" in answer:
+            # The whole JSON body is in once the answer ends with its closing brace.
+            if b"\r\n\r\n" in answer and answer.endswith(b"}"):
                 break
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert b"body_timeout" in answer
@@ -319,6 +334,47 @@ def with_(**fields: Any) -> dict[str, Any]:
 )
 def test_nothing_a_client_sends_is_a_500(server: ServerHandle, body: Any) -> None:
     response = chat(server, body)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        error_of(response)
+
+
+def responses_with(**fields: Any) -> dict[str, Any]:
+    return {"model": "tiny", "input": "Hi", "max_output_tokens": 2, **fields}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        responses_with(input=5),
+        responses_with(input=[5]),
+        responses_with(input=[{"type": "message", "role": "user", "content": 5}]),
+        responses_with(input=[{"type": "message", "role": "user", "content": [5]}]),
+        responses_with(input=[{"type": "message", "role": "user",
+                               "content": [{"type": "input_text", "text": 5}]}]),
+        responses_with(input=[{"type": "function_call"}]),
+        responses_with(input=[{"type": "function_call", "call_id": "a", "name": "f",
+                               "arguments": 5}]),
+        responses_with(input=[{"type": "function_call_output", "call_id": "a", "output": 5}]),
+        responses_with(input=[{"type": "reasoning", "content": "x"}, "Hi"]),
+        responses_with(tools=[5]),
+        responses_with(tools=[{"type": "function"}]),
+        responses_with(tools=[{"type": "function", "name": "f", "parameters": {"type": 5}}],
+                       tool_choice="required"),
+        responses_with(tool_choice={"type": "function"}),
+        responses_with(tool_choice={"type": "function", "name": "missing"}),
+        responses_with(text={"format": {"type": "json_schema", "schema": {"type": 5}}}),
+        responses_with(text={"format": 5}),
+        responses_with(reasoning={"effort": "extreme"}),
+        responses_with(previous_response_id="resp_missing"),
+        responses_with(stop_token_ids=[2**40]),
+        responses_with(background=True),
+        b"[]",
+    ],
+)
+def test_nothing_a_responses_client_sends_is_a_500(server: ServerHandle, body: Any) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(f"{server.url}/responses", content=content, headers=JSON, timeout=30)
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         error_of(response)

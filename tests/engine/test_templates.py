@@ -3,6 +3,8 @@ embedded in a GGUF it reads back unchanged, and fallbacks are chosen by architec
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from engine.chat import Chat
 from engine.reasoning import markers_for_template, prompt_opens_reasoning
+from engine.formatting.limits import RenderLimits, TemplateLimitError
 from engine.templates import (
     CHATML_TEMPLATE,
     GEMMA_TEMPLATE,
@@ -560,3 +563,68 @@ def test_old_module_paths_name_the_same_objects() -> None:
         public = [n for n in vars(new) if not n.startswith("_") and n not in ("annotations",)]
         missing = [n for n in public if getattr(old, n, None) is not getattr(new, n)]
         assert missing == [], (old.__name__, missing)
+
+
+# --- limits: a template from a downloaded model may be hostile ----------------------------
+
+NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+
+
+def render_in_thread(template: ChatTemplate, **kwargs: Any) -> BaseException | str:
+    """Render on a thread of its own, so that a render with no limit fails the test
+    instead of hanging it."""
+    outcome: list[BaseException | str] = []
+
+    def target() -> None:
+        try:
+            outcome.append(render(template, [{"role": "user", "content": "hi"}], **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            outcome.append(err)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert outcome, "the render did not stop"
+    return outcome[0]
+
+
+def hostile(source: str) -> ChatTemplate:
+    return ChatTemplate(source=source, origin="gguf", reason="test", name="evil-model (from GGUF)")
+
+
+@pytest.mark.parametrize(
+    ("source", "limits", "what"),
+    [
+        (NESTED_LOOPS, RenderLimits(max_steps=50_000), "50,000 loop steps"),
+        (NESTED_LOOPS, RenderLimits(max_seconds=0.3), "0.3 s"),
+        ("{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}", RenderLimits(), "characters"),
+        ("{{ 'x' * 20000000 }}", RenderLimits(), "repetition"),
+        ("{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}{{ ns.s }}", RenderLimits(), "a value of"),
+        ("{% set ns = namespace(s=['a']) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+         "{% endfor %}", RenderLimits(), "a value of"),
+        ("{{ 'x'.ljust(10000000000) }}", RenderLimits(), "a call asking"),
+    ],
+)
+def test_a_render_past_its_limits_stops_with_a_clear_error(
+    source: str, limits: RenderLimits, what: str
+) -> None:
+    outcome = render_in_thread(hostile(source), limits=limits)
+    assert isinstance(outcome, TemplateLimitError), outcome
+    assert isinstance(outcome, TemplateError)
+    assert "evil-model (from GGUF)" in str(outcome) and what in str(outcome)
+
+
+def test_the_output_limit_follows_the_context_length() -> None:
+    assert RenderLimits.for_context(4096).max_output_chars == 32 * 4096
+    assert RenderLimits.for_context(16).max_output_chars == 1 << 16
+    source = "{% for i in range(500) %}{{ 'z' * 200 }}{% endfor %}"
+    assert isinstance(render_in_thread(hostile(source), limits=RenderLimits.for_context(4096)), str)
+    outcome = render_in_thread(hostile(source), limits=RenderLimits.for_context(1024))
+    assert isinstance(outcome, TemplateLimitError)
+
+
+def test_tool_detection_of_a_looping_template_gives_up_within_the_limit() -> None:
+    started = time.perf_counter()
+    assert template_supports_tools(NESTED_LOOPS + "{{ tools }}") is False
+    assert time.perf_counter() - started < RenderLimits().max_seconds + 5

@@ -1,0 +1,272 @@
+"""Readers for calls whose arguments are found by bracket matching: Python calls
+(LFM2's list, Llama 3's `<|python_tag|>` built-ins and code) and Gemma 4's
+`call:NAME{...}`."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from engine.toolcalls.json_readers import TaggedJsonReader
+from engine.toolcalls.scanner import BracketScanner, earliest, partial_start
+from engine.toolcalls.steps import Args, End, Fail, Reader
+from engine.toolcalls.tool_specs import Context
+from engine.toolcalls.values import GEMMA_QUOTE, GemmaValue, python_kwargs
+
+
+PY_QUOTES = ("'", '"')
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w{0,63}")
+
+
+class PythonicReader(Reader):
+    """LFM2: `<|tool_call_start|>[name(k=v, ...), ...]<|tool_call_end|>`."""
+
+    closer = "<|tool_call_end|>"
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.scanner: BracketScanner | None = None
+        self.list_end = pos
+        self.phase = "open"
+
+    def _phase_open(self) -> bool:
+        self.skip_ws()
+        found = self.expect("[")
+        if found is None:
+            return False
+        if not found:
+            self.fail("expected a list of calls")
+        else:
+            self.phase = "call"
+        return True
+
+    def _phase_call(self) -> bool:
+        self.skip_ws()
+        start = self.pos
+        name = self.read_name()
+        if name is None:
+            return False
+        if not name or not self.text.startswith("(", self.pos):
+            if name and self.pos >= len(self.text):
+                return False
+            self.fail_through("expected a call: name(arguments)", self.closer)
+            return True
+        self.next_call(start)
+        self.begin(name)
+        self.scanner = BracketScanner(self.pos, PY_QUOTES, escapes=True)
+        self.phase = "arguments"
+        return True
+
+    def _phase_arguments(self) -> bool:
+        assert self.scanner is not None
+        self.scanner.scan(self.text)
+        if self.scanner.error is not None:
+            self.pos = self.scanner.pos
+            self.fail_through(f"invalid call: {self.scanner.error}", self.closer)
+            return True
+        if self.scanner.end is None:
+            return False
+        self.pos = self.scanner.end
+        arguments, problem = python_kwargs(self.text[self.scanner.start + 1 : self.pos - 1])
+        self.emit(Fail(problem, self.pos) if arguments is None else End(self.name, arguments, self.pos))
+        self.phase = "separator"
+        return True
+
+    def _phase_separator(self) -> bool:
+        self.skip_ws()
+        found = self.expect(",", "]")
+        if found is None:
+            return False
+        if found == ",":
+            self.phase = "call"
+        elif found:
+            self.list_end = self.pos
+            self.phase = "closer"
+        else:
+            self.fail_through("expected ',' or ']' between calls", self.closer)
+        return True
+
+    def _phase_closer(self) -> bool:
+        self.skip_ws()
+        found = self.expect(self.closer)
+        if found is None:
+            return False
+        self.close(self.pos if found else self.list_end)
+        return True
+
+    def conclude(self) -> None:
+        if self.phase == "closer":
+            self.close(len(self.text))
+        else:
+            super().conclude()
+
+
+class PythonTagReader(Reader):
+    """After `<|python_tag|>` (Llama 3.1, Functionary v3.1): a JSON call, a built-in tool as
+    `name.call(k=v)`, or raw code for the code tool, up to the end of the message."""
+
+    code_ends = ("<|eom_id|>", "<|eot_id|>")
+
+    def __init__(self, ctx: Context, pos: int, code_tool: str) -> None:
+        super().__init__(ctx, pos)
+        self.code_tool = code_tool
+        self.scanner: BracketScanner | None = None
+        self.code_start = pos
+        self.sent = pos
+        self.phase = "start"
+
+    def _phase_start(self) -> bool:
+        self.skip_ws()
+        if not self.more():
+            return False
+        if self.text[self.pos] == "{":
+            self.delegate(TaggedJsonReader(self.ctx, self.pos, None))
+            return True
+        match = _IDENTIFIER.match(self.text, self.pos)
+        end = match.end() if match else self.pos
+        rest = self.text[end : end + len(".call(")]
+        if match and rest == ".call(":
+            self.begin(self.text[self.pos : end])
+            self.pos = end + len(".call")
+            self.scanner = BracketScanner(self.pos, PY_QUOTES, escapes=True)
+            self.phase = "builtin"
+            return True
+        if match and len(rest) < len(".call(") and ".call(".startswith(rest) and not self.at_end:
+            return False
+        self._start_code()
+        return True
+
+    def _phase_builtin(self) -> bool:
+        assert self.scanner is not None
+        self.scanner.scan(self.text)
+        if self.scanner.error is not None:
+            self.pos = self.scanner.pos
+            self.fail(f"invalid call: {self.scanner.error}")
+            return True
+        if self.scanner.end is None:
+            return False
+        self.pos = self.scanner.end
+        arguments, problem = python_kwargs(self.text[self.scanner.start + 1 : self.pos - 1])
+        if arguments is None:
+            self.fail(problem)
+        else:
+            self.end_call(arguments, self.pos)
+            self.close()
+        return True
+
+    def _start_code(self) -> None:
+        self.begin(self.code_tool)
+        self.emit(Args('{"code": "'))
+        self.code_start = self.sent = self.pos
+        self.phase = "code"
+
+    def _phase_code(self) -> bool:
+        found = earliest(self.text, self.code_ends, self.sent)
+        if found is not None:
+            at = found[0]
+            self._send_code(at)
+            self._finish_code(at, at + len(found[1]))
+            return True
+        hold = partial_start(self.text, self.code_ends, len(self.text), self.sent)
+        self._send_code(len(self.text) if hold is None else max(hold, self.sent))
+        return False
+
+    def _send_code(self, upto: int) -> None:
+        if upto > self.sent:
+            piece = json.dumps(self.text[self.sent : upto], ensure_ascii=False)[1:-1]
+            self.emit(Args(piece))
+            self.sent = upto
+
+    def _finish_code(self, code_end: int, end: int) -> None:
+        self.emit(Args('"}'))
+        self.end_call({"code": self.text[self.code_start : code_end]}, end)
+        self.close(end)
+
+    def conclude(self) -> None:
+        if self.phase == "code":
+            self._send_code(len(self.text))
+            self._finish_code(len(self.text), len(self.text))
+        else:
+            super().conclude()
+
+
+class Gemma4Reader(Reader):
+    """Gemma 4: `<|tool_call>call:NAME{key:value,...}<tool_call|>`."""
+
+    closer = "<tool_call|>"
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.scanner: BracketScanner | None = None
+        self.arguments: dict[str, Any] = {}
+        self.phase = "prefix"
+
+    def _phase_prefix(self) -> bool:
+        found = self.expect("call:")
+        if found is None:
+            return False
+        if not found:
+            self.fail("expected call:NAME after <|tool_call>")
+        else:
+            self.phase = "name"
+        return True
+
+    def _phase_name(self) -> bool:
+        name = self.read_name()
+        if name is None:
+            return False
+        if not name:
+            self.fail_through("expected a tool name", self.closer)
+            return True
+        self.begin(name)
+        self.phase = "brace"
+        return True
+
+    def _phase_brace(self) -> bool:
+        if not self.more():
+            return False
+        if self.text[self.pos] != "{":
+            self.fail_through("expected '{' after the tool name", self.closer)
+            return True
+        self.scanner = BracketScanner(self.pos, (GEMMA_QUOTE,), escapes=False)
+        self.phase = "arguments"
+        return True
+
+    def _phase_arguments(self) -> bool:
+        assert self.scanner is not None
+        self.scanner.scan(self.text)
+        if self.scanner.error is not None:
+            self.pos = self.scanner.pos
+            self.fail_through(f"invalid arguments: {self.scanner.error}", self.closer)
+            return True
+        if self.scanner.end is None:
+            return False
+        self.pos = self.scanner.end
+        try:
+            value = GemmaValue(self.text[self.scanner.start : self.pos]).parse()
+        except (ValueError, RecursionError) as err:
+            self.fail_through(f"invalid arguments: {err}", self.closer)
+            return True
+        self.arguments = value
+        self.phase = "closer"
+        return True
+
+    def _phase_closer(self) -> bool:
+        self.skip_ws()
+        found = self.expect(self.closer)
+        if found is None:
+            return False
+        if found:
+            self.end_call(self.arguments, self.pos)
+            self.close()
+        else:
+            self.fail_through(f"unexpected text before {self.closer}", self.closer)
+        return True
+
+    def conclude(self) -> None:
+        if self.phase == "closer":
+            self.end_call(self.arguments, len(self.text))
+            self.close(len(self.text))
+        else:
+            super().conclude()

@@ -1,0 +1,269 @@
+"""What a reader reports (its *steps*: a call began, argument text arrived, a call
+ended or failed, the block closed), and `Reader`, the cursor machinery every
+format's reader is built on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from engine.toolcalls.scanner import MAX_NAME, NAME_CHARS, earliest, partial_start
+from engine.toolcalls.tool_specs import Context
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A call's name is known."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Args:
+    """More of the current call's arguments, as JSON text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The current call is complete; its raw text ends at `end` (an offset in the block)."""
+
+    name: str
+    arguments: Any
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The current call does not parse; its raw text, up to `end`, is content."""
+
+    reason: str
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The text up to `end` (a separator between calls) goes with the previous call."""
+
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The block ends at `end`; what follows is ordinary text again."""
+
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The opener was not the start of a call after all (Llama 3's bare `{`)."""
+
+
+Step: TypeAlias = Begin | Args | End | Fail | Tail | Close | Reject
+
+
+class Reader:
+    """Reads one block of tool calls, from its opener on, as the block's text grows.
+
+    `advance(text, at_end)` gets the whole block text so far (it only grows) and returns
+    the steps that text allows; the reader keeps its own cursor. Subclasses write
+    `step()` (one move: True when it made progress, False when it needs more text) and
+    may write `conclude()`, which must settle the block at the end of the output.
+
+    Linear time: no move looks at text it has already looked at again, however the text
+    arrives. Searches for a marker resume where the last one, from the same cursor,
+    stopped; names and headers are read within their length limits.
+    """
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        self.ctx = ctx
+        self.pos = pos
+        self.done = False
+        self.text = ""
+        self.at_end = False
+        self.name = ""
+        self.settled = 0
+        """Calls ended or failed so far in this block."""
+        self.phase = ""
+        self._steps: list[Step] = []
+        self._inner: Reader | None = None
+        self._failing: tuple[str, str, bool] | None = None
+        self._resume: tuple[int, tuple[str, ...], int] = (-1, (), 0)
+        """(cursor, needles, offset): where the last unfinished search may go on from."""
+
+    def advance(self, text: str, at_end: bool) -> list[Step]:
+        self.text, self.at_end, self._steps = text, at_end, []
+        try:
+            if self._inner is None:
+                self._run()
+            if self._inner is not None:  # delegated, now or before
+                self._steps.extend(self._inner.advance(text, at_end))
+                self.done = self._inner.done
+        finally:
+            # Hold no reference to the text between calls, so that the parser can grow
+            # it in place (CPython appends to a string nothing else refers to).
+            self.text = ""
+        return self._steps
+
+    def _run(self) -> None:
+        while not self.done and self._inner is None:
+            progressed = self._skip_failed() if self._failing else self.step()
+            if not progressed:
+                break
+        if self.at_end and not self.done and self._inner is None:
+            self.conclude()
+
+    def step(self) -> bool:
+        return bool(getattr(self, f"_phase_{self.phase}")())
+
+    def conclude(self) -> None:
+        self.fail("the tool call is not closed", len(self.text))
+
+    # -- outcomes
+
+    def emit(self, step: Step) -> None:
+        if isinstance(step, (End, Fail)):
+            self.settled += 1
+        self._steps.append(step)
+
+    def emit_all(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.emit(step)
+
+    def end_call(self, arguments: Any, end: int) -> None:
+        self.emit(End(self.name, arguments, end))
+
+    def close(self, end: int | None = None) -> None:
+        self.emit(Close(self.pos if end is None else end))
+        self.done = True
+
+    def fail(self, reason: str, end: int | None = None) -> None:
+        """The call fails here and the block ends with it."""
+        end = self.pos if end is None else end
+        self.emit(Fail(reason, end))
+        self.close(end)
+
+    def fail_through(self, reason: str, closer: str | None, *, close_block: bool = True) -> None:
+        """The call fails; its raw text runs through `closer` (or to the end of the output),
+        since a model that wrote the block's start usually writes its end too."""
+        if closer is None:
+            self.fail(reason)
+        else:
+            self._failing = (reason, closer, close_block)
+
+    def reject(self) -> None:
+        self.emit(Reject())
+        self.done = True
+
+    def delegate(self, reader: Reader) -> None:
+        """Let another reader, starting at its own cursor, read the rest of the block."""
+        self._inner = reader
+
+    def _skip_failed(self) -> bool:
+        assert self._failing is not None
+        reason, closer, close_block = self._failing
+        found = self.search((closer,))
+        if not found and not self.at_end:
+            return False
+        end = found[0] + len(closer) if found else len(self.text)
+        self._failing = None
+        self.pos = end
+        self.emit(Fail(reason, end))
+        if close_block or not found:
+            self.close(end)
+        return True
+
+    # -- cursor helpers
+
+    def skip_ws(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def more(self) -> bool:
+        return self.pos < len(self.text)
+
+    def expect(self, *options: str) -> str | None:
+        """Consume the longest option at the cursor and return it; "" when none can match;
+        None when the text so far is too short to tell."""
+        best = ""
+        undecided = False
+        for option in options:
+            if self.text.startswith(option, self.pos):
+                best = option if len(option) > len(best) else best
+            elif len(self.text) - self.pos < len(option) and option.startswith(
+                self.text[self.pos :]
+            ):
+                undecided = True
+        if undecided:
+            return None
+        self.pos += len(best)
+        return best
+
+    def until(
+        self, *delims: str, limit: int | None = None
+    ) -> tuple[str, str] | Literal[False] | None:
+        """The text up to the earliest delimiter, consumed with it: (text, delimiter).
+        None while no delimiter has arrived; False when none starts within `limit`."""
+        found = self.search(delims, limit)
+        if not found:
+            return found
+        at, delim = found
+        value = self.text[self.pos : at]
+        self.pos = at + len(delim)
+        return value, delim
+
+    def search(
+        self, needles: tuple[str, ...], limit: int | None = None
+    ) -> tuple[int, str] | Literal[False] | None:
+        """The earliest needle at or after the cursor (the longest, on a tie), once no
+        earlier one can still be arriving: (offset, needle). None while none can be told
+        yet; False when none starts within `limit` characters of the cursor.
+
+        The answer does not depend on how the text arrived: a needle is looked for only
+        where the whole of it could lie, and a search that finds nothing resumes, on
+        the next call from the same cursor, where a needle could still begin.
+        """
+        text, pos = self.text, self.pos
+        longest = max(len(n) for n in needles)
+        resume_pos, resume_needles, resume_at = self._resume
+        start = resume_at if (resume_pos, resume_needles) == (pos, needles) else pos
+        end = None if limit is None else min(len(text), pos + limit + longest)
+        found = earliest(text, needles, start, end)
+        if found is not None and (limit is None or found[0] - pos <= limit):
+            if self.at_end or len(needles) == 1:
+                return found
+            # A longer needle may begin before this one and still be arriving.
+            if partial_start(text, needles, found[0], pos) is None:
+                return found
+            return None
+        if found is not None:
+            return False
+        # Nothing yet: a needle may still begin where its whole length has not arrived.
+        reach = len(text) if self.at_end else max(pos, len(text) - longest + 1)
+        if limit is not None and reach - pos > limit:
+            return False
+        self._resume = (pos, needles, reach)
+        return None
+
+    def read_name(self) -> str | None:
+        """A tool name at the cursor ("" when there is none); None while it may go on."""
+        match = NAME_CHARS.match(self.text, self.pos, self.pos + MAX_NAME + 1)
+        end = match.end() if match else self.pos
+        if end - self.pos > MAX_NAME:
+            return ""
+        if end == len(self.text) and not self.at_end:
+            return None
+        name = self.text[self.pos : end]
+        self.pos = end
+        return name
+
+    def begin(self, name: str) -> None:
+        self.name = name
+        self.emit(Begin(name))
+
+    def next_call(self, start: int) -> None:
+        """A further call starts at `start`: what lies between goes with the previous one."""
+        if self.settled:
+            self.emit(Tail(start))

@@ -1,0 +1,321 @@
+"""Tool calls and reasoning, family by family, on llama.cpp's own test cases.
+
+Each case is an output from llama.cpp's chat-parser tests, with the upstream file and
+line it comes from, and what llama.cpp makes of it: content and reasoning (compared
+after strip, as upstream does) and the calls (arguments as JSON). Each is parsed in
+one piece by `parse_output` and, where both can apply, streamed in pieces through the
+same pipeline: the two must agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.prediction import ContentDelta, Event, ReasoningDelta, ToolCallFinished
+from engine.reasoning import ReasoningParser, markers_for_template
+from engine.toolcalls import (
+    OutputPipeline,
+    ToolCallParser,
+    detect_call_format,
+    detect_tool_format,
+    parse_output,
+)
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
+DEEPSEEK_V3_1 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-deepseek-v3-1.cpp"
+KIMI_K2 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-kimi-k2.cpp"
+GPT_OSS = "ochafik/llama.cpp@1e7262b tests/chat-parsers/test-gpt-oss.cpp"
+
+# DeepSeek's special tokens, spelled once.
+CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+CALL_BEGIN, SEP, CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"
+
+
+def deepseek_call(name: str, arguments: str) -> str:
+    return f"{CALL_BEGIN}{name}{SEP}{arguments}{CALL_END}"
+
+
+def kimi_calls(*calls: tuple[str, str]) -> str:
+    return (
+        "<|tool_calls_section_begin|>"
+        + "".join(
+            f"<|tool_call_begin|>functions.{name}:{i}<|tool_call_argument_begin|>{arguments}"
+            "<|tool_call_end|>"
+            for i, (name, arguments) in enumerate(calls)
+        )
+        + "<|tool_calls_section_end|>"
+    )
+
+
+ANALYSIS = "<|channel|>analysis<|message|>I'm\nthinking<|end|>"
+SPECIAL = [("special_function", {"arg1": 1})]
+JOHN = '{"name": "John Doe", "age": 30, "active": true, "score": 95.5}'
+JOHN_VALUE = {"name": "John Doe", "age": 30, "active": True, "score": 95.5}
+
+
+@dataclass(frozen=True)
+class Case:
+    source: str
+    """Upstream file and line of the input."""
+    template: str
+    raw: str
+    content: str = ""
+    reasoning: str = ""
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    """parse_output's keywords: reasoning, starts_in_reasoning."""
+    streams: bool = True
+    """False where only a complete output can tell (a reasoning block never closed)."""
+
+
+CASES: list[Case] = [
+    Case(
+        f"{DEEPSEEK_V3_1}:44",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "I'm\nthinking</think>Hello, world!\nWhat's up?",
+        content="Hello, world!\nWhat's up?",
+        reasoning="I'm\nthinking",
+        options={"starts_in_reasoning": True},
+    ),
+    Case(  # reasoning_format none: the markup stays in the content
+        f"{DEEPSEEK_V3_1}:56",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "REASONING</think>ok",
+        content="REASONING</think>ok",
+        options={"reasoning": False, "starts_in_reasoning": True},
+    ),
+    Case(  # the happy path, as the model card says
+        f"{DEEPSEEK_V3_1}:69",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END,
+        calls=[("get_time", {"city": "Tokyo"})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(  # thinking open, then a call
+        f"{DEEPSEEK_V3_1}:82",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "REASONING</think>" + CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END,
+        reasoning="REASONING",
+        calls=[("get_time", {"city": "Tokyo"})],
+        options={"starts_in_reasoning": True},
+    ),
+    Case(  # text, then parallel calls in one section
+        f"{DEEPSEEK_V3_1}:100",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "CONTENT"
+        + CALLS_BEGIN
+        + deepseek_call("get_time", '{"city": "Paris"}')
+        + deepseek_call("get_weather", '{"city": "Paris"}')
+        + CALLS_END,
+        content="CONTENT",
+        calls=[("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(  # a call block inside closed reasoning is reasoning
+        f"{DEEPSEEK_V3_1}:113",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "REASONING"
+        + CALLS_BEGIN
+        + deepseek_call("get_time2", '{"city": "Tokyo2"}')
+        + CALLS_END
+        + "REASONING</think>"
+        + CALLS_BEGIN
+        + deepseek_call("get_time", '{"city": "Tokyo"}')
+        + CALLS_END,
+        reasoning="REASONING"
+        + CALLS_BEGIN
+        + deepseek_call("get_time2", '{"city": "Tokyo2"}')
+        + CALLS_END
+        + "REASONING",
+        calls=[("get_time", {"city": "Tokyo"})],
+        options={"starts_in_reasoning": True},
+    ),
+    Case(  # reasoning never closed, calls follow: the reasoning is content, plus the calls
+        f"{DEEPSEEK_V3_1}:129",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "REASONING" + CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END,
+        content="REASONING",
+        calls=[("get_time", {"city": "Tokyo"})],
+        options={"starts_in_reasoning": True},
+        streams=False,
+    ),
+    Case(  # the same, the prompt unknown: nothing says the reasoning was opened
+        f"{DEEPSEEK_V3_1}:129",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "REASONING" + CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END,
+        content="REASONING",
+        calls=[("get_time", {"city": "Tokyo"})],
+    ),
+    Case(
+        f"{DEEPSEEK_V3_1}:155",
+        "deepseek-ai-DeepSeek-V3.1.jinja",
+        "CONTENT",
+        content="CONTENT",
+        options={"starts_in_reasoning": False},
+    ),
+    # gpt-oss (harmony): the assert_msg_equals cases, counted from the top of the file.
+    Case(
+        f"{GPT_OSS} case 3 (analysis, then final)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
+        content="Hello, world!\nWhat's up?",
+        reasoning="I'm\nthinking",
+    ),
+    Case(
+        f"{GPT_OSS} case 6 (a call in the commentary channel)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>commentary to=functions.special_function "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 7 (a call addressed from the analysis channel)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>analysis to=functions.special_function "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 16 (the recipient in the role header)",
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.special_function<|channel|>commentary <|constrain|>json<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 17 (role header, analysis channel)",
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.special_function<|channel|>analysis <|constrain|>json<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{GPT_OSS} case 18 (role header after reasoning)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant to=functions.special_function<|channel|>analysis "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    # Kimi K2 (upstream reads its Instruct template; the Thinking one writes the same).
+    Case(
+        f"{KIMI_K2} 'Test parsing tool calls with thinking'",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm\nthinking</think>" + kimi_calls(("special_function", '{"arg1": 1}')),
+        reasoning="I'm\nthinking",
+        calls=[("special_function", {"arg1": 1})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(
+        f"{KIMI_K2} 'Test tool calls with extra content AND thinking'",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm\nthinking</think>"
+        + kimi_calls(("special_function", '{"arg1": 1}'))
+        + "Hello, world!\nWhat's up?",
+        content="Hello, world!\nWhat's up?",
+        reasoning="I'm\nthinking",
+        calls=[("special_function", {"arg1": 1})],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(
+        f"{KIMI_K2} multi_tool_msg",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm thinking.</think>Let me call multiple tools."
+        + kimi_calls(
+            ("read_file", '{"files":[{"path":"src/app/Partners.tsx","line_ranges":["1-100"]}]}'),
+            ("complex_function", JOHN),
+            ("emoji_function", '{"message":"Hello! 👋 🌟 🚀 Testing emojis: 😀😃😄😁 and symbols: ∑∏∆∇"}'),
+        ),
+        content="Let me call multiple tools.",
+        reasoning="I'm thinking.",
+        calls=[
+            ("read_file", {"files": [{"path": "src/app/Partners.tsx", "line_ranges": ["1-100"]}]}),
+            ("complex_function", JOHN_VALUE),
+            ("emoji_function", {"message": "Hello! 👋 🌟 🚀 Testing emojis: 😀😃😄😁 and symbols: ∑∏∆∇"}),
+        ],
+        options={"starts_in_reasoning": False},
+    ),
+    Case(  # calls inside a <think> that never closes: calls, the text before is reasoning
+        f"{KIMI_K2} TODO 'tool calls embedded in <think> blocks', first case",
+        "Kimi-K2-Thinking.jinja",
+        "<think>I'm thinking" + kimi_calls(("complex_function_in_think", JOHN)),
+        reasoning="I'm thinking",
+        calls=[("complex_function_in_think", JOHN_VALUE)],
+        streams=False,
+    ),
+]
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _outcome(content: str, reasoning: str, calls: list[Any]) -> tuple[Any, ...]:
+    return (content.strip(), reasoning.strip(), [(c.name, c.arguments) for c in calls])
+
+
+def _streamed(case: Case, pieces: list[str]) -> tuple[Any, ...]:
+    """The pipeline the engine streams through, fed in pieces."""
+    source = _template(case.template)
+    markers = markers_for_template(source) if case.options.get("reasoning", True) else None
+    given = case.options.get("starts_in_reasoning")
+    # What parse_output guesses when it is not told: the stream is told the same.
+    raw = case.raw
+    guessed = (
+        markers is not None
+        and markers.close in raw
+        and (markers.open not in raw or raw.find(markers.open) > raw.find(markers.close))
+    )
+    starts = (guessed if given is None else bool(given)) and markers is not None
+    pipeline = OutputPipeline(
+        ReasoningParser(markers, starts_in_reasoning=starts),
+        ToolCallParser(detect_call_format(source)),
+    )
+    events: list[Event] = []
+    for piece in pieces:
+        events += pipeline.feed(piece)
+    events += pipeline.finish()
+    return _outcome(
+        "".join(e.text for e in events if isinstance(e, ContentDelta)),
+        "".join(e.text for e in events if isinstance(e, ReasoningDelta)),
+        [e.call for e in events if isinstance(e, ToolCallFinished)],
+    )
+
+
+def _id(case: Case) -> str:
+    where = case.source.split(" tests/chat-parsers/", 1)[-1]
+    return where.replace(" ", "_") + ("" if case.streams else "-whole")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_parses_as_llama_cpp_does(case: Case) -> None:
+    parsed = parse_output(case.raw, chat_template=_template(case.template), **case.options)
+    expected = _outcome(case.content, case.reasoning, [])[:2] + (case.calls,)
+    assert _outcome(parsed.content, parsed.reasoning, parsed.tool_calls) == expected
+    assert parsed.errors == []
+    for call in parsed.tool_calls:
+        json.dumps(call.arguments)  # arguments are JSON
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.streams], ids=_id)
+def test_streamed_agrees_with_one_piece(case: Case) -> None:
+    parsed = parse_output(case.raw, chat_template=_template(case.template), **case.options)
+    whole = _outcome(parsed.content, parsed.reasoning, parsed.tool_calls)
+    text = case.raw
+    for size in (1, 3, 7, 16):
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        assert _streamed(case, pieces) == whole, size
+
+
+def test_deepseek_v3_1_writes_its_own_calls_though_its_template_lists_no_tools() -> None:
+    v3_1 = _template("deepseek-ai-DeepSeek-V3.1.jinja")
+    assert detect_call_format(v3_1) == "deepseek_v3"
+    # Prompting still needs the default format: nothing else tells the model the tools.
+    assert detect_tool_format(v3_1) == "default"
+    # The R1 distills write no calls of their own.
+    assert detect_call_format(_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")) == "default"
