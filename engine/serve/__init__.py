@@ -1,4 +1,5 @@
-"""The HTTP server: OpenAI's chat, completions and Responses APIs, Xinference's shapes.
+"""The HTTP server: OpenAI's chat, completions and Responses APIs, Xinference's shapes,
+and the LM Studio SDK's websocket protocol.
 
 Split as llama-cpp-python splits its `server/` package:
 
@@ -11,18 +12,19 @@ Split as llama-cpp-python splits its `server/` package:
 | `translate.py` | a request into engine inputs; results and events into OpenAI JSON |
 | `streaming.py` | server-sent events from one prediction, with disconnect handling |
 | `requestlog.py` | one log-bus record per request |
-| `security.py` | the Host check (DNS rebinding) and CORS for listed origins only |
+| `security.py` | the Host check (DNS rebinding), pages' websockets, CORS for listed origins |
 | `app.py` | the plumbing every endpoint shares (body limits, queue), the app factory |
 | `openai_v1.py` | OpenAI's `/v1` endpoints: models, chat completions, completions |
 | `responses.py` | OpenAI's Responses API: output items, stream events, kept responses, routes |
 | `responses_request.py` | a Responses request and its input as a chat completion request |
 | `xinference.py` | what Xinference's client adds: model fields, `/v1/cluster/auth` |
+| `lmstudio/` | LM Studio's SDK protocol: its greeting and websockets (`lmstudio_routes`) |
 | `connections.py` | uvicorn's HTTP protocol with a deadline for a request's headers |
 | `run.py` | starting and stopping uvicorn (`ServerHandle`, `run_server`), the banner |
 
 A protocol is a module beside `openai_v1.py` (as the Responses API and Xinference's
-shapes are; the LM Studio websocket next) that reuses `translate`, `streaming` and
-`app`'s plumbing and hands `create_app` its routes.
+shapes are), or a package (`lmstudio/`, the LM Studio SDK's websocket protocol), that
+reuses `translate`, `streaming` and `app`'s plumbing and hands `create_app` its routes.
 
 Names are imported lazily so that `engine.settings` can read `serve.settings` without
 pulling in Starlette.

@@ -5,8 +5,8 @@ answered, and turns an `ApiError` (or any bug) into an OpenAI error body, so tha
 nothing a request does can take the server down. `Api.json_body` reads a body within
 the limits (JSON only, size, time, nesting) and `Api.admit` bounds the predictions
 queued at once; the Host check and CORS are middleware (`security`). Endpoints themselves live in one
-module per protocol (`openai_v1`, `responses`, `xinference`), each handing `create_app`
-its routes.
+module per protocol (`openai_v1`, `responses`, `xinference`, the `lmstudio` package), each
+handing `create_app` its routes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .errors import (
     error_response,
     too_large,
 )
+from .lmstudio import ModelLoader, SdkState, lmstudio_routes
 from .models import ModelProvider, ServedModel
 from .requestlog import RequestLog
 from .security import middleware
@@ -239,13 +240,15 @@ def create_app(
     api_key: str | None = None,
     max_body_bytes: int | None = None,
     settings: ServerSettings | None = None,
+    loader: ModelLoader | None = None,
 ) -> Starlette:
-    """The ASGI app: OpenAI's endpoints (chat, completions, Responses) and Xinference's
-    extras over the provider's loaded models.
+    """The ASGI app: OpenAI's endpoints (chat, completions, Responses), Xinference's
+    extras and LM Studio's SDK protocol over the provider's loaded models.
 
     `settings` (the `[server]` table) sets the limits and who may call; `api_key` and
     `max_body_bytes`, when given, override its values. `settings.host` is where the
-    server is bound, which decides the Host check (see `security`).
+    server is bound, which decides the Host check (see `security`). `loader` lets SDK
+    clients load models from the catalog; without one they use the loaded models only.
     """
     settings = settings or ServerSettings()
     overrides = {"api_key": api_key, "max_body_bytes": max_body_bytes}
@@ -263,6 +266,7 @@ def create_app(
         *responses.routes(api),
         *xinference.routes(api),
         api.route("/health", health, "GET"),
+        *lmstudio_routes(SdkState(models, api_key=settings.api_key, loader=loader)),
     ]
     app = Starlette(
         routes=routes,

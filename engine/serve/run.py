@@ -2,8 +2,9 @@
 
 uvicorn serves the Starlette app on a socket bound here (so that a taken port is a
 clear `ServerError`, and port 0 tells us the port it got); its log lines go to the
-log bus, never to a terminal the TUI draws on. `run_server` prints a banner and one
-line per request, and stops on Ctrl+C or SIGTERM.
+log bus, never to a terminal the TUI draws on. The same uvicorn may also serve the LM
+Studio SDK's port (`sdk_port`). `run_server` prints a banner and one line per request,
+and stops on Ctrl+C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 
 from .app import create_app
+from .lmstudio import CatalogLoader, ModelLoader
+from .lmstudio.sdk_port import bind_sdk_port, sdk_port_url
 from .models import ModelProvider, ModelRegistry, ServedModel
 from .connections import protocol_with
 from .security import is_loopback
@@ -81,6 +84,8 @@ class ServerHandle:
     Port 0 picks a free port; `url` is then the real one. Signals are left to the app.
     `settings` is the `[server]` table (limits, allowed hosts, CORS origins, timeouts);
     `host`, `port`, `api_key` and `max_body_bytes`, when given, override its values.
+    `loader` lets LM Studio SDK clients load models (it is closed on `stop`); `sdk_port`
+    also serves the app on that loopback port, where the SDK looks for LM Studio (0: not).
     """
 
     def __init__(
@@ -93,6 +98,8 @@ class ServerHandle:
         max_body_bytes: int | None = None,
         shutdown_timeout: float = 3.0,
         settings: ServerSettings | None = None,
+        loader: ModelLoader | None = None,
+        sdk_port: int = 0,
     ) -> None:
         self.models = models
         self.settings = settings or ServerSettings()
@@ -101,6 +108,11 @@ class ServerHandle:
         self.api_key = (api_key if api_key is not None else self.settings.api_key) or None
         self.max_body_bytes = max_body_bytes or self.settings.max_body_bytes
         self.shutdown_timeout = shutdown_timeout
+        self.loader = loader
+        self.sdk_port = sdk_port
+        self.sdk_url: str | None = None
+        """Where `lms.llm()` finds this server ("127.0.0.1:41343"), once started with an
+        SDK port that was free; None otherwise."""
         self._server: Any = None
         self._app: Starlette | None = None
         self._task: asyncio.Task[None] | None = None
@@ -123,11 +135,17 @@ class ServerHandle:
         _bridge_uvicorn_logs()
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
+        sockets = [sock]
+        # One uvicorn serves both: the SDK probes its own port, then talks to the same app.
+        sdk = bind_sdk_port(self.sdk_port)
+        if sdk is not None:
+            sockets.append(sdk)
+            self.sdk_url = sdk_port_url(sdk)
         settings = self.settings.model_copy(update={
             "host": self.host, "port": self.port, "api_key": self.api_key,
             "max_body_bytes": self.max_body_bytes,
         })
-        app = self._app = create_app(self.models, settings=settings)
+        app = self._app = create_app(self.models, settings=settings, loader=self.loader)
         config = uvicorn.Config(
             app,
             http=protocol_with(settings.header_timeout),
@@ -138,10 +156,12 @@ class ServerHandle:
             timeout_graceful_shutdown=max(1, int(self.shutdown_timeout)),
         )
         self._server = _embedded_server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        self._task = asyncio.create_task(self._server.serve(sockets=sockets))
         while not self._server.started:
             if self._task.done():
-                sock.close()
+                for bound in sockets:
+                    bound.close()
+                self.sdk_url = None
                 error = self._task.exception()
                 raise ServerError(f"the server did not start: {error!r}")
             await asyncio.sleep(0.01)
@@ -165,6 +185,10 @@ class ServerHandle:
         except Exception as err:  # noqa: BLE001 - stopping must always succeed
             LOG_BUS.emit("warning", "server", f"server stopped with an error: {err!r}")
         self._task = None
+        self.sdk_url = None
+        if self.loader is not None:
+            # What SDK clients loaded goes with the server; the app's own models stay.
+            await asyncio.to_thread(self.loader.close)
         LOG_BUS.emit("info", "server", f"stopped serving at {self.url}", url=self.url)
 
     async def __aenter__(self) -> Self:
@@ -208,8 +232,13 @@ def run_server(
         print(f"llamaterm: {err}", file=out)
         return 1
     served = ServedModel(handle.identifier, handle.loaded_model, settings.prediction_defaults())
-    server = ServerHandle(ModelRegistry([served]), host=host, port=port, api_key=api_key,
-                          settings=getattr(settings, "server", None))
+    registry = ModelRegistry([served])
+    section = getattr(settings, "server", None)
+    server = ServerHandle(
+        registry, host=host, port=port, api_key=api_key, settings=section,
+        loader=CatalogLoader.from_settings(registry, settings),
+        sdk_port=section.sdk_port if section is not None else 0,
+    )
     try:
         return asyncio.run(_serve_until_signal(server, out))
     finally:
@@ -243,6 +272,10 @@ def _banner(server: ServerHandle) -> list[str]:
     ids = ", ".join(m.id for m in server.models.served_models())
     lines = [f"serving {ids} at {server.url}"]
     lines.append("API key required" if server.api_key else "no API key required")
+    address = server.url.removeprefix("http://").removesuffix("/v1")
+    lines.append(f"LM Studio SDK: lms.Client({address!r})")
+    if server.sdk_url:
+        lines.append(f"lms.llm() finds it on {server.sdk_url}")
     if not is_loopback(server.host) and not server.api_key:
         lines.append(f"warning: {server.host} is reachable from other machines and no --api-key is set")
     lines.append("Ctrl+C stops the server")

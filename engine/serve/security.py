@@ -7,6 +7,11 @@ with 415), and DNS rebinding (a name the attacker controls resolves to 127.0.0.1
 browser sends `Host: evil.example`). Bound to loopback, the server therefore answers
 only to loopback Host values and the `[server] allowed_hosts` names; CORS headers go
 only to `[server] cors_origins`.
+
+Websockets (the LM Studio SDK's) get the same Host check, and one more: CORS does not
+cover them, so a page on any site may open `ws://127.0.0.1:PORT/llm` with a loopback
+Host. A browser always names the page's origin in the handshake and programs (the SDK)
+send none, so an upgrade with an `Origin` outside `[server] cors_origins` is refused.
 """
 
 from __future__ import annotations
@@ -65,36 +70,56 @@ class HostCheck:
 
 
 class HostGuard:
-    """ASGI middleware that answers 403 to a Host the server does not answer to."""
+    """ASGI middleware that answers 403 to a Host the server does not answer to, and
+    refuses a websocket opened by a page from an origin not in `origins`."""
 
-    def __init__(self, app: ASGIApp, check: HostCheck) -> None:
+    def __init__(self, app: ASGIApp, check: HostCheck, origins: Iterable[str] = ()) -> None:
         self.app = app
         self.check = check
+        self.origins = frozenset(o.rstrip("/").lower() for o in origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
-        if self.check.allows(host):
+        headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"host", b"origin")}
+        host = headers.get(b"host")
+        refusal, code = None, "host_not_allowed"
+        if not self.check.allows(host):
+            refusal = (
+                f"this server does not answer to the host {host!r}: add it to [server] "
+                "allowed_hosts if you mean to reach it by that name"
+            )
+        elif scope["type"] == "websocket" and not self._origin_allowed(headers.get(b"origin")):
+            code = "origin_not_allowed"
+            refusal = (
+                f"a web page from {headers[b'origin']!r} may not open this websocket: add "
+                "the origin to [server] cors_origins if you mean it to"
+            )
+        if refusal is None:
             await self.app(scope, receive, send)
             return
-        error = ApiError(
-            f"this server does not answer to the host {host!r}: add it to [server] "
-            "allowed_hosts if you mean to reach it by that name",
-            status=403,
-            code="host_not_allowed",
-        )
+        error = ApiError(refusal, status=403, code=code)
         client = scope.get("client")
-        log = RequestLog(scope["method"], scope["path"], f"{client[0]}:{client[1]}" if client else "")
+        method = scope.get("method", "GET")
+        log = RequestLog(method, scope["path"], f"{client[0]}:{client[1]}" if client else "")
         log.finish(error.status, error=error.message)
+        if scope["type"] == "websocket":
+            # Closed before it is accepted: the server answers the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            return
         await error_response(error)(scope, receive, send)
+
+    def _origin_allowed(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        return "*" in self.origins or origin.rstrip("/").lower() in self.origins
 
 
 def middleware(bound_host: str, allowed_hosts: Iterable[str], cors_origins: Iterable[str]) -> list[Middleware]:
     """The app's middleware, outermost first: the Host check, then CORS if any origin is listed."""
-    stack = [Middleware(HostGuard, check=HostCheck(bound_host, allowed_hosts))]
     origins = list(cors_origins)
+    stack = [Middleware(HostGuard, check=HostCheck(bound_host, allowed_hosts), origins=origins)]
     if origins:
         stack.append(Middleware(
             CORSMiddleware,

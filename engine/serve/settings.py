@@ -13,6 +13,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1234
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_QUEUE_LIMIT = 8
+DEFAULT_SDK_PORT = 41343
+"""The first port the LM Studio SDK probes for a server (`lmstudio._api_server_ports`)."""
 
 
 class ServerSettings(BaseModel):
@@ -28,6 +30,10 @@ class ServerSettings(BaseModel):
     """Its port."""
     api_key: str | None = None
     """When set, requests must carry `Authorization: Bearer <key>`."""
+    sdk_port: int = Field(default=DEFAULT_SDK_PORT, ge=0, le=65535)
+    """Also served on loopback where the LM Studio SDK looks for LM Studio, so that
+    `lms.llm()` finds llamaterm (skipped when taken, e.g. while LM Studio runs); 0: off.
+    The SDK sends the API key as its client passkey."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host names the server answers to besides loopback ones (127.0.0.1, localhost, [::1]),
     e.g. "gpu-box.lan"; "*" answers to any. Bound to loopback, any other Host header is

@@ -630,6 +630,10 @@ def test_serve_command_serves_until_interrupted(
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_DATA_HOME": str(tmp_path / "data"), "LLAMATERM_API_KEY": "from-env"}
     env.pop("LLAMATERM_CONFIG", None)
+    # The LM Studio SDK's port (41343) is for the tests that mean to bind it.
+    config = tmp_path / "config" / "llamaterm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[server]\nsdk_port = 0\n")
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE, "serve", "--model", str(tiny_model_path), "--port", "0"],
         stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).resolve().parents[2],

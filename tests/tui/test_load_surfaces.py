@@ -22,7 +22,8 @@ from engine.models.remembered import ModelSettingsStore
 from tui.app import LlamatermApp
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = "[load]\ncontext_length = 2048\nthreads = 1\n"
+# No LM Studio SDK port: 41343 is for the tests that mean to bind it.
+CONFIG = "[load]\ncontext_length = 2048\nthreads = 1\n[server]\nsdk_port = 0\n"
 REMEMBERED = 1024
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
+import httpx
 from openai import OpenAI
 from textual.command import CommandList
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
 from tui.app import LlamatermApp
+from tui.config import AppSettings
+from tui.services.in_app_server import InAppServer
 from tui.widgets.status.server_status import ServerStatus
 
 MakeApp = Callable[..., LlamatermApp]
@@ -22,6 +26,7 @@ def server_text(app: LlamatermApp) -> str:
 async def test_f8_serves_the_loaded_model_and_counts_requests(make_app: MakeApp) -> None:
     app = make_app()
     app.server.port = 0
+    app.server.sdk_port = 0
     async with app.run_test(size=TERMINAL_SIZE, notifications=True) as pilot:
         await wait_for_model(pilot)
         assert not app.screen.query_one(ServerStatus).display
@@ -68,6 +73,7 @@ async def test_f8_serves_the_loaded_model_and_counts_requests(make_app: MakeApp)
 async def test_palette_commands_follow_the_server_and_exit_stops_it(make_app: MakeApp) -> None:
     app = make_app()
     app.server.port = 0
+    app.server.sdk_port = 0
     async with app.run_test(size=TERMINAL_SIZE) as pilot:
         await wait_for_model(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
@@ -89,3 +95,23 @@ async def test_palette_commands_follow_the_server_and_exit_stops_it(make_app: Ma
         await pilot.pause()
         assert app.server.registry.served_models() == []
     assert not app.server.running
+
+
+async def test_the_in_app_server_follows_the_server_table() -> None:
+    # As `llamaterm serve`: the whole [server] table, the LM Studio SDK's port included.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        sdk_port = probe.getsockname()[1]
+    table = {"port": 0, "sdk_port": sdk_port, "allowed_hosts": ["gpu-box.lan"]}
+    server = InAppServer(AppSettings.model_validate({"server": table}), lambda state: None)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            models = f"{server.state.url}/models"
+            assert (await client.get(models, headers={"host": "gpu-box.lan"})).status_code == 200
+            assert (await client.get(models, headers={"host": "evil.com"})).status_code == 403
+            greeting = await client.get(f"http://127.0.0.1:{sdk_port}/lmstudio-greeting")
+            assert greeting.json() == {"lmstudio": True}
+    finally:
+        await server.stop()
+    assert not server.running

@@ -14,6 +14,7 @@ from typing import Any
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 from engine.contract import ChatModel
+from engine.serve.settings import ServerSettings
 from engine.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -55,15 +56,20 @@ class InAppServer:
     """A `ServerHandle` over a registry that follows the app's loaded model.
 
     `on_change` gets a new `ServerState` on the event loop whenever something changes.
-    `host`, `port` and `api_key` come from the settings' `[server]` table where there
-    is one, else loopback on 1234; set them before `start` (tests use port 0).
+    `host`, `port`, `api_key` and `sdk_port` (the LM Studio SDK's, 0: off) come from the
+    settings' `[server]` table where there is one, else loopback on 1234 and no SDK
+    port; set them before `start` (tests use port 0). The rest of the table (limits,
+    allowed hosts, CORS origins) applies as it does to `llamaterm serve`. SDK clients use
+    the app's model and load none of their own.
     """
 
     def __init__(self, settings: Settings, on_change: Callable[[ServerState], None]) -> None:
         section: Any = getattr(settings, "server", None)
+        self.table = section if isinstance(section, ServerSettings) else None
         self.host: str = getattr(section, "host", None) or DEFAULT_HOST
         self.port: int = getattr(section, "port", DEFAULT_PORT)
         self.api_key: str | None = getattr(section, "api_key", None)
+        self.sdk_port: int = getattr(section, "sdk_port", 0)
         self.defaults = settings.prediction_defaults()
         self.registry = ModelRegistry()
         self.state = ServerState()
@@ -88,7 +94,10 @@ class InAppServer:
         if self.running:
             return
         self._loop = asyncio.get_running_loop()
-        handle = ServerHandle(self.registry, host=self.host, port=self.port, api_key=self.api_key)
+        handle = ServerHandle(
+            self.registry, host=self.host, port=self.port, api_key=self.api_key,
+            settings=self.table, loader=None, sdk_port=self.sdk_port,
+        )
         await handle.start()
         self._handle = handle
         self._unsubscribe = LOG_BUS.subscribe(self._on_record)
