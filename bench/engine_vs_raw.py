@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import llama_cpp  # noqa: E402
 import llama_cpp._internals as llama_internals  # noqa: E402
 
-from engine.catalog import ensure_starter_model  # noqa: E402
+from engine.models.starter import ensure_starter_model
 from engine.load_config import LoadConfig  # noqa: E402
 from engine.prediction import ContentDelta, FirstToken  # noqa: E402
-from engine.runtime import LoadedModel  # noqa: E402
+from engine.llama import LoadedModel
 
 SAMPLING = dict(top_k=40, top_p=0.95, min_p=0.05, temperature=0.8, repeat_penalty=1.1)
 SEED = 1234
@@ -227,7 +227,7 @@ def alternate(
 def multi_turn(model: LoadedModel, rounds: int) -> tuple[str, str, str, str, str]:
     """TTFT of turn 10 of a chat (KV cache reused) against a cold evaluation of it."""
     from engine.chat import Chat
-    from engine.conversation import respond_sync
+    from engine.formatting.conversation import respond_sync
 
     def reply(chat: Chat) -> tuple[float, int, int]:
         stream = respond_sync(model, chat, {"maxTokens": 24, "seed": SEED, "temperature": 0})

@@ -127,7 +127,7 @@ async def main(args: argparse.Namespace) -> int:
     from textual import events
     from textual.message import Message
 
-    from engine.catalog import ensure_starter_model
+    from engine.models.starter import ensure_starter_model
     from engine.load_config import LoadConfig
     from engine.logbus import LOG_BUS
     from engine.prediction import LogRecord, PredictionConfig

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .agent import ActFinished, FunctionTool, RoundFinished, RoundStarted, ToolRunFinished
 from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
-from .catalog import ModelNotFoundError
+from engine.errors import ModelNotFoundError
 from .errors import (
     ChatFormatError,
     ConfigError,
@@ -19,7 +19,7 @@ from .errors import (
     ToolError,
 )
 from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
-from .conversation import respond_events, respond_sync
+from engine.formatting.conversation import respond_events, respond_sync
 from .toolcalls import ParsedOutput, detect_tool_format, parse_output
 from .tools import ToolDefinition, ToolResult, load_tools
 from .load_config import LoadConfig
@@ -45,7 +45,8 @@ from .prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from .runtime import EventStream, LoadedModel, ModelLoadError
+from engine.errors import ModelLoadError
+from engine.llama import EventStream, LoadedModel
 
 __all__ = [
     "ChatFormatError",

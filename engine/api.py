@@ -18,7 +18,7 @@ from typing import Any
 
 from .chat import AssistantResponse, Chat
 from .agent import ActFinished, act_events
-from .conversation import as_chat, respond_sync
+from engine.formatting.conversation import as_chat, respond_sync
 from .load_config import LoadConfig
 from .models.loader import load_model, resolve_load
 from .prediction import (
@@ -30,7 +30,7 @@ from .prediction import (
     PromptProgress,
     ReasoningDelta,
 )
-from .runtime import LoadedModel, SyncEventStream
+from engine.llama import LoadedModel, SyncEventStream
 
 ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]

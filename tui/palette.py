@@ -18,7 +18,7 @@ from textual.app import SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
-from engine.catalog import LocalModel, find_models
+from engine.models.catalog import LocalModel, find_models
 
 from tui.app_messages import LoadModelRequested
 from tui.screens.base import LlamatermScreen

@@ -22,7 +22,7 @@ from engine.prediction import (
     FirstToken,
     PromptProgress,
 )
-from engine.runtime import EventStream
+from engine.llama import EventStream
 
 from tui.app_messages import (
     PredictionFailed,

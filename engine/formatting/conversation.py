@@ -22,7 +22,7 @@ from ..llama import (
     Tokenizer,
 )
 from ..prediction import ContextOverflowPolicy, PredictionConfig
-from ..tool_grammar import UnsupportedToolFormat, tool_call_grammar
+from engine.toolcalls.grammar import UnsupportedToolFormat, tool_call_grammar
 from ..toolcalls import OutputPipeline, ToolCallParser, detect_tool_format, to_default_format
 from .limits import RenderLimits
 from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reasoning

@@ -340,7 +340,7 @@ class LoadedModel:
     ) -> EventStream:
         """One assistant reply as an async stream of events. Call from a running event loop.
 
-        The chat template renders on the model thread (see engine.conversation)."""
+        The chat template renders on the model thread (see engine.formatting.conversation)."""
         from ..formatting.conversation import start_reply
 
         stream = EventStream(asyncio.get_running_loop())

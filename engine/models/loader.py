@@ -34,7 +34,7 @@ from engine.paths import models_dir as models_dir_of
 if TYPE_CHECKING:
     import threading
 
-    from engine.runtime import LoadedModel
+    from engine.llama import LoadedModel
     from engine.settings import Settings
 
 Overrides = LoadConfig | Mapping[str, Any] | None
@@ -191,7 +191,7 @@ def load_model(
     cancel: threading.Event | None = None,
 ) -> LoadedModel:
     """Load what `plan` says, blocking; `cancel` stops a load between tensors."""
-    from engine.runtime import LoadedModel
+    from engine.llama import LoadedModel
 
     return LoadedModel.load(
         plan.path, plan.load_config, key=plan.key, on_progress=on_progress, cancel=cancel
@@ -204,7 +204,7 @@ async def load_model_async(
     cancel: threading.Event | None = None,
 ) -> LoadedModel:
     """`load_model` without blocking the event loop (llama.cpp loads on the model's thread)."""
-    from engine.runtime import LoadedModel
+    from engine.llama import LoadedModel
 
     return await LoadedModel.load_async(
         plan.path, plan.load_config, key=plan.key, on_progress=on_progress, cancel=cancel

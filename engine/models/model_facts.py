@@ -125,7 +125,7 @@ def _facts_from_headers(first: GGUFHeader, headers: list[GGUFHeader]) -> ModelFa
 
 
 def _template_traits(template: str | None) -> tuple[str | None, str]:
-    from engine.reasoning import markers_for_template
+    from engine.formatting.reasoning import markers_for_template
     from engine.toolcalls import detect_tool_format
 
     markers = markers_for_template(template)

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from engine.logbus import LOG_BUS
 from engine.prediction import PredictionResult
-from engine.runtime import EventStream
+from engine.llama import EventStream
 
 from . import openai_v1, responses, xinference
 from .errors import (

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.prediction import PredictionConfig
-from engine.runtime import ENGINE_DEFAULTS, LoadedModel
+from engine.llama import ENGINE_DEFAULTS, LoadedModel
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.conversation import respond_events
+from engine.formatting.conversation import respond_events
 
 from .errors import ApiError
 from .models import model_json

@@ -223,8 +223,8 @@ def run_server(
     """Load a model and serve it until Ctrl+C or SIGTERM; requests are printed to `out`."""
     out = out if out is not None else sys.stderr
     from engine.api import llm
-    from engine.catalog import ModelNotFoundError
-    from engine.runtime import ModelLoadError
+    from engine.errors import ModelNotFoundError
+    from engine.errors import ModelLoadError
 
     try:
         handle = llm(model, settings=settings)

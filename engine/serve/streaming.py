@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from engine.prediction import Event, Failed, Finished, Log, PredictionResult
-from engine.runtime import EventStream
+from engine.llama import EventStream
 
 from .errors import CLIENT_CLOSED, engine_error
 from .requestlog import RequestLog

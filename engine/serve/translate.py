@@ -138,7 +138,7 @@ def _tool_choice(request: ChatCompletionRequest, tools: list[dict[str, Any]]) ->
 def _check_forced_schemas(tools: list[dict[str, Any]], chosen: set[str]) -> None:
     """A forced call is generated under a grammar built from its tool's schema: refuse a
     schema the converter cannot take, naming the tool, before any prediction starts."""
-    from engine.tool_grammar import tool_call_grammar
+    from engine.toolcalls.grammar import tool_call_grammar
 
     for n, tool in enumerate(tools):
         if tool["function"]["name"] not in chosen:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from engine.templates import template_supports_tools
+from engine.formatting.templates import template_supports_tools
 from engine.toolcalls.formats import FORMATS
 
 

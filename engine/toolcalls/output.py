@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.chat import ToolCall
 from engine.prediction import ContentDelta, ReasoningDelta, ToolCallFinished, ToolCallParseError
-from engine.reasoning import ReasoningMarkers, ReasoningParser, markers_for_template
+from engine.formatting.reasoning import ReasoningMarkers, ReasoningParser, markers_for_template
 from engine.toolcalls.detect import detect_call_format
 from engine.toolcalls.formats import FORMATS
 from engine.toolcalls.pipeline import OutputPipeline, ToolCallParser

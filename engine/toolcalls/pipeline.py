@@ -21,7 +21,7 @@ from engine.prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.reasoning import ReasoningParser
+from engine.formatting.reasoning import ReasoningParser
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
 from engine.toolcalls.scanner import earliest, partial_start
 from engine.toolcalls.steps import Args, Begin, Close, End, Fail, Reader, Step, Tail

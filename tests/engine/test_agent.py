@@ -22,11 +22,11 @@ from engine.agent import (
     act_events,
 )
 from engine.chat import Chat
-from engine.conversation import respond_sync
+from engine.formatting.conversation import respond_sync
 from engine.load_config import LoadConfig
 from engine.prediction import Log, PredictionResult, ToolCallFinished, ToolCallStarted
-from engine.runtime import LoadedModel
-from engine.tool_grammar import tool_call_grammar
+from engine.llama import LoadedModel
+from engine.toolcalls.grammar import tool_call_grammar
 from engine.tools import ToolDefinition
 
 WEATHER = {

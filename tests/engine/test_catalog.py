@@ -646,23 +646,3 @@ def test_sources_for_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         CatalogSource("configured", tmp_path / "x"),
         CatalogSource("hf_cache", tmp_path / "hf"),
     ]
-
-
-def test_the_old_module_paths_re_export_the_same_objects() -> None:
-    """engine.catalog, .hub, .memory and .model_settings stay importable while callers move."""
-    import engine.catalog as old_catalog
-    import engine.hub as old_hub
-    import engine.memory as old_memory
-    import engine.model_settings as old_settings
-    from engine.models import download, gguf_header, hub, loader, memory, remembered, starter
-
-    for old in (old_catalog, old_hub, old_memory, old_settings):
-        for name in old.__all__:
-            assert getattr(old, name) is not None, (old.__name__, name)
-    assert old_catalog.CatalogEntry is catalog.CatalogEntry
-    assert old_catalog.read_gguf_header is gguf_header.read_gguf_header
-    assert old_catalog.resolve_model is loader.resolve_model
-    assert old_catalog.ensure_starter_model is starter.ensure_starter_model
-    assert old_hub.download is download.download and old_hub.search_models is hub.search_models
-    assert old_memory.fit_check is memory.fit_check
-    assert old_settings.ModelSettingsStore is remembered.ModelSettingsStore

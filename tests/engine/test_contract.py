@@ -14,7 +14,7 @@ from engine.errors import ModelLoadError
 from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta
 from engine.remote import RemoteModel
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 
 
 @pytest.fixture(scope="module")

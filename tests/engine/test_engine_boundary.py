@@ -35,8 +35,8 @@ def test_no_engine_module_imports_the_ui() -> None:
 
 def test_importing_the_engine_loads_no_ui() -> None:
     code = (
-        "import sys, engine, engine.api, engine.runtime, engine.settings, engine.catalog;"
-        "import engine.chat, engine.templates, engine.reasoning;"
+        "import sys, engine, engine.api, engine.llama, engine.settings, engine.models.catalog;"
+        "import engine.chat, engine.formatting.templates, engine.formatting.reasoning;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')))"
     )
     out = subprocess.run(

@@ -24,7 +24,7 @@ from httpx_ws import WebSocketUpgradeError, connect_ws
 from serve_testing import ServerThread
 
 from engine.load_config import LoadConfig
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 from engine.serve.lmstudio import CatalogLoader
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle

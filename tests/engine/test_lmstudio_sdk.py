@@ -37,9 +37,9 @@ from lmstudio_sdk_server import (  # noqa: F401 - fixtures, used by name
 )
 
 from engine.load_config import LoadConfig
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 from engine.serve.models import ModelRegistry, ServedModel
-from engine.tool_grammar import tool_call_grammar
+from engine.toolcalls.grammar import tool_call_grammar
 
 SNIPPETS = Path(__file__).parent / "snippets"
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime import LoadedModel, ModelLoadError
+from engine.errors import ModelLoadError
+from engine.llama import LoadedModel
 
 pytestmark = pytest.mark.starter
 

@@ -14,7 +14,7 @@ from openai_tools import WEATHER
 
 from engine.chat import Chat
 from engine.contract import ChatModel
-from engine.conversation import respond_events
+from engine.formatting.conversation import respond_events
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import (
@@ -31,8 +31,9 @@ from engine.prediction import (
     ToolCallStarted,
 )
 from engine.remote import RemoteError, RemoteModel, RemoteSource, api_base, list_remote_models
-from engine.runtime import EventStream, LoadedModel
-from engine.server import ModelRegistry, ServedModel, ServerHandle
+from engine.llama import EventStream, LoadedModel
+from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.run import ServerHandle
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 

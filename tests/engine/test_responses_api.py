@@ -25,9 +25,10 @@ from test_server import TEMPLATES, Records
 
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 from engine.serve.responses import ResponseStore, input_messages
-from engine.server import ModelRegistry, ServedModel, ServerHandle
+from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.run import ServerHandle
 
 TIME_TOOL: dict[str, Any] = {
     "type": "function",

@@ -19,7 +19,8 @@ from engine.prediction import (
     PredictionResult,
     PromptProgress,
 )
-from engine.runtime import LoadedModel, ModelLoadError
+from engine.errors import ModelLoadError
+from engine.llama import LoadedModel
 
 LONG_PROMPT = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
 
@@ -495,16 +496,3 @@ async def test_events_made_while_the_loop_is_busy_all_arrive_in_order(model: Loa
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert content_of(events) == stream.result.content
     assert stream.result.stats.predicted_tokens_count == 30
-
-
-def test_old_module_paths_name_the_same_objects() -> None:
-    import engine.llama as llama
-    import engine.llama.decoding as decoding
-    import engine.runtime as runtime
-    import engine.textstream as textstream
-
-    for name in ("LoadedModel", "EventStream", "SyncEventStream", "ENGINE_DEFAULTS", "PlainText"):
-        assert getattr(runtime, name) is getattr(llama, name)
-    assert runtime.ModelLoadError is ModelLoadError
-    for name in ("Utf8Decoder", "StopStringMatcher", "TokenPieces", "EndOfGeneration"):
-        assert getattr(textstream, name) is getattr(decoding, name)

@@ -1,4 +1,4 @@
-"""The server's package: its layers, its old import path, and module sizes (issue 11)."""
+"""The server's package: its layers and module sizes (issue 11)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import engine.server
 import engine.serve
 import engine.settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / "engine" / "serve"
 
-# What tui/, tests/ and bench/ import from the old path.
-OLD_NAMES = ("DEFAULT_HOST", "DEFAULT_PORT", "ModelRegistry", "ServedModel", "ServerError",
-             "ServerHandle", "run_server", "create_app", "ApiError")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -24,12 +20,6 @@ def _loaded_after(code: str) -> list[str]:
                          cwd=ROOT, check=True)
     return eval(out.stdout)  # noqa: S307 - our own probe's list of names
 
-
-def test_the_old_path_exports_the_same_objects() -> None:
-    for name in engine.server.__all__:
-        assert getattr(engine.server, name) is not None, name
-    for name in OLD_NAMES:
-        assert getattr(engine.server, name) is getattr(engine.serve, name), name
 
 
 def test_the_server_table_is_the_serve_packages() -> None:
@@ -44,7 +34,7 @@ def test_reading_settings_loads_no_http() -> None:
 
 def test_the_server_loads_no_ui() -> None:
     modules = ", ".join(f"engine.serve.{p.stem}" for p in SERVE.glob("*.py") if p.stem != "__init__")
-    loaded = _loaded_after(f"import engine.server, {modules}")
+    loaded = _loaded_after(f"import {modules}")
     assert not {"textual", "tui", "rich"} & set(loaded)
 
 

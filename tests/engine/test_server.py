@@ -29,8 +29,9 @@ from serve_testing import ServerThread
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
-from engine.runtime import LoadedModel
-from engine.server import ModelRegistry, ServedModel, ServerError, ServerHandle
+from engine.llama import LoadedModel
+from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.run import ServerError, ServerHandle
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 MAX_BODY = 256 * 1024

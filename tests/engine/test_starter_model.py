@@ -11,7 +11,7 @@ from engine.models.catalog import default_sources, scan_catalog, starter_entry
 from engine.models.loader import resolve_model
 from engine.models.starter import STARTER_FILE
 from engine.prediction import ContentDelta
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 
 pytestmark = pytest.mark.starter
 
@@ -59,7 +59,7 @@ def test_starter_follow_up_reuses_the_cache(gemma: LoadedModel) -> None:
 
 def test_starter_ten_turn_chat_evaluates_little_per_turn(gemma: LoadedModel) -> None:
     from engine.chat import Chat
-    from engine.conversation import respond_sync
+    from engine.formatting.conversation import respond_sync
 
     chat = Chat("You are a helpful assistant.")
     wrapper = len(

@@ -13,19 +13,9 @@ from typing import Any
 import pytest
 
 from engine.chat import Chat
-from engine.reasoning import markers_for_template, prompt_opens_reasoning
+from engine.formatting.reasoning import markers_for_template, prompt_opens_reasoning
 from engine.formatting.limits import RenderLimits, TemplateLimitError
-from engine.templates import (
-    CHATML_TEMPLATE,
-    GEMMA_TEMPLATE,
-    LLAMA3_TEMPLATE,
-    ChatTemplate,
-    TemplateError,
-    render,
-    select_template,
-    template_opens_reasoning,
-    template_supports_tools,
-)
+from engine.formatting.templates import CHATML_TEMPLATE, ChatTemplate, GEMMA_TEMPLATE, LLAMA3_TEMPLATE, TemplateError, render, select_template, template_opens_reasoning, template_supports_tools
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 TEMPLATE_FILES = sorted(TEMPLATES_DIR.glob("*.jinja"))
@@ -546,23 +536,6 @@ def test_llama_cpp_reads_the_embedded_template_unchanged(
     model = make_tiny_model(chat_template=source)
     assert read_template_with_llama_cpp(model) == source
 
-
-def test_old_module_paths_name_the_same_objects() -> None:
-    import engine.conversation
-    import engine.formatting.conversation
-    import engine.formatting.reasoning
-    import engine.formatting.templates
-    import engine.reasoning
-    import engine.templates
-
-    for old, new in (
-        (engine.templates, engine.formatting.templates),
-        (engine.reasoning, engine.formatting.reasoning),
-        (engine.conversation, engine.formatting.conversation),
-    ):
-        public = [n for n in vars(new) if not n.startswith("_") and n not in ("annotations",)]
-        missing = [n for n in public if getattr(old, n, None) is not getattr(new, n)]
-        assert missing == [], (old.__name__, missing)
 
 
 # --- limits: a template from a downloaded model may be hostile ----------------------------

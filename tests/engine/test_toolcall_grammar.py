@@ -13,7 +13,7 @@ from toolcall_cases import TOOLS
 
 import engine as lms
 from engine.load_config import LoadConfig
-from engine.runtime import LoadedModel
+from engine.llama import LoadedModel
 from engine.toolcalls import MAX_PARALLEL, tool_call_grammar
 from engine.toolcalls.formats import GRAMMARS
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine.prediction import ContentDelta, Event, ReasoningDelta, ToolCallFinished
-from engine.reasoning import ReasoningParser, markers_for_template
+from engine.formatting.reasoning import ReasoningParser, markers_for_template
 from engine.toolcalls import (
     OutputPipeline,
     ToolCallParser,

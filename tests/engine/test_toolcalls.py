@@ -24,8 +24,8 @@ from engine.prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.reasoning import HARMONY, THINK, ReasoningParser
-from engine.templates import CHATML_TEMPLATE, GEMMA_TEMPLATE, ChatTemplate, render
+from engine.formatting.reasoning import HARMONY, ReasoningParser, THINK
+from engine.formatting.templates import CHATML_TEMPLATE, ChatTemplate, GEMMA_TEMPLATE, render
 from engine.toolcalls import (
     DEFAULT_TOOL_SYSTEM_PROMPT,
     TOOL_FORMATS,

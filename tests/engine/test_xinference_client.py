@@ -23,8 +23,10 @@ from xinference_client.client.restful.restful_client import (
 
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
-from engine.runtime import LoadedModel
-from engine.server import ChatCompletionRequest, ModelRegistry, ServedModel, ServerHandle
+from engine.llama import LoadedModel
+from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.run import ServerHandle
+from engine.serve.schemas import ChatCompletionRequest
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What is the largest animal?"}]

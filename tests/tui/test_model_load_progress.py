@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine.catalog import ensure_starter_model
+from engine.models.starter import ensure_starter_model
 from engine.logbus import LOG_BUS
 from tui.app import LlamatermApp
 from tui.model_state import ModelState

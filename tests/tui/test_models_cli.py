@@ -16,9 +16,9 @@ import pytest
 from hub_server import GOOD_TOKEN, HostedRepo, HubServer, default_repos
 from huggingface_hub import constants as hf_constants
 
-from engine import hub
-from engine.catalog import clear_info_cache
-from engine.model_settings import ModelSettingsStore
+from engine.models import download as hub_download, hub
+from engine.models.catalog import clear_info_cache
+from engine.models.remembered import ModelSettingsStore
 from engine.settings import PathsSettings, Settings
 from tui.cli.models import (
     EXIT_ERROR,
@@ -231,7 +231,7 @@ def test_ctrl_c_cancels_a_download_and_the_next_run_resumes(
         server.on_chunk = None
     assert code == EXIT_INTERRUPTED and out == ""
     assert "download cancelled" in err and "resume" in err
-    kept = hub.partial_bytes(models, TINY, "tiny-Q4_K_M.gguf")
+    kept = hub_download.partial_bytes(models, TINY, "tiny-Q4_K_M.gguf")
     assert kept > 0
     server.throttle = None
     code, out, _ = run(parse("download", TINY, "tiny-Q4_K_M.gguf"), settings, capsys)
@@ -255,7 +255,7 @@ def test_no_network(
 
 
 def test_progress_lines() -> None:
-    progress = hub.DownloadProgress(
+    progress = hub_download.DownloadProgress(
         filename="Q4_K_M/model-00002-of-00003.gguf",
         part=2,
         parts=3,
@@ -284,7 +284,7 @@ def test_progress_printer_in_a_pipe_prints_every_tenth(tmp_path: Path) -> None:
 
     printer = ProgressPrinter(Pipe())  # type: ignore[arg-type]
     for done in range(101):
-        printer(hub.DownloadProgress("f.gguf", 1, 1, done, 100, 1.0, 1.0))
+        printer(hub_download.DownloadProgress("f.gguf", 1, 1, done, 100, 1.0, 1.0))
     assert len(lines) == 11
 
 
@@ -293,7 +293,7 @@ def test_the_cli_never_imports_textual_and_its_parser_no_engine(tmp_path: Path) 
         "import sys, argparse, tui.cli.models as cli;"
         "cli.add_models_parser(argparse.ArgumentParser().add_subparsers());"
         "assert 'engine' not in sys.modules, 'engine imported';"
-        "from engine import hub; assert cli.SORT_CHOICES == hub.SORT_ORDERS;"
+        "from engine.models import hub; assert cli.SORT_CHOICES == hub.SORT_ORDERS;"
         "cli.run_models(argparse.Namespace(models_command='list', json=True), __import__("
         "'engine.settings').settings.Settings());"
         "sys.exit('textual' in sys.modules)"

@@ -16,10 +16,10 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine import hub
+from engine.models import download as hub_download, hub
 from engine.models import catalog
-from engine.memory import MemorySnapshot
-from engine.model_settings import ModelSettingsStore
+from engine.models.memory import MemorySnapshot
+from engine.models.remembered import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen
@@ -196,7 +196,7 @@ async def test_search_list_download_cancel_and_resume(
         await pilot.press("escape")
         await wait_until(pilot, lambda: not browser.downloading)
         assert "Cancelled tiny-Q4_K_M.gguf" in str(browser.query_one("#hub-status").render())
-        partial = hub.partial_bytes(local_models, "tester/tiny-GGUF", "tiny-Q4_K_M.gguf")
+        partial = hub_download.partial_bytes(local_models, "tester/tiny-GGUF", "tiny-Q4_K_M.gguf")
         assert partial > 0
 
         hub_server.throttle = None

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine.hub import DownloadProgress
+from engine.models.download import DownloadProgress
 from tui.app import LlamatermApp
 from tui.screens.models.models_screen import ModelsScreen
 

@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from engine.catalog import CatalogEntry
-    from engine.hub import DownloadProgress, HubFile
+    from engine.models.catalog import CatalogEntry
+    from engine.models.download import DownloadProgress
+    from engine.models.hub import HubFile
     from engine.load_config import LoadConfig
-    from engine.memory import FitReport
+    from engine.models.memory import FitReport
     from engine.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SORT_CHOICES = ("downloads", "recent", "likes", "trending")
-"""engine.hub.SORT_ORDERS, repeated so that building the parser imports no engine code."""
+"""engine.models.hub.SORT_ORDERS, repeated so that building the parser imports no engine code."""
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -78,7 +79,7 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace, settings: Settings) -> int:
     """Run a `models` action; returns the exit status."""
-    from engine import hub
+    from engine.models import hub
 
     command = getattr(args, "models_command", None) or "list"
     out, err = sys.stdout, sys.stderr
@@ -111,7 +112,7 @@ def _print_json(value: Any, out: TextIO) -> None:
 
 
 def _catalog(settings: Settings) -> tuple[list[CatalogEntry], list[str]]:
-    from engine.catalog import scan_catalog, sources_for
+    from engine.models.catalog import scan_catalog, sources_for
 
     scan = scan_catalog(sources_for(settings))
     return scan.entries, scan.problems
@@ -176,7 +177,7 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 
 def _find_entry(spec: str, settings: Settings) -> CatalogEntry | None:
-    from engine.catalog import read_model_info
+    from engine.models.catalog import read_model_info
 
     path = Path(spec).expanduser()
     if path.exists() or path.suffix == ".gguf":
@@ -202,7 +203,7 @@ class AmbiguousModel(LookupError):
 
 def _load_config(args: argparse.Namespace, settings: Settings, entry: CatalogEntry) -> LoadConfig:
     from engine.load_config import LoadConfig
-    from engine.model_settings import ModelSettingsStore
+    from engine.models.remembered import ModelSettingsStore
 
     store = ModelSettingsStore(settings.data_dir())
     config = store.load_config(settings, entry.key, entry.path.name)
@@ -234,7 +235,7 @@ def _info(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
     except ValueError as error:
         print(f"llamaterm: {error}".splitlines()[0], file=err)
         return EXIT_USAGE
-    from engine.memory import fit_check
+    from engine.models.memory import fit_check
 
     report = fit_check(entry, config) if entry.shape is not None or entry.ok else None
     if _wants_json(args):
@@ -306,7 +307,7 @@ def _print_info(
         f"batch {config.batch_size}, flash attention {'on' if config.flash_attention else 'off'}",
         file=out,
     )
-    from engine.memory import describe_estimate
+    from engine.models.memory import describe_estimate
 
     for line in describe_estimate(report.estimate):
         print(f"  {line}", file=out)
@@ -347,7 +348,7 @@ def _fit_json(report: FitReport) -> dict[str, Any]:
 
 
 def _search(args: argparse.Namespace, out: TextIO) -> int:
-    from engine import hub
+    from engine.models import hub
 
     found = hub.search_models(" ".join(args.text), sort=args.sort, limit=args.limit)
     if _wants_json(args):
@@ -375,7 +376,7 @@ def _search(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _download(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from engine import hub
+    from engine.models import download as hub_download, hub
     from engine.paths import models_dir
 
     if args.file is None or not args.file.lower().endswith(".gguf"):
@@ -392,7 +393,7 @@ def _download(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
 
     def work() -> None:
         try:
-            result["path"] = hub.download(
+            result["path"] = hub_download.download(
                 args.repo, filename, target, progress=printer, cancel=cancel, revision=args.revision
             )
         except BaseException as error:  # noqa: BLE001 (the main thread reports it)
@@ -401,7 +402,7 @@ def _download(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
     _run_interruptibly(work, cancel)
     printer.close()
     error = result.get("error")
-    if isinstance(error, hub.DownloadCancelled):
+    if isinstance(error, hub_download.DownloadCancelled):
         print(f"llamaterm: {error}", file=err)
         return EXIT_INTERRUPTED
     if error is not None:
@@ -514,6 +515,6 @@ def _duration(seconds: float) -> str:
 
 
 def _bytes(size: float) -> str:
-    from engine.memory import format_bytes
+    from engine.models.memory import format_bytes
 
     return format_bytes(size)

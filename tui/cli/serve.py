@@ -14,7 +14,7 @@ API_KEY_ENV = "LLAMATERM_API_KEY"
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `serve` command to the CLI's subparsers and return its parser."""
-    from engine.server import DEFAULT_HOST, DEFAULT_PORT
+    from engine.serve.settings import DEFAULT_HOST, DEFAULT_PORT
 
     serve = subparsers.add_parser(
         "serve",
@@ -60,7 +60,7 @@ def _port(text: str) -> int:
 
 def run_serve(args: argparse.Namespace, settings: Any) -> int:
     """Serve until interrupted; the exit status is 0 after Ctrl+C, 1 when it cannot start."""
-    from engine.server import run_server
+    from engine.serve.run import run_server
 
     # From the environment too, so that the key need not appear in `ps` output.
     server = settings.server

@@ -15,13 +15,9 @@ from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 from engine.contract import ChatModel
 from engine.serve.settings import ServerSettings
-from engine.server import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    ModelRegistry,
-    ServedModel,
-    ServerHandle,
-)
+from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.run import ServerHandle
+from engine.serve.settings import DEFAULT_HOST, DEFAULT_PORT
 from engine.settings import Settings
 
 

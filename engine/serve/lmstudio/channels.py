@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.conversation import respond_events
+from engine.formatting.conversation import respond_events
 from engine.logbus import LOG_BUS
 from engine.prediction import (
     ContentDelta,
@@ -35,7 +35,7 @@ from engine.prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.reasoning import markers_for_template
+from engine.formatting.reasoning import markers_for_template
 
 from . import protocol
 from .chat_history import chat_of, completion_prompt

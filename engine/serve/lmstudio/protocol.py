@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.prediction import PredictionConfig, PredictionResult, PredictionStats
 
 if TYPE_CHECKING:
-    from engine.catalog import CatalogEntry
+    from engine.models.catalog import CatalogEntry
     from engine.serve.models import ServedModel
 
 Message = dict[str, Any]
@@ -164,7 +164,7 @@ def _size(path: Any) -> int:
 
 
 def _trained_for_tools(model: Any) -> bool:
-    from engine.conversation import tool_format
+    from engine.formatting.conversation import tool_format
 
     try:
         return tool_format(model) != "default"

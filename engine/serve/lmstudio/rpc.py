@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.conversation import render_chat
+from engine.formatting.conversation import render_chat
 
 from . import protocol
 from .chat_history import chat_of

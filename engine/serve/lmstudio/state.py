@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.catalog import CatalogEntry, CatalogSource, scan_catalog
+from engine.models.catalog import CatalogEntry, CatalogSource, scan_catalog
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import PredictionConfig
-from engine.runtime import ENGINE_DEFAULTS, LoadedModel
+from engine.llama import ENGINE_DEFAULTS, LoadedModel
 from engine.serve.models import ModelProvider, ServedModel
 
 from .config_stack import load_config_over
@@ -149,7 +149,7 @@ class CatalogLoader:
     @classmethod
     def from_settings(cls, registry: Any, settings: Any) -> CatalogLoader:
         """The catalog, load settings and prediction defaults of a llamaterm config."""
-        from engine.catalog import sources_for
+        from engine.models.catalog import sources_for
 
         return cls(
             registry,

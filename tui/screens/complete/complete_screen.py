@@ -21,7 +21,7 @@ from textual.widgets import ContentSwitcher, Input, Label
 
 from engine.prediction import PredictionConfig, PredictionConfigError
 from engine.contract import ChatModel
-from engine.runtime import EventStream
+from engine.llama import EventStream
 
 from tui.app_messages import (
     PredictionFailed,

@@ -12,7 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Select, Static
 
 from engine.load_config import KvCacheType, LoadConfig
-from engine.model_settings import ModelSettingsError, ModelSettingsStore
+from engine.errors import ModelSettingsError
+from engine.models.remembered import ModelSettingsStore
 from engine.store import StoreError
 
 from tui.screens.dialogs import DIALOG_CSS

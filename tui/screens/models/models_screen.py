@@ -16,10 +16,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from engine.catalog import STARTER_FILE, STARTER_KEY, CatalogEntry, default_sources, scan_catalog
+from engine.models.catalog import CatalogEntry, default_sources, scan_catalog
+from engine.models.starter import STARTER_FILE, STARTER_KEY
 from engine.load_config import LoadConfig
-from engine.memory import FitReport, MemorySnapshot, fit_check, format_bytes, probe_memory
-from engine.model_settings import ModelSettingsStore
+from engine.models.memory import FitReport, MemorySnapshot, fit_check, format_bytes, probe_memory
+from engine.models.remembered import ModelSettingsStore
 from engine.paths import models_dir
 from engine.remote import RemoteError, RemoteModel, RemoteSource
 

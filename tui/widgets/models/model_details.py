@@ -5,9 +5,9 @@ from __future__ import annotations
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.catalog import CatalogEntry
+from engine.models.catalog import CatalogEntry
 from engine.contract import ChatModel
-from engine.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
+from engine.models.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
 
 
 def format_count(count: int | None) -> str:

@@ -18,16 +18,11 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from engine import hub
-from engine.hub import (
-    AccessDenied,
-    DownloadCancelled,
-    DownloadProgress,
-    HubError,
-    HubFile,
-    HubModel,
-)
-from engine.memory import format_bytes
+from engine.models import download as hub_download, hub
+from engine.errors import AccessDenied, DownloadCancelled, HubError
+from engine.models.download import DownloadProgress
+from engine.models.hub import HubFile, HubModel
+from engine.models.memory import format_bytes
 
 from tui.widgets.models.model_details import format_count
 
@@ -255,10 +250,10 @@ class HubBrowser(Vertical):
         )
 
     def _local_state(self, file: HubFile) -> str:
-        local = hub.local_dir_for(self.models_dir, self.repo) / file.parts[0]
+        local = hub_download.local_dir_for(self.models_dir, self.repo) / file.parts[0]
         if local.exists():
             return "✓ here"
-        partial = hub.partial_bytes(self.models_dir, self.repo, file.parts[0])
+        partial = hub_download.partial_bytes(self.models_dir, self.repo, file.parts[0])
         return f"{format_bytes(partial)} partial" if partial else ""
 
     def back(self) -> bool:
@@ -297,7 +292,7 @@ class HubBrowser(Vertical):
             self.post_message(self.Progressed(progress))
 
         try:
-            path = hub.download(repo, filename, self.models_dir, progress=report, cancel=cancel)
+            path = hub_download.download(repo, filename, self.models_dir, progress=report, cancel=cancel)
         except DownloadCancelled:
             self.post_message(self.Cancelled(filename))
             return
