@@ -586,6 +586,11 @@ PROPERTY = settings(
 )
 
 
+def test_property_settings_keep_the_profiles_derandomize() -> None:
+    # CI's profile (tests/conftest.py) derandomizes; PROPERTY must not set it back.
+    assert PROPERTY.derandomize == settings.default.derandomize
+
+
 @pytest.mark.parametrize("fmt", TOOL_FORMATS)
 @PROPERTY
 @given(data=st.data())
