@@ -483,12 +483,21 @@ def test_a_call_cancelled_after_its_arguments_gives_its_index_to_the_next() -> N
 
 # The same kind of input for every XML-style family: a JSON body in the XML opener, and
 # an opener inside an unclosed call, each followed by a good call.
-_XML_SIBLINGS = {
-    "qwen3_coder": ("<tool_call>", "</tool_call>", "<function=get_weather><parameter=days>3</parameter></function>"),
-    "seed_oss": ("<seed:tool_call>", "</seed:tool_call>", "<function=get_weather><parameter=days>3</parameter></function>"),
-    "minimax": ("<minimax:tool_call>", "</minimax:tool_call>", '<invoke name="get_weather"><parameter name="days">3</parameter></invoke>'),
-    "glm": ("<tool_call>", "</tool_call>", "get_weather<arg_key>days</arg_key><arg_value>3</arg_value>"),
-    "nemotron": ("<TOOLCALL>", "</TOOLCALL>", '[{"name": "get_weather", "arguments": {"days": 3}}]'),
+_QWEN_WEATHER = "<function=get_weather><parameter=days>3</parameter></function>"
+_XML_SIBLINGS = {  # opener, closer, a good call's body
+    "qwen3_coder": ("<tool_call>", "</tool_call>", _QWEN_WEATHER),
+    "seed_oss": ("<seed:tool_call>", "</seed:tool_call>", _QWEN_WEATHER),
+    "minimax": (
+        "<minimax:tool_call>",
+        "</minimax:tool_call>",
+        '<invoke name="get_weather"><parameter name="days">3</parameter></invoke>',
+    ),
+    "glm": (
+        "<tool_call>", "</tool_call>", "get_weather<arg_key>days</arg_key><arg_value>3</arg_value>"
+    ),
+    "nemotron": (
+        "<TOOLCALL>", "</TOOLCALL>", '[{"name": "get_weather", "arguments": {"days": 3}}]'
+    ),
 }
 _GOOD_XML_PARAMETER = {
     "qwen3_coder": "<function=search><parameter=query>x</parameter>",
@@ -504,7 +513,7 @@ def _sibling_texts(fmt: str) -> list[str]:
     body = _GOOD_XML_PARAMETER[fmt]
     json_body = '{"name": "search", "parameters": {}}'
     return [
-        f"{opener}{json_body}{opener}{closer}{opener}\n{good}\n{closer}",  # the case above
+        f"{opener}{json_body}{opener}{closer}{opener}\n{good}\n{closer}",  # the shape of the case above
         f"{opener}{json_body}{opener}{good}{closer}",
         f"{opener}{body}{opener}{closer}{opener}{good}{closer}",
         f"{opener}{body}{opener}{good}{closer}",
