@@ -513,7 +513,8 @@ def _sibling_texts(fmt: str) -> list[str]:
     body = _GOOD_XML_PARAMETER[fmt]
     json_body = '{"name": "search", "parameters": {}}'
     return [
-        f"{opener}{json_body}{opener}{closer}{opener}\n{good}\n{closer}",  # the shape of the case above
+        # The shape of the case above.
+        f"{opener}{json_body}{opener}{closer}{opener}\n{good}\n{closer}",
         f"{opener}{json_body}{opener}{good}{closer}",
         f"{opener}{body}{opener}{closer}{opener}{good}{closer}",
         f"{opener}{body}{opener}{good}{closer}",
@@ -532,6 +533,7 @@ def test_openers_inside_calls_never_break_the_protocol(fmt: str, names: list[str
             assert outcome.reassembled() == text
             check_protocol(outcome)
             assert outcome.summary() == parse(fmt, text, names=names, tools=TOOLS).summary()
+
 
 def test_good_calls_around_a_bad_one_in_a_list() -> None:
     text = '<TOOLCALL>[{"name": "a", "arguments": {}}, {"name": 1}, {"name": "b", "arguments": {}}]</TOOLCALL>'
