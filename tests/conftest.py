@@ -1,14 +1,17 @@
-"""Shared fixtures: tiny random-weight GGUF models (see ``tests/gguf_factory.py``)."""
+"""Shared fixtures: tiny random-weight GGUF models (see ``tests/gguf_factory.py``);
+and the Hypothesis profile CI runs under."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 # Make ``import gguf_factory`` work from every test directory, whatever the
 # import mode (like ``pythonpath = ["tests"]`` in pytest's config).  Appended,
@@ -19,6 +22,16 @@ if _TESTS_DIR not in sys.path:
     sys.path.append(_TESTS_DIR)
 
 from gguf_factory import write_tiny_gguf  # noqa: E402
+
+# CI runs the property tests derandomized: the same examples on every run, so that a
+# latent bug a fresh seed happens to find fails a developer's run, never a merge at
+# random. Local runs stay random, to keep finding such bugs. Loaded here, at conftest
+# import, because a `settings(...)` object takes the fields it does not set from the
+# profile loaded when it is made, and the tests make theirs (`PROPERTY`) at import.
+# Example counts and deadlines stay the tests' own. `--hypothesis-profile` still wins.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

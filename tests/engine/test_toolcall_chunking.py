@@ -28,6 +28,11 @@ from engine.toolcalls import FORMATS, TOOL_FORMATS, ToolCallParser
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
+def test_property_settings_keep_the_profiles_derandomize() -> None:
+    # CI's profile (tests/conftest.py) derandomizes; PROPERTY must not set it back.
+    assert PROPERTY.derandomize == settings.default.derandomize
+
 Joined = list[tuple[Any, ...]]
 
 

@@ -66,6 +66,9 @@ class Outcome:
                 self.ids.append(event.call.id)
             elif isinstance(event, ToolCallParseError):
                 self.errors.append(event)
+            elif isinstance(event, ToolCallStarted):
+                # A failed call gives its index to the next: its pieces go with it.
+                self.arguments_text[event.index] = ""
             elif isinstance(event, ToolCallArgumentsDelta):
                 self.arguments_text[event.index] = self.arguments_text.get(event.index, "") + event.text
 
@@ -100,21 +103,25 @@ def parse(
 
 def check_protocol(outcome: Outcome) -> None:
     """Events of each call come in order: started, argument pieces, finished; indexes
-    count from 0; the argument pieces are the arguments' JSON."""
+    count from 0; the argument pieces of a call are its arguments' JSON. A parse error
+    cancels a started call, pieces and all, and the next call reuses its index."""
     open_call: ToolCallStarted | None = None
+    pieces = ""  # the open call's argument pieces so far
     finished = 0
     for event in outcome.events:
         if isinstance(event, ToolCallStarted):
             assert open_call is None
             assert event.index == finished
             assert re.fullmatch(r"[A-Za-z0-9]{9}", event.id)
-            open_call = event
+            open_call, pieces = event, ""
         elif isinstance(event, ToolCallArgumentsDelta):
             assert open_call is not None and event.index == open_call.index
+            pieces += event.text
         elif isinstance(event, ToolCallFinished):
             assert open_call is not None and event.index == open_call.index
             assert event.call.id == open_call.id and event.call.name == open_call.name
-            assert json.loads(outcome.arguments_text[event.index]) == event.call.arguments
+            assert json.loads(pieces) == event.call.arguments
+            assert outcome.arguments_text[event.index] == pieces
             open_call = None
             finished += 1
         elif isinstance(event, ToolCallParseError):
@@ -448,6 +455,86 @@ def test_a_failed_call_gives_its_index_to_the_next() -> None:
     check_protocol(outcome)
 
 
+
+# Found by test_parser_never_raises_and_accounts_for_every_character[qwen3_coder]: a
+# JSON body (the Qwen fallback) that parses, then a second opener where the block's end
+# should be. The call fails after its arguments were streamed, and the next call reuses
+# its index: the pieces of the cancelled call must not count towards the next one's.
+CANCELLED_AFTER_ITS_ARGUMENTS = (
+    '<tool_call>{"name": "search", "parameters": {}}<tool_call></tool_call><tool_call>\n'
+    '{"name": "get_weather", "arguments": {"location": "Paris, France", "days": 3}}\n'
+    "</tool_call>"
+)
+
+
+def test_a_call_cancelled_after_its_arguments_gives_its_index_to_the_next() -> None:
+    text = CANCELLED_AFTER_ITS_ARGUMENTS
+    outcome = parse("qwen3_coder", text)
+    started = [(e.index, e.name) for e in outcome.events if isinstance(e, ToolCallStarted)]
+    assert started == [(0, "search"), (0, "get_weather")]
+    pieces = [(e.index, e.text) for e in outcome.events if isinstance(e, ToolCallArgumentsDelta)]
+    assert pieces == [(0, "{}"), (0, '{"location": "Paris, France", "days": 3}')]
+    assert outcome.calls == [(0, *CALLS[0])]
+    assert [e.reason for e in outcome.errors] == ["unexpected text before </tool_call>"]
+    assert outcome.content == text[: text.index("</tool_call>") + len("</tool_call>")]
+    assert outcome.reassembled() == text
+    check_protocol(outcome)
+
+
+# The same kind of input for every XML-style family: a JSON body in the XML opener, and
+# an opener inside an unclosed call, each followed by a good call.
+_QWEN_WEATHER = "<function=get_weather><parameter=days>3</parameter></function>"
+_XML_SIBLINGS = {  # opener, closer, a good call's body
+    "qwen3_coder": ("<tool_call>", "</tool_call>", _QWEN_WEATHER),
+    "seed_oss": ("<seed:tool_call>", "</seed:tool_call>", _QWEN_WEATHER),
+    "minimax": (
+        "<minimax:tool_call>",
+        "</minimax:tool_call>",
+        '<invoke name="get_weather"><parameter name="days">3</parameter></invoke>',
+    ),
+    "glm": (
+        "<tool_call>", "</tool_call>", "get_weather<arg_key>days</arg_key><arg_value>3</arg_value>"
+    ),
+    "nemotron": (
+        "<TOOLCALL>", "</TOOLCALL>", '[{"name": "get_weather", "arguments": {"days": 3}}]'
+    ),
+}
+_GOOD_XML_PARAMETER = {
+    "qwen3_coder": "<function=search><parameter=query>x</parameter>",
+    "seed_oss": "<function=search><parameter=query>x</parameter>",
+    "minimax": '<invoke name="search"><parameter name="query">x</parameter>',
+    "glm": "search<arg_key>query</arg_key><arg_value>x</arg_value>",
+    "nemotron": '[{"name": "search", "arguments": {"query": "x"}}',
+}
+
+
+def _sibling_texts(fmt: str) -> list[str]:
+    opener, closer, good = _XML_SIBLINGS[fmt]
+    body = _GOOD_XML_PARAMETER[fmt]
+    json_body = '{"name": "search", "parameters": {}}'
+    return [
+        # The shape of the case above.
+        f"{opener}{json_body}{opener}{closer}{opener}\n{good}\n{closer}",
+        f"{opener}{json_body}{opener}{good}{closer}",
+        f"{opener}{body}{opener}{closer}{opener}{good}{closer}",
+        f"{opener}{body}{opener}{good}{closer}",
+        f"{opener}{body}{closer}{opener}{good}{closer}",
+        f"{opener}{opener}{good}{closer}",
+        f"{opener}{body}{opener}",
+    ]
+
+
+@pytest.mark.parametrize("fmt", sorted(_XML_SIBLINGS))
+@pytest.mark.parametrize("names", [None, NAMES])
+def test_openers_inside_calls_never_break_the_protocol(fmt: str, names: list[str] | None) -> None:
+    for text in _sibling_texts(fmt):
+        for cuts in ([], list(range(len(text) + 1))):
+            outcome = parse(fmt, text, cuts, names=names, tools=TOOLS)
+            assert outcome.reassembled() == text
+            check_protocol(outcome)
+            assert outcome.summary() == parse(fmt, text, names=names, tools=TOOLS).summary()
+
+
 def test_good_calls_around_a_bad_one_in_a_list() -> None:
     text = '<TOOLCALL>[{"name": "a", "arguments": {}}, {"name": 1}, {"name": "b", "arguments": {}}]</TOOLCALL>'
     outcome = parse("nemotron", text)
@@ -508,6 +595,11 @@ def cut_points(draw: st.DrawFn, text: str) -> list[int]:
 PROPERTY = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+def test_property_settings_keep_the_profiles_derandomize() -> None:
+    # CI's profile (tests/conftest.py) derandomizes; PROPERTY must not set it back.
+    assert PROPERTY.derandomize == settings.default.derandomize
 
 
 @pytest.mark.parametrize("fmt", TOOL_FORMATS)
