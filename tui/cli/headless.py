@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
@@ -69,23 +70,36 @@ def run_complete(args: argparse.Namespace, settings: Any) -> int:
     if model is None:
         return 1
     stream = model.complete_stream(prompt, config)
+    # --json prints only the result, at the end.
+    result, interrupted = _play(stream, lambda _: None if args.json else sys.stdout)
+    if result is None:
+        return 1
+    return report(result, args.json, interrupted)
+
+
+def _play(
+    stream: engine.PredictionStream, where: Callable[[engine.PredictionFragment], TextIO | None]
+) -> tuple[PredictionResult | None, bool]:
+    """Print each fragment as it comes, to the file `where` names (None: not at all), until
+    the prediction ends; Ctrl+C stops it, and what was generated so far is still the
+    result. Returns the result (None once the failure is printed) and whether Ctrl+C
+    stopped it."""
     interrupted = False
     try:
         for fragment in stream:
-            if not args.json:
-                sys.stdout.write(fragment.content)
-                sys.stdout.flush()
+            out = where(fragment)
+            if out is not None:
+                out.write(fragment.content)
+                out.flush()
     except KeyboardInterrupt:
-        # Ctrl+C stops the prediction; what was generated so far is still reported.
         interrupted = True
         stream.cancel()
         stream.wait_for_result()
     try:
-        result = stream.result()
+        return stream.result(), interrupted
     except Exception as err:
         print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
-        return 1
-    return report(result, args.json, interrupted)
+        return None, interrupted
 
 
 def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -> int:
@@ -146,19 +160,9 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
 
 def _stream_reply(model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig) -> int:
     stream = model.respond_stream(chat, config, on_message=chat.append)
-    try:
-        for fragment in stream:
-            out = sys.stderr if fragment.kind == "reasoning" else sys.stdout
-            out.write(fragment.content)
-            out.flush()
-    except KeyboardInterrupt:
-        # Ctrl+C stops this reply; the chat keeps what was said and goes on.
-        stream.cancel()
-        stream.wait_for_result()
-    try:
-        result = stream.result()
-    except Exception as err:
-        print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
+    # Reasoning to stderr; Ctrl+C stops this reply, the chat keeps what was said and goes on.
+    result, _ = _play(stream, lambda f: sys.stderr if f.kind == "reasoning" else sys.stdout)
+    if result is None:
         return 1
     print()
     print(format_stats(result.stats), file=sys.stderr)
