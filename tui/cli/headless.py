@@ -59,16 +59,28 @@ def format_stats(stats: PredictionStats) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def run_complete(args: argparse.Namespace, settings: Any) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+def _config_and_model(
+    args: argparse.Namespace, settings: Any, overrides: dict[str, Any]
+) -> tuple[engine.PredictionConfig, engine.LLM] | int:
+    """The prediction settings and the model for a command, or the exit status that says
+    why not (2: the settings are bad, 1: the model did not load; the reason is printed)."""
     try:
-        config = engine.PredictionConfig.parse(prediction_config(args))
+        config = engine.PredictionConfig.parse(overrides)
     except engine.PredictionConfigError as err:
         print(f"llamaterm: {err}", file=sys.stderr)
         return 2
     model = open_model(args, settings)
     if model is None:
         return 1
+    return config, model
+
+
+def run_complete(args: argparse.Namespace, settings: Any) -> int:
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    prepared = _config_and_model(args, settings, prediction_config(args))
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     stream = model.complete_stream(prompt, config)
     # --json prints only the result, at the end.
     result, interrupted = _play(stream, lambda _: None if args.json else sys.stdout)
@@ -117,17 +129,13 @@ def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -
 def run_chat(args: argparse.Namespace, settings: Any) -> int:
     """A line-based chat: one line in, one streamed reply out. Reasoning goes to stderr,
     so that a pipe gets only the answers."""
-    try:
-        overrides = prediction_config(args)
-        if args.no_thinking:
-            overrides["enable_thinking"] = False
-        config = engine.PredictionConfig.parse(overrides)
-    except engine.PredictionConfigError as err:
-        print(f"llamaterm: {err}", file=sys.stderr)
-        return 2
-    model = open_model(args, settings)
-    if model is None:
-        return 1
+    overrides = prediction_config(args)
+    if args.no_thinking:
+        overrides["enable_thinking"] = False
+    prepared = _config_and_model(args, settings, overrides)
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     system = args.system if args.system is not None else settings.chat.system_prompt
     chat = engine.Chat(system or None)
     if args.json:
