@@ -24,6 +24,7 @@ from .contract import ChatModel, ToolChoice
 from .prediction import Event, Failed, Finished, PredictionConfig, PredictionResult
 from .llama import ENGINE_DEFAULTS
 from .tools import ToolDefinition, ToolResult, run_tool
+from .tools.definitions import openai_function_schema
 
 DENIED = "The user denied this tool call. Do not call it again; answer without it."
 
@@ -59,14 +60,7 @@ class FunctionTool:
         return schema
 
     def openai_schema(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
+        return openai_function_schema(self.name, self.description, self.parameters)
 
     async def run(self, call: ToolCall) -> ToolResult:
         started = time.perf_counter()

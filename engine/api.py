@@ -10,11 +10,12 @@ from __future__ import annotations
 from engine.errors import PredictionNotFinished
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from .chat import AssistantResponse, Chat
 from .agent import ActFinished, act_events
@@ -34,6 +35,7 @@ from engine.llama import LoadedModel, SyncEventStream
 
 ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]
+P = ParamSpec("P")
 
 
 
@@ -77,6 +79,28 @@ def list_loaded_models() -> list[LLM]:
         return [LLM(m, PredictionConfig()) for m in _loaded.values() if m.is_loaded]
 
 
+def _blocking(
+    stream_method: Callable[P, PredictionStream], doc: str
+) -> Callable[P, PredictionResult]:
+    """The blocking form of a `*_stream` method: the same parameters, and the stream's result.
+
+    LM Studio's SDK pairs `complete`/`complete_stream` and `respond`/`respond_stream`;
+    the parameters are written once, on the stream method, and `inspect.signature`
+    (so `help()`) shows them on both."""
+
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> PredictionResult:
+        return stream_method(*args, **kwargs).wait_for_result()
+
+    name = stream_method.__name__.removesuffix("_stream")
+    blocking.__name__ = name
+    blocking.__qualname__ = stream_method.__qualname__.replace(stream_method.__name__, name)
+    blocking.__doc__ = doc
+    blocking.__signature__ = inspect.signature(stream_method).replace(  # type: ignore[attr-defined]
+        return_annotation="PredictionResult"
+    )
+    return blocking
+
+
 class LLM:
     """A loaded model, with LM Studio's prediction methods."""
 
@@ -107,26 +131,6 @@ class LLM:
             _loaded.pop(self._model.path, None)
         self._model.unload()
 
-    def complete(
-        self,
-        prompt: str,
-        config: PredictionConfig | dict[str, Any] | None = None,
-        *,
-        on_prompt_processing_progress: ProgressCallback | None = None,
-        on_first_token: Callable[[], Any] | None = None,
-        on_prediction_fragment: FragmentCallback | None = None,
-        on_message: Callable[[Any], Any] | None = None,
-    ) -> PredictionResult:
-        """Complete `prompt` and return the result (blocking)."""
-        return self.complete_stream(
-            prompt,
-            config,
-            on_prompt_processing_progress=on_prompt_processing_progress,
-            on_first_token=on_first_token,
-            on_prediction_fragment=on_prediction_fragment,
-            on_message=on_message,
-        ).wait_for_result()
-
     def complete_stream(
         self,
         prompt: str,
@@ -145,29 +149,7 @@ class LLM:
         )
         return PredictionStream(events, callbacks)
 
-    def respond(
-        self,
-        history: Chat | dict[str, Any] | str,
-        config: PredictionConfig | dict[str, Any] | None = None,
-        *,
-        on_prompt_processing_progress: ProgressCallback | None = None,
-        on_first_token: Callable[[], Any] | None = None,
-        on_prediction_fragment: FragmentCallback | None = None,
-        on_message: Callable[[Any], Any] | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: Any = "auto",
-    ) -> PredictionResult:
-        """The assistant's reply to a chat (blocking)."""
-        return self.respond_stream(
-            history,
-            config,
-            on_prompt_processing_progress=on_prompt_processing_progress,
-            on_first_token=on_first_token,
-            on_prediction_fragment=on_prediction_fragment,
-            on_message=on_message,
-            tools=tools,
-            tool_choice=tool_choice,
-        ).wait_for_result()
+    complete = _blocking(complete_stream, "Complete `prompt` and return the result (blocking).")
 
     def respond_stream(
         self,
@@ -202,6 +184,7 @@ class LLM:
         )
         return PredictionStream(events, callbacks)
 
+    respond = _blocking(respond_stream, "The assistant's reply to a chat (blocking).")
 
     def act(
         self,

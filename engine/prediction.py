@@ -329,3 +329,26 @@ Event: TypeAlias = (
     | Finished
     | Failed
 )
+
+
+def merge_deltas(events: list[Event]) -> list[Event]:
+    """Join neighbouring deltas: content with content, reasoning with reasoning, argument
+    pieces of one tool call; a parser's output for one piece of input, one event per kind.
+
+    The joined delta counts as one token again (`tokens_count` 1), as a fresh piece does."""
+    merged: list[Event] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if isinstance(event, ContentDelta) and isinstance(last, ContentDelta):
+            merged[-1] = ContentDelta(last.text + event.text)
+        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta):
+            merged[-1] = ReasoningDelta(last.text + event.text)
+        elif (
+            isinstance(event, ToolCallArgumentsDelta)
+            and isinstance(last, ToolCallArgumentsDelta)
+            and last.index == event.index
+        ):
+            merged[-1] = ToolCallArgumentsDelta(event.index, last.text + event.text)
+        else:
+            merged.append(event)
+    return merged

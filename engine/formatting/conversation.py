@@ -8,7 +8,7 @@ an earlier request still runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from ..chat import Chat
 from ..contract import ToolChoice
@@ -29,6 +29,23 @@ from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reaso
 from .templates import ChatTemplate, TemplateError, render
 
 Messages = list[dict[str, Any]]
+ChatInput = Chat | dict[str, Any] | str
+ConfigInput = PredictionConfig | dict[str, Any] | None
+_Stream = TypeVar("_Stream", EventStream, SyncEventStream)
+
+
+class ReplyOptions(TypedDict, total=False):
+    """The keywords every way of asking a local model for a reply takes
+    (`LoadedModel.respond_events`/`respond_sync` and the functions below), named once."""
+
+    defaults: PredictionConfig
+    """What unset prediction settings take (ENGINE_DEFAULTS when not given)."""
+    tools: list[dict[str, Any]] | None
+    """OpenAI function schemas offered to the model."""
+    tool_choice: ToolChoice
+    """"auto" (the default), "none", "required" or a function name."""
+    template_kwargs: dict[str, Any] | None
+    """Extra variables for the chat template (e.g. `thinking`)."""
 
 
 def tool_format(model: LoadedModel) -> str:
@@ -218,50 +235,30 @@ def fit_messages(
 
 
 def respond_events(
-    model: LoadedModel,
-    chat: Chat | dict[str, Any] | str,
-    config: PredictionConfig | dict[str, Any] | None = None,
-    *,
-    defaults: PredictionConfig = ENGINE_DEFAULTS,
-    tools: list[dict[str, Any]] | None = None,
-    tool_choice: ToolChoice = "auto",
-    template_kwargs: dict[str, Any] | None = None,
+    model: LoadedModel, chat: ChatInput, config: ConfigInput = None, **options: Unpack[ReplyOptions]
 ) -> EventStream:
     """`model.respond_events(...)`, as a function (the server and older callers use it)."""
-    return model.respond_events(
-        chat, config, defaults=defaults, tools=tools, tool_choice=tool_choice,
-        template_kwargs=template_kwargs,
-    )
+    return model.respond_events(chat, config, **options)
 
 
 def respond_sync(
-    model: LoadedModel,
-    chat: Chat | dict[str, Any] | str,
-    config: PredictionConfig | dict[str, Any] | None = None,
-    *,
-    defaults: PredictionConfig = ENGINE_DEFAULTS,
-    tools: list[dict[str, Any]] | None = None,
-    tool_choice: ToolChoice = "auto",
-    template_kwargs: dict[str, Any] | None = None,
+    model: LoadedModel, chat: ChatInput, config: ConfigInput = None, **options: Unpack[ReplyOptions]
 ) -> SyncEventStream:
     """`model.respond_sync(...)`, as a function."""
-    return model.respond_sync(
-        chat, config, defaults=defaults, tools=tools, tool_choice=tool_choice,
-        template_kwargs=template_kwargs,
-    )
+    return model.respond_sync(chat, config, **options)
 
 
 def start_reply(
-    stream: EventStream | SyncEventStream,
-    model: LoadedModel,
-    chat: Chat | dict[str, Any] | str,
-    config: PredictionConfig | dict[str, Any] | None,
-    defaults: PredictionConfig,
-    tools: list[dict[str, Any]] | None,
-    tool_choice: ToolChoice,
-    template_kwargs: dict[str, Any] | None,
-) -> None:
-    """Queue one reply to `chat` on `model`, its events going to `stream`."""
+    stream: _Stream, model: LoadedModel, chat: ChatInput, config: ConfigInput, options: ReplyOptions
+) -> _Stream:
+    """Queue one reply to `chat` on `model`, its events going to `stream` (returned)."""
+    unknown = sorted(options.keys() - ReplyOptions.__annotations__.keys())
+    if unknown:  # as a misspelt keyword argument fails on an explicit signature
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    defaults = options.get("defaults", ENGINE_DEFAULTS)
+    tools = options.get("tools")
+    tool_choice = options.get("tool_choice", "auto")
+    template_kwargs = options.get("template_kwargs")
     merged = PredictionConfig.parse(config).merged_over(defaults)
     merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
     source = chat_prompt(
@@ -273,3 +270,4 @@ def start_reply(
         template_kwargs=template_kwargs,
     )
     stream.control = model.start_prediction(source, merged, stream.sink)
+    return stream

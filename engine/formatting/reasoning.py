@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.prediction import ContentDelta, Event, ReasoningDelta
+from engine.prediction import ContentDelta, Event, ReasoningDelta, merge_deltas
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class ReasoningParser:
         out: list[Event] = []
         while self._step(out):
             pass
-        return _merge(out)
+        return merge_deltas(out)
 
     def finish(self) -> list[Event]:
         if not self.enabled:
@@ -236,17 +236,3 @@ def _possible_start(buffer: str, needles: Sequence[str], before: int) -> int | N
         if any(len(tail) < len(n) and n.startswith(tail) for n in needles):
             return at
     return None
-
-
-def _merge(events: list[Event]) -> list[Event]:
-    """Join neighbouring deltas of the same kind: one piece of input, one event per kind."""
-    merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, ContentDelta) and isinstance(last, ContentDelta):
-            merged[-1] = ContentDelta(last.text + event.text)
-        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta):
-            merged[-1] = ReasoningDelta(last.text + event.text)
-        else:
-            merged.append(event)
-    return merged

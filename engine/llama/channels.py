@@ -29,16 +29,36 @@ class PredictionControl:
         self.cancelled.set()
 
 
-class EventStream:
-    """The async face of a prediction: `async for event in stream`."""
+class _StreamOutcome:
+    """What both faces of a prediction keep: the control to cancel through, and how the
+    stream ended (`result` after `Finished`, `error` after `Failed`)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+    def __init__(self) -> None:
         self.control = PredictionControl()
         self.result: PredictionResult | None = None
         self.error: BaseException | None = None
         self._finished = False
+
+    def cancel(self) -> None:
+        self.control.cancel()
+
+    def _record(self, event: Event) -> None:
+        """Note `event` if it ends the stream; the reader calls this on every event."""
+        if isinstance(event, Finished):
+            self._finished = True
+            self.result = event.result
+        elif isinstance(event, Failed):
+            self._finished = True
+            self.error = event.error
+
+
+class EventStream(_StreamOutcome):
+    """The async face of a prediction: `async for event in stream`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
         # Events from the model thread wait here until the loop takes them. One wake-up
         # of the loop is in flight at a time: while the loop is busy (a UI drawing),
         # the tokens that arrive meanwhile ride on it, instead of each paying for a
@@ -65,9 +85,6 @@ class EventStream:
         for event in events:
             self._queue.put_nowait(event)
 
-    def cancel(self) -> None:
-        self.control.cancel()
-
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
@@ -75,12 +92,7 @@ class EventStream:
         if self._finished:
             raise StopAsyncIteration
         event = await self._queue.get()
-        if isinstance(event, Finished):
-            self._finished = True
-            self.result = event.result
-        elif isinstance(event, Failed):
-            self._finished = True
-            self.error = event.error
+        self._record(event)
         return event
 
     async def aclose(self) -> None:
@@ -99,21 +111,15 @@ class EventStream:
         return self.result
 
 
-class SyncEventStream:
+class SyncEventStream(_StreamOutcome):
     """The blocking face of a prediction, for the sync API and the CLI."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self.control = PredictionControl()
-        self.result: PredictionResult | None = None
-        self.error: BaseException | None = None
-        self._finished = False
 
     def sink(self, event: Event) -> None:
         self._queue.put(event)
-
-    def cancel(self) -> None:
-        self.control.cancel()
 
     @property
     def finished(self) -> bool:
@@ -122,10 +128,5 @@ class SyncEventStream:
     def __iter__(self) -> Iterator[Event]:
         while not self._finished:
             event = self._queue.get()
-            if isinstance(event, Finished):
-                self._finished = True
-                self.result = event.result
-            elif isinstance(event, Failed):
-                self._finished = True
-                self.error = event.error
+            self._record(event)
             yield event

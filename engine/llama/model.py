@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..errors import ModelLoadError
 from ..load_config import LoadConfig
@@ -37,7 +37,8 @@ from .sampler import ENGINE_DEFAULTS
 from .scheduler import Scheduler, SerialScheduler
 
 if TYPE_CHECKING:
-    from ..chat import Chat
+    from ..contract import ToolChoice
+    from ..formatting.conversation import ChatInput, ConfigInput, ReplyOptions
 
 
 class LoadedModel:
@@ -330,39 +331,36 @@ class LoadedModel:
 
     def respond_events(
         self,
-        chat: Chat | dict[str, Any] | str,
-        config: PredictionConfig | dict[str, Any] | None = None,
+        chat: ChatInput,
+        config: ConfigInput = None,
         *,
         defaults: PredictionConfig = ENGINE_DEFAULTS,
         tools: list[dict[str, Any]] | None = None,
-        tool_choice: Any = "auto",
+        tool_choice: ToolChoice = "auto",
         template_kwargs: dict[str, Any] | None = None,
     ) -> EventStream:
         """One assistant reply as an async stream of events. Call from a running event loop.
 
-        The chat template renders on the model thread (see engine.formatting.conversation)."""
+        The chat template renders on the model thread (see engine.formatting.conversation).
+        The ChatModel contract's method, so its arguments are spelt out here; the other
+        ways to ask for a reply take them as `ReplyOptions`."""
         from ..formatting.conversation import start_reply
 
-        stream = EventStream(asyncio.get_running_loop())
-        start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
-        return stream
+        options: ReplyOptions = {
+            "defaults": defaults,
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "template_kwargs": template_kwargs,
+        }
+        return start_reply(EventStream(asyncio.get_running_loop()), self, chat, config, options)
 
     def respond_sync(
-        self,
-        chat: Chat | dict[str, Any] | str,
-        config: PredictionConfig | dict[str, Any] | None = None,
-        *,
-        defaults: PredictionConfig = ENGINE_DEFAULTS,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: Any = "auto",
-        template_kwargs: dict[str, Any] | None = None,
+        self, chat: ChatInput, config: ConfigInput = None, **options: Unpack[ReplyOptions]
     ) -> SyncEventStream:
-        """One assistant reply as a blocking stream of events."""
+        """`respond_events` as a blocking stream of events: the same arguments."""
         from ..formatting.conversation import start_reply
 
-        stream = SyncEventStream()
-        start_reply(stream, self, chat, config, defaults, tools, tool_choice, template_kwargs)
-        return stream
+        return start_reply(SyncEventStream(), self, chat, config, options)
 
     def complete_events(
         self,

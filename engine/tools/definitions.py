@@ -164,14 +164,7 @@ class ToolDefinition(BaseModel):
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool as OpenAI's `tools` list and chat templates expect it."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
+        return openai_function_schema(self.name, self.description, self.parameters)
 
     def to_toml_table(self) -> dict[str, Any]:
         """The table `save_tools` writes: unset keys and a built-in's own texts left out."""
@@ -185,6 +178,15 @@ class ToolDefinition(BaseModel):
                 if table[key] == getattr(builtin, key):
                     del table[key]
         return table
+
+
+def openai_function_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A function tool as OpenAI's `tools` list and chat templates expect it; the one
+    shape for tools-file tools and Python-function tools (engine.agent) alike."""
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
 
 
 def _check_command(command: list[str], parameters: list[str]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
@@ -58,34 +59,59 @@ def format_stats(stats: PredictionStats) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def run_complete(args: argparse.Namespace, settings: Any) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+def _config_and_model(
+    args: argparse.Namespace, settings: Any, overrides: dict[str, Any]
+) -> tuple[engine.PredictionConfig, engine.LLM] | int:
+    """The prediction settings and the model for a command, or the exit status that says
+    why not (2: the settings are bad, 1: the model did not load; the reason is printed)."""
     try:
-        config = engine.PredictionConfig.parse(prediction_config(args))
+        config = engine.PredictionConfig.parse(overrides)
     except engine.PredictionConfigError as err:
         print(f"llamaterm: {err}", file=sys.stderr)
         return 2
     model = open_model(args, settings)
     if model is None:
         return 1
+    return config, model
+
+
+def run_complete(args: argparse.Namespace, settings: Any) -> int:
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    prepared = _config_and_model(args, settings, prediction_config(args))
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     stream = model.complete_stream(prompt, config)
+    # --json prints only the result, at the end.
+    result, interrupted = _play(stream, lambda _: None if args.json else sys.stdout)
+    if result is None:
+        return 1
+    return report(result, args.json, interrupted)
+
+
+def _play(
+    stream: engine.PredictionStream, where: Callable[[engine.PredictionFragment], TextIO | None]
+) -> tuple[PredictionResult | None, bool]:
+    """Print each fragment as it comes, to the file `where` names (None: not at all), until
+    the prediction ends; Ctrl+C stops it, and what was generated so far is still the
+    result. Returns the result (None once the failure is printed) and whether Ctrl+C
+    stopped it."""
     interrupted = False
     try:
         for fragment in stream:
-            if not args.json:
-                sys.stdout.write(fragment.content)
-                sys.stdout.flush()
+            out = where(fragment)
+            if out is not None:
+                out.write(fragment.content)
+                out.flush()
     except KeyboardInterrupt:
-        # Ctrl+C stops the prediction; what was generated so far is still reported.
         interrupted = True
         stream.cancel()
         stream.wait_for_result()
     try:
-        result = stream.result()
+        return stream.result(), interrupted
     except Exception as err:
         print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
-        return 1
-    return report(result, args.json, interrupted)
+        return None, interrupted
 
 
 def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -> int:
@@ -103,17 +129,13 @@ def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -
 def run_chat(args: argparse.Namespace, settings: Any) -> int:
     """A line-based chat: one line in, one streamed reply out. Reasoning goes to stderr,
     so that a pipe gets only the answers."""
-    try:
-        overrides = prediction_config(args)
-        if args.no_thinking:
-            overrides["enable_thinking"] = False
-        config = engine.PredictionConfig.parse(overrides)
-    except engine.PredictionConfigError as err:
-        print(f"llamaterm: {err}", file=sys.stderr)
-        return 2
-    model = open_model(args, settings)
-    if model is None:
-        return 1
+    overrides = prediction_config(args)
+    if args.no_thinking:
+        overrides["enable_thinking"] = False
+    prepared = _config_and_model(args, settings, overrides)
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     system = args.system if args.system is not None else settings.chat.system_prompt
     chat = engine.Chat(system or None)
     if args.json:
@@ -146,19 +168,9 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
 
 def _stream_reply(model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig) -> int:
     stream = model.respond_stream(chat, config, on_message=chat.append)
-    try:
-        for fragment in stream:
-            out = sys.stderr if fragment.kind == "reasoning" else sys.stdout
-            out.write(fragment.content)
-            out.flush()
-    except KeyboardInterrupt:
-        # Ctrl+C stops this reply; the chat keeps what was said and goes on.
-        stream.cancel()
-        stream.wait_for_result()
-    try:
-        result = stream.result()
-    except Exception as err:
-        print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
+    # Reasoning to stderr; Ctrl+C stops this reply, the chat keeps what was said and goes on.
+    result, _ = _play(stream, lambda f: sys.stderr if f.kind == "reasoning" else sys.stdout)
+    if result is None:
         return 1
     print()
     print(format_stats(result.stats), file=sys.stderr)

@@ -7,10 +7,11 @@ Each reply carries its own stats line, so this line does not repeat them.
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
+
+from tui.widgets.status.prediction_status import PromptProgressLine
 
 
 def context_text(used: int, length: int) -> str:
@@ -21,19 +22,11 @@ def context_text(used: int, length: int) -> str:
     return f"context: {used} of {length} tokens ({100 * used // length}%)"
 
 
-class ChatStatus(Horizontal):
+class ChatStatus(PromptProgressLine):
     """The screen sets the attributes."""
 
     DEFAULT_CSS = """
     ChatStatus {
-        height: 1;
-        background: $panel;
-        & > ProgressBar {
-            width: auto;
-            display: none;
-            & > Bar { width: 16; }
-        }
-        &.-processing > ProgressBar { display: block; }
         & > #chat-status-text {
             width: 1fr;
             height: 1;
@@ -45,9 +38,6 @@ class ChatStatus(Horizontal):
     }
     """
 
-    progress: reactive[float] = reactive(0.0)
-    phase: reactive[str] = reactive("")
-    """What a running reply is doing ("processing prompt", "generating"...); "" when idle."""
     error: reactive[str] = reactive("")
     context_used: reactive[int] = reactive(0)
     """Tokens of the chat in the context after its last reply (prompt and reply)."""
@@ -61,13 +51,8 @@ class ChatStatus(Horizontal):
         self._show()
 
     def watch_phase(self, phase: str) -> None:
-        # The bar is for prompt processing; the rest of the time the text needs the room.
-        self.set_class(phase == "processing prompt", "-processing")
+        super().watch_phase(phase)
         self._show()
-
-    def watch_progress(self, progress: float) -> None:
-        for bar in self.query(ProgressBar):
-            bar.update(progress=progress)
 
     def watch_error(self) -> None:
         self._show()

@@ -49,11 +49,12 @@ class StatsLine(Static):
         return Content(format_stats(self.stats))
 
 
-class PredictionStatus(Horizontal):
-    """A prompt-processing progress bar and a stats line; the screen sets the attributes."""
+class PromptProgressLine(Horizontal):
+    """A one-line status with a prompt-processing bar that shows only while the prompt
+    is processed; a subclass composes the bar and the text beside it."""
 
     DEFAULT_CSS = """
-    PredictionStatus {
+    PromptProgressLine {
         height: 1;
         background: $panel;
         & > ProgressBar {
@@ -67,6 +68,20 @@ class PredictionStatus(Horizontal):
 
     progress: reactive[float] = reactive(0.0)
     phase: reactive[str] = reactive("")
+    """What a running prediction is doing ("processing prompt", "generating"...); "" when idle."""
+
+    def watch_phase(self, phase: str) -> None:
+        # The bar is for prompt processing; the rest of the time the text needs the room.
+        self.set_class(phase == "processing prompt", "-processing")
+
+    def watch_progress(self, progress: float) -> None:
+        for bar in self.query(ProgressBar):
+            bar.update(progress=progress)
+
+
+class PredictionStatus(PromptProgressLine):
+    """A prompt-processing progress bar and a stats line; the screen sets the attributes."""
+
     stats: reactive[PredictionStats | None] = reactive(None)
     error: reactive[str] = reactive("")
 
@@ -75,14 +90,6 @@ class PredictionStatus(Horizontal):
         yield StatsLine().data_bind(
             PredictionStatus.phase, PredictionStatus.stats, PredictionStatus.error
         )
-
-    def watch_phase(self, phase: str) -> None:
-        # The bar is for prompt processing; the rest of the time the stats need the room.
-        self.set_class(phase == "processing prompt", "-processing")
-
-    def watch_progress(self, progress: float) -> None:
-        for bar in self.query(ProgressBar):
-            bar.update(progress=progress)
 
     def start(self) -> None:
         """A prediction began: empty bar, no stats yet."""
