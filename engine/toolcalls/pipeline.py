@@ -20,6 +20,7 @@ from engine.prediction import (
     ToolCallFinished,
     ToolCallParseError,
     ToolCallStarted,
+    merge_deltas,
 )
 from engine.formatting.reasoning import ReasoningParser
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
@@ -121,7 +122,7 @@ class ToolCallParser:
             self._pump(out, at_end)
         except Exception as err:  # noqa: BLE001 - a parser bug must not end the prediction
             self._give_up(err, out)
-        return _merge(out)
+        return merge_deltas(out)
 
     def _give_up(self, err: Exception, out: list[Event]) -> None:
         """Pass everything through from now on, keeping what is pending as content."""
@@ -372,23 +373,6 @@ class ToolCallParser:
         self._consumed = end
         return raw
 
-
-def _merge(events: list[Event]) -> list[Event]:
-    """Join neighbouring content pieces, and argument pieces of one call."""
-    merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, ContentDelta) and isinstance(last, ContentDelta):
-            merged[-1] = ContentDelta(last.text + event.text)
-        elif (
-            isinstance(event, ToolCallArgumentsDelta)
-            and isinstance(last, ToolCallArgumentsDelta)
-            and last.index == event.index
-        ):
-            merged[-1] = ToolCallArgumentsDelta(event.index, last.text + event.text)
-        else:
-            merged.append(event)
-    return merged
 
 class OutputPipeline:
     """An OutputParser: the reasoning parser first, then its content through the tool-call
