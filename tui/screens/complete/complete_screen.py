@@ -9,6 +9,7 @@ Both sessions are saved in the data directory and restored on start.
 
 from __future__ import annotations
 
+import asyncio
 from itertools import count
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -146,6 +147,13 @@ class CompleteScreen(LlamatermScreen):
         self._restore()
         self.watch(self.app, "model", self._model_changed, init=False)
         self.complete_area.focus()
+
+    async def wind_down(self) -> None:
+        """Quitting: stop the prediction and wait until what it wrote is saved."""
+        if self._stream is not None:
+            self.action_stop()
+        while self.generating:
+            await asyncio.sleep(0.01)
 
     def on_unmount(self) -> None:
         if self._stream is not None:
