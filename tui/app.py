@@ -9,6 +9,7 @@ posting requests (tui.app_messages), never by calling the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -23,6 +24,7 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import WorkerError
 
 from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
@@ -453,12 +455,27 @@ class LlamatermApp(KeysInOrderApp[int]):
         screens = [screen for screen in self._mode_screens.values() if screen.is_attached]
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(screen.wind_down() for screen in screens)), QUIT_WAIT
+                asyncio.gather(
+                    *(screen.wind_down() for screen in screens), self._stop_loading()
+                ),
+                QUIT_WAIT,
             )
         except TimeoutError:
             _log.warning("quitting before the screens had stopped (waited %s s)", QUIT_WAIT)
         finally:
             self.exit()
+
+    async def _stop_loading(self) -> None:
+        """Stop a model load and wait until llama.cpp has let go of it: the model's
+        thread must not be inside llama.cpp when the process exits."""
+        if self._load_cancel is None:
+            return
+        # Not by cancelling the worker: that returns before the model thread has stopped.
+        self._load_cancel.set()
+        for worker in list(self.workers):
+            if worker.group == "model" and not worker.is_finished:
+                with contextlib.suppress(WorkerError):
+                    await worker.wait()
 
     async def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from chat_testing import open_chat, replies, send
 from key_testing import burst
@@ -57,3 +60,32 @@ async def test_quitting_while_a_completion_streams_saves_it(
     assert session["text"].startswith("Once upon a time")
     assert len(session["text"]) > len("Once upon a time") + 20
     assert session["generated"]
+
+
+async def test_quitting_while_a_model_loads_waits_for_llama_to_let_go(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model's thread is held inside llama.cpp's load (in its progress callback)
+    # until a second after Ctrl+Q: the app must not have exited before then.
+    inside_llama = threading.Event()
+    let_go = threading.Event()
+    reporter = LlamatermApp._load_progress_reporter
+
+    def held_reporter(self: LlamatermApp) -> Callable[[float], None]:
+        report = reporter(self)
+
+        def held(fraction: float) -> None:
+            inside_llama.set()
+            let_go.wait(30)
+            report(fraction)
+
+        return held
+
+    monkeypatch.setattr(LlamatermApp, "_load_progress_reporter", held_reporter)
+    app = make_app(mode="chat")
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        await wait_until(pilot, inside_llama.is_set)
+        await burst(pilot, "ctrl+q")
+        threading.Timer(1.0, let_go.set).start()
+        await wait_until(pilot, lambda: not app.is_running, timeout=20)
+    assert let_go.is_set(), "the app exited while the model's thread was inside llama.cpp"

@@ -234,6 +234,10 @@ class CompleteScreen(LlamatermScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "command":
             event.stop()
+            if self.generating:
+                # The command stays on its line, to run once this prediction ends.
+                self.notify("A prediction is running: Esc stops it.", severity="warning")
+                return
             self.run_command(event.value)
 
     def run_command(self, command: str) -> None:
@@ -341,6 +345,10 @@ class CompleteScreen(LlamatermScreen):
             self._stream.cancel()
 
     def _no_model(self) -> None:
+        if self.context.model_state.status == "loading":
+            # What was written stays: the person runs it again once the model is in.
+            self.notify("The model is still loading: try again once it has.", title="Loading")
+            return
         self.notify(
             "No model is loaded: choose one on the Models screen.",
             title="No model",
