@@ -95,7 +95,9 @@ def test_ctrl_c_stops_a_chat_reply_and_the_chat_exits_130_from_a_pipe(
 
 
 @pytest.fixture
-def served(env: dict[str, str], tiny_model_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def served(
+    env: dict[str, str], tiny_model_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tui", "serve", "-m", str(tiny_model_path), "--port", "0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

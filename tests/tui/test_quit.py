@@ -32,7 +32,9 @@ async def test_quitting_while_a_reply_streams_saves_it_as_stopped(
     async with app.run_test(size=TERMINAL_SIZE) as pilot:
         screen = await open_chat(pilot)
         await send(pilot, "Go on forever", wait=False)
-        await wait_until(pilot, lambda: bool(replies(screen)) and len(replies(screen)[-1].content) > 20)
+        await wait_until(
+            pilot, lambda: bool(replies(screen)) and len(replies(screen)[-1].content) > 20
+        )
         await burst(pilot, "ctrl+q")
         await wait_until(pilot, lambda: not app.is_running, timeout=20)
     chats, errors = ChatStore(isolated).load_all()
