@@ -139,19 +139,22 @@ async def test_model_files_named_like_markup_show_as_they_are(
             await pilot.pause()
             assert model.key in screen_text(app), model.key
 
-        # Its load settings dialog, and the notification when they are saved.
-        row = next(i for i, r in enumerate(screen.rows) if r.key == ODD_FILE)
-        table.move_cursor(row=row)
-        await pilot.pause()
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, LoadSettingsScreen))
-        await pilot.pause()
-        assert f"Load settings: {ODD_FILE}" in screen_text(app)
-        await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: app.screen is screen)
-        await pilot.pause(0.2)
-        assert f"Load settings for {ODD_FILE}" in screen_text(app)  # the toast wraps after it
-        assert all(not note.markup for note in app._notifications)
+        # Their load settings dialogs, and the notification when they are saved.
+        for key in ("[b]x", ODD_FILE):
+            row = next(i for i, r in enumerate(screen.rows) if r.key == key)
+            table.move_cursor(row=row)
+            await pilot.pause()
+            await pilot.press("e")
+            await wait_until(pilot, lambda: isinstance(app.screen, LoadSettingsScreen))
+            await pilot.pause()
+            assert f"Load settings: {key}" in screen_text(app)
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: app.screen is screen)
+            await pilot.pause(0.2)
+            assert f"Load settings for {key}" in screen_text(app)  # the toast wraps after it
+            assert all(not note.markup for note in app._notifications)
+            app.clear_notifications()
+            await pilot.pause()
 
         # A file that will not load: the error names it as it is.
         row = next(i for i, r in enumerate(screen.rows) if r.key == "[on]broken")
