@@ -9,6 +9,7 @@ posting requests (tui.app_messages), never by calling the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -19,9 +20,11 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import WorkerError
 
 from engine.contract import ChatModel
 from engine.logbus import LOG_BUS, LogBus
@@ -41,8 +44,9 @@ from tui.app_messages import (
 )
 from tui.config import AppSettings
 from tui.context import AppContext
+from tui.keys_in_order import KeysInOrderApp
 from tui.model_state import ModelState
-from tui.palette import ModelCommands, binding_commands
+from tui.palette import ModelCommands, binding_commands, plain_command
 from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_screen import ChatScreen
 from tui.screens.complete.complete_screen import CompleteScreen
@@ -62,6 +66,9 @@ A thread that nobody waits for is not interrupted, so this costs the UI nothing 
 
 DEFAULT_THEME = "llamaterm-dark"
 
+QUIT_WAIT = 10.0
+"""Seconds quitting waits for the screens to stop their predictions and save them."""
+
 _log = logging.getLogger("llamaterm.tui")
 
 
@@ -76,7 +83,7 @@ def _screen_binding(key: str, mode: str, title: str) -> Binding:
     )
 
 
-class LlamatermApp(App[int]):
+class LlamatermApp(KeysInOrderApp[int]):
     """llamaterm's full-screen app. Build it with settings from `tui.config.load_app_settings`."""
 
     TITLE = "llamaterm"
@@ -161,8 +168,10 @@ class LlamatermApp(App[int]):
             cursor_blink,
         )
         """What every screen is built with; the app keeps it current."""
+        self._mode_screens: dict[str, LlamatermScreen] = {}
+        """The mode screens made so far (made when first shown), by mode."""
         for name, screen in self.SCREENS_BY_MODE.items():
-            self.add_mode(name, partial(screen, self.context))
+            self.add_mode(name, partial(self._make_mode_screen, name, screen))
         self.model_spec = model
         self.autoload = autoload
         self._switch_interval = sys.getswitchinterval()
@@ -174,6 +183,11 @@ class LlamatermApp(App[int]):
         self._remembered_theme: str | None = None
         self.server = InAppServer(settings, self._show_server_state)
         self._load_cancel: threading.Event | None = None
+        self._quitting = False
+
+    def _make_mode_screen(self, mode: str, screen: type[LlamatermScreen]) -> LlamatermScreen:
+        made = self._mode_screens[mode] = screen(self.context)
+        return made
 
     # What the screens see too: the context's.
 
@@ -425,6 +439,43 @@ class LlamatermApp(App[int]):
     def action_unload_model(self) -> None:
         self.unload_model()
 
+    # --- quitting -----------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Stop what the screens run and let them save it, then exit; a second Ctrl+Q
+        while they do exits at once."""
+        if self._quitting:
+            self.exit()
+            return
+        self._quitting = True
+        self.run_worker(self._quit(), name="quit", group="quit", exit_on_error=False)
+
+    async def _quit(self) -> None:
+        screens = [screen for screen in self._mode_screens.values() if screen.is_attached]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(screen.wind_down() for screen in screens), self._stop_loading()
+                ),
+                QUIT_WAIT,
+            )
+        except TimeoutError:
+            _log.warning("quitting before the screens had stopped (waited %s s)", QUIT_WAIT)
+        finally:
+            self.exit()
+
+    async def _stop_loading(self) -> None:
+        """Stop a model load and wait until llama.cpp has let go of it: the model's
+        thread must not be inside llama.cpp when the process exits."""
+        if self._load_cancel is None:
+            return
+        # Not by cancelling the worker: that returns before the model thread has stopped.
+        self._load_cancel.set()
+        for worker in list(self.workers):
+            if worker.group == "model" and not worker.is_finished:
+                with contextlib.suppress(WorkerError):
+                    await worker.wait()
+
     async def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
         await self.server.stop()
@@ -435,9 +486,28 @@ class LlamatermApp(App[int]):
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Notifications are plain text, whatever `markup` says: they carry file and
+        model names and error messages, in which "[/]" is no markup (it was an error)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # --- palette ------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        # Escaped once here: theme names come from files, and a key name may be "/".
+        for command in self._system_commands(screen):
+            yield plain_command(command)
+
+    def _system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The palette's commands, their titles and help as plain text."""
         yield from binding_commands(screen)
         if self.model_state.status == "loading":
             yield SystemCommand("model: cancel load", "Stop loading", self.cancel_model_load)
@@ -481,6 +551,16 @@ class LlamatermApp(App[int]):
 
 def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
+    ids: set[str] = set()
+    for cls in known_binding_classes():
+        for binding in getattr(cls, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.id:
+                ids.add(binding.id)
+    return ids
+
+
+def known_binding_classes() -> list[type]:
+    """The app, its screens, dialogs and widgets that have bindings of their own."""
     from tui.screens.chat.chat_settings import ChatSettingsScreen
     from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
     from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
@@ -507,12 +587,7 @@ def known_binding_ids() -> set[str]:
         LogRecordScreen,
         PredictionSettingsScreen,
     ]
-    ids: set[str] = set()
-    for cls in classes:
-        for binding in getattr(cls, "BINDINGS", []):
-            if isinstance(binding, Binding) and binding.id:
-                ids.add(binding.id)
-    return ids
+    return classes
 
 
 def run_app(settings: AppSettings, model: str | None = None) -> int:

@@ -6,6 +6,10 @@ action with a key is in the palette, and the palette follows the screen (a
 screen's bindings exist only on that screen, and `check_action` hides what does
 not apply now). Commands with no key (one per theme, one per local model) are
 added here.
+
+The palette reads titles and help as Textual markup: everything put in them here
+is escaped or plain `Content`, for key names (`/`, `[`), file names and chat titles
+are not markup ("[/]" in one ended the app).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from textual.app import SystemCommand
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
+from textual.content import Content
+from textual.markup import escape
 from textual.screen import Screen
 
 from engine.models.catalog import LocalModel, find_models
@@ -30,6 +37,29 @@ def command_title(binding_id: str) -> str:
     return f"{category}: {verb.replace('_', ' ')}"
 
 
+def binding_help(binding: Binding, key_display: str) -> str:
+    """The palette help of a binding, as markup that reads as written: its tooltip and key."""
+    return escape(f"{binding.tooltip or binding.description}  [{key_display}]")
+
+
+def plain_command(command: SystemCommand) -> SystemCommand:
+    """`command` with its title and help escaped, so that they read as written."""
+    return SystemCommand(
+        escape(command.title), escape(command.help), command.callback, command.discover
+    )
+
+
+def highlight_plain(matcher: Matcher, text: str) -> Content:
+    """`text` as it is, the characters that match the palette's query highlighted
+    (`Matcher.highlight` would read `text` as markup)."""
+    content = Content(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
+
+
 def binding_commands(screen: Screen[object]) -> Iterable[SystemCommand]:
     """A command for each binding with an id that is active and enabled on `screen`."""
     app = screen.app
@@ -39,11 +69,9 @@ def binding_commands(screen: Screen[object]) -> Iterable[SystemCommand]:
         if not binding.id or "." not in binding.id or binding.id in seen or not active.enabled:
             continue
         seen.add(binding.id)
-        key = app.get_key_display(binding)
-        help_text = f"{binding.tooltip or binding.description}  [{key}]"
         yield SystemCommand(
             command_title(binding.id),
-            help_text,
+            binding_help(binding, app.get_key_display(binding)),
             partial(app.run_action, binding.action, active.node),
         )
 
@@ -67,7 +95,7 @@ class ModelCommands(Provider):
 
     async def discover(self) -> Hits:
         for title, help_text, path in self._commands():
-            yield DiscoveryHit(title, self._load(path), help=help_text)
+            yield DiscoveryHit(Content(title), self._load(path), text=title, help=escape(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -75,5 +103,9 @@ class ModelCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(
-                    score, matcher.highlight(title), self._load(path), help=help_text
+                    score,
+                    highlight_plain(matcher, title),
+                    self._load(path),
+                    text=title,
+                    help=escape(help_text),
                 )

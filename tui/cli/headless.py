@@ -1,15 +1,22 @@
-"""Headless commands: the engine's event stream printed to a terminal or a pipe."""
+"""Headless commands: the engine's event stream printed to a terminal or a pipe.
+
+Ctrl+C and a closed pipe stop a prediction cleanly (tui.cli.interrupts): the model's
+thread has stopped and the model is unloaded before the command returns.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
+
+from tui.cli.interrupts import INTERRUPTED, Interrupts
 
 
 def prediction_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -36,12 +43,48 @@ def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def open_model(args: argparse.Namespace, settings: Any) -> engine.LLM | None:
+def open_model(
+    args: argparse.Namespace, settings: Any, interrupts: Interrupts
+) -> engine.LLM | None:
+    """Load the model; Ctrl+C meanwhile stops the command once it is in (llama.cpp's
+    load is not interrupted half-way)."""
+    with interrupts.shielded("stopping once the model has loaded…"):
+        try:
+            return engine.llm(args.model, config=load_overrides(args), settings=settings)
+        except (engine.ModelLoadError, engine.ModelNotFoundError, ValueError) as err:
+            print(f"llamaterm: {err}", file=sys.stderr)
+            return None
+
+
+@contextmanager
+def loaded(model: engine.LLM, interrupts: Interrupts) -> Iterator[engine.LLM]:
+    """Unload `model` when the command ends, however it ends, so that the process never
+    exits while the model's thread still holds llama.cpp."""
     try:
-        return engine.llm(args.model, config=load_overrides(args), settings=settings)
-    except (engine.ModelLoadError, engine.ModelNotFoundError, ValueError) as err:
-        print(f"llamaterm: {err}", file=sys.stderr)
-        return None
+        yield model
+    finally:
+        with interrupts.shielded("unloading the model…"):
+            model.unload()
+
+
+def stream_to_end(
+    stream: engine.PredictionStream,
+    interrupts: Interrupts,
+    write: Callable[[engine.PredictionFragment], None],
+) -> PredictionResult:
+    """Pass every fragment to `write` until the prediction ends; Ctrl+C cancels it, and
+    the stream is still read to its end, so the result (text so far, stats) is there.
+    A closed pipe cancels it too, and is raised once the model has stopped."""
+    with interrupts.cancelling(stream.cancel):
+        try:
+            for fragment in stream:
+                write(fragment)
+        except BrokenPipeError:
+            stream.cancel()
+            for _ in stream:
+                pass
+            raise
+    return stream.result()
 
 
 def format_stats(stats: PredictionStats) -> str:
@@ -59,59 +102,37 @@ def format_stats(stats: PredictionStats) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def _config_and_model(
-    args: argparse.Namespace, settings: Any, overrides: dict[str, Any]
-) -> tuple[engine.PredictionConfig, engine.LLM] | int:
-    """The prediction settings and the model for a command, or the exit status that says
-    why not (2: the settings are bad, 1: the model did not load; the reason is printed)."""
+def run_complete(
+    args: argparse.Namespace, settings: Any, interrupts: Interrupts | None = None
+) -> int:
+    interrupts = interrupts if interrupts is not None else Interrupts.install()
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
     try:
-        config = engine.PredictionConfig.parse(overrides)
+        config = engine.PredictionConfig.parse(prediction_config(args))
     except engine.PredictionConfigError as err:
         print(f"llamaterm: {err}", file=sys.stderr)
         return 2
-    model = open_model(args, settings)
+    model = open_model(args, settings, interrupts)
     if model is None:
         return 1
-    return config, model
+    with loaded(model, interrupts):
+        if interrupts.requested:
+            return INTERRUPTED
 
+        def write(fragment: engine.PredictionFragment) -> None:
+            if not args.json:
+                sys.stdout.write(fragment.content)
+                sys.stdout.flush()
 
-def run_complete(args: argparse.Namespace, settings: Any) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    prepared = _config_and_model(args, settings, prediction_config(args))
-    if isinstance(prepared, int):
-        return prepared
-    config, model = prepared
-    stream = model.complete_stream(prompt, config)
-    # --json prints only the result, at the end.
-    result, interrupted = _play(stream, lambda _: None if args.json else sys.stdout)
-    if result is None:
-        return 1
-    return report(result, args.json, interrupted)
-
-
-def _play(
-    stream: engine.PredictionStream, where: Callable[[engine.PredictionFragment], TextIO | None]
-) -> tuple[PredictionResult | None, bool]:
-    """Print each fragment as it comes, to the file `where` names (None: not at all), until
-    the prediction ends; Ctrl+C stops it, and what was generated so far is still the
-    result. Returns the result (None once the failure is printed) and whether Ctrl+C
-    stopped it."""
-    interrupted = False
-    try:
-        for fragment in stream:
-            out = where(fragment)
-            if out is not None:
-                out.write(fragment.content)
-                out.flush()
-    except KeyboardInterrupt:
-        interrupted = True
-        stream.cancel()
-        stream.wait_for_result()
-    try:
-        return stream.result(), interrupted
-    except Exception as err:
-        print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
-        return None, interrupted
+        try:
+            # Ctrl+C stops the prediction; what was generated so far is still reported.
+            result = stream_to_end(model.complete_stream(prompt, config), interrupts, write)
+        except BrokenPipeError:
+            raise
+        except Exception as err:
+            print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
+            return 1
+        return report(result, args.json, interrupts.requested)
 
 
 def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -> int:
@@ -122,30 +143,55 @@ def report(result: PredictionResult, as_json: bool, interrupted: bool = False) -
             print()
         print(format_stats(result.stats), file=sys.stderr)
     if interrupted:
-        return 130
+        return INTERRUPTED
     return 1 if result.stats.stop_reason == "failed" else 0
 
 
-def run_chat(args: argparse.Namespace, settings: Any) -> int:
+def run_chat(
+    args: argparse.Namespace, settings: Any, interrupts: Interrupts | None = None
+) -> int:
     """A line-based chat: one line in, one streamed reply out. Reasoning goes to stderr,
-    so that a pipe gets only the answers."""
-    overrides = prediction_config(args)
-    if args.no_thinking:
-        overrides["enable_thinking"] = False
-    prepared = _config_and_model(args, settings, overrides)
-    if isinstance(prepared, int):
-        return prepared
-    config, model = prepared
+    so that a pipe gets only the answers.
+
+    Ctrl+C during a reply stops it (what was written stays in the chat and its stats
+    are printed); at a terminal the chat goes on, from a pipe the command exits 130.
+    Ctrl+C at the prompt exits 130."""
+    interrupts = interrupts if interrupts is not None else Interrupts.install()
+    try:
+        overrides = prediction_config(args)
+        if args.no_thinking:
+            overrides["enable_thinking"] = False
+        config = engine.PredictionConfig.parse(overrides)
+    except engine.PredictionConfigError as err:
+        print(f"llamaterm: {err}", file=sys.stderr)
+        return 2
     system = args.system if args.system is not None else settings.chat.system_prompt
     chat = engine.Chat(system or None)
     if args.json:
-        chat.add_user_message(args.message if args.message is not None else sys.stdin.read())
-        try:
-            result = model.respond(chat, config)
-        except Exception as err:
-            print(f"llamaterm: prediction failed: {err}", file=sys.stderr)
-            return 1
-        return report(result, as_json=True)
+        message = args.message if args.message is not None else sys.stdin.read()
+    model = open_model(args, settings, interrupts)
+    if model is None:
+        return 1
+    with loaded(model, interrupts):
+        if interrupts.requested:
+            return INTERRUPTED
+        if args.json:
+            chat.add_user_message(message)
+            try:
+                stream = model.respond_stream(chat, config)
+                result = stream_to_end(stream, interrupts, lambda fragment: None)
+            except BrokenPipeError:
+                raise
+            except Exception as err:
+                print(f"llamaterm: prediction failed: {err}", file=sys.stderr)
+                return 1
+            return report(result, as_json=True, interrupted=interrupts.requested)
+        return _chat_lines(model, chat, config, interrupts)
+
+
+def _chat_lines(
+    model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig, interrupts: Interrupts
+) -> int:
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
@@ -153,24 +199,39 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
         try:
             line = sys.stdin.readline()
         except KeyboardInterrupt:
+            # At the prompt no prediction runs: Ctrl+C ends the chat.
             print(file=sys.stderr)
-            return 130
+            return INTERRUPTED
         if not line:
             return 0
         text = line.rstrip("\n")
         if not text.strip():
             continue
         chat.add_user_message(text)
-        status = _stream_reply(model, chat, config)
+        pressed = interrupts.count
+        status = _stream_reply(model, chat, config, interrupts)
         if status:
             return status
+        if interrupts.count > pressed and not interactive:
+            return INTERRUPTED
 
 
-def _stream_reply(model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig) -> int:
+def _stream_reply(
+    model: engine.LLM, chat: engine.Chat, config: engine.PredictionConfig, interrupts: Interrupts
+) -> int:
+    def write(fragment: engine.PredictionFragment) -> None:
+        out = sys.stderr if fragment.kind == "reasoning" else sys.stdout
+        out.write(fragment.content)
+        out.flush()
+
     stream = model.respond_stream(chat, config, on_message=chat.append)
-    # Reasoning to stderr; Ctrl+C stops this reply, the chat keeps what was said and goes on.
-    result, _ = _play(stream, lambda f: sys.stderr if f.kind == "reasoning" else sys.stdout)
-    if result is None:
+    try:
+        # Ctrl+C stops this reply; the chat keeps what was said.
+        result = stream_to_end(stream, interrupts, write)
+    except BrokenPipeError:
+        raise
+    except Exception as err:
+        print(f"\nllamaterm: prediction failed: {err}", file=sys.stderr)
         return 1
     print()
     print(format_stats(result.stats), file=sys.stderr)

@@ -7,6 +7,8 @@ commands start without it.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -68,6 +70,32 @@ def _prediction_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A closed pipe (`llamaterm models list | head`) ends a command quietly, and Ctrl+C
+    where no model is busy (reading stdin, starting up) exits 130 without a traceback;
+    where one is, the commands handle it themselves (tui.cli.interrupts).
+    """
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        return closed_pipe()
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def closed_pipe() -> int:
+    """The reader of stdout went away: say nothing more, and exit as `head`'s writers do."""
+    # Python flushes stdout once more at exit: point it at /dev/null so that flush
+    # does not fail (and print "Exception ignored ... BrokenPipeError").
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from engine.settings import ConfigError
     from tui.config import load_app_settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 API_KEY_ENV = "LLAMATERM_API_KEY"
@@ -59,8 +60,27 @@ def _port(text: str) -> int:
 
 
 def run_serve(args: argparse.Namespace, settings: Any) -> int:
-    """Serve until interrupted; the exit status is 0 after Ctrl+C, 1 when it cannot start."""
+    """Serve until interrupted; the exit status is 0 after Ctrl+C, 1 when it cannot start.
+
+    The model is loaded here first, with Ctrl+C noted rather than raised (llama.cpp's
+    load goes on in its own thread: a traceback then left it running); the server
+    then finds it loaded, and handles Ctrl+C itself once it runs.
+    """
+    import engine
     from engine.serve.run import run_server
+    from tui.cli.interrupts import INTERRUPTED, Interrupts
+
+    interrupts = Interrupts.install()
+    with interrupts.shielded("stopping once the model has loaded…"):
+        try:
+            model = engine.llm(args.model, settings=settings)
+        except (engine.ModelLoadError, engine.ModelNotFoundError, ValueError) as err:
+            print(f"llamaterm: {err}", file=sys.stderr)
+            return 1
+    if interrupts.requested:
+        with interrupts.shielded("unloading the model…"):
+            model.unload()
+        return INTERRUPTED
 
     # From the environment too, so that the key need not appear in `ps` output.
     server = settings.server

@@ -43,5 +43,9 @@ class LlamatermScreen(Screen[None]):
             for widget in self.query("Input, TextArea"):
                 cast(Input | TextArea, widget).cursor_blink = False
 
+    async def wind_down(self) -> None:
+        """The app is quitting: stop what runs and keep what it made. The app waits for
+        this (a while at most) before it exits."""
+
     def _show_model_state(self, state: ModelState) -> None:
         self.query_one(ModelStatus).state = state

@@ -7,6 +7,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
@@ -74,8 +75,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self.title_text
-            yield Static(self.question)
+            box.border_title = Content(self.title_text)
+            # The question names a chat: its title is the person's text, not markup.
+            yield Static(Content(self.question))
             yield Static("y yes · n no", classes="dialog--help")
 
     def action_answer(self, yes: bool) -> None:

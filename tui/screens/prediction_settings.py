@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -153,7 +154,7 @@ class PredictionSettingsScreen(ModalScreen[PredictionConfig | None]):
         try:
             config = config_from_fields(values)
         except ValueError as err:
-            self.query_one("#settings-error", Static).update(str(err))
+            self.query_one("#settings-error", Static).update(Content(str(err)))
             return
         self.dismiss(config)
 

@@ -27,6 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.reactive import reactive
 
 from engine.agent import ActRun, act_events
@@ -52,6 +53,7 @@ from tui.screens.chat.reply_stream import (
 )
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.model_state import ModelState
+from tui.palette import highlight_plain
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
@@ -100,7 +102,8 @@ class ChatCommands(Provider):
 
     async def discover(self) -> Hits:
         for saved in self._chats():
-            yield DiscoveryHit(f"chat: open {saved.title}", self._open(saved.id))
+            title = f"chat: open {saved.title}"
+            yield DiscoveryHit(Content(title), self._open(saved.id), text=title)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -108,7 +111,8 @@ class ChatCommands(Provider):
             title = f"chat: open {saved.title}"
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), self._open(saved.id))
+                # A title is the person's text, not markup.
+                yield Hit(score, highlight_plain(matcher, title), self._open(saved.id), text=title)
 
 
 class ChatScreen(LlamatermScreen):
@@ -196,7 +200,11 @@ class ChatScreen(LlamatermScreen):
         self._reply: ReplyInProgress | None = None
         self._tags = count(1)
         self._draft = ""
-        self._after_stop: Callable[[], Any] | None = None
+        self._after_stop: list[Callable[[], Any]] = []
+        """What the person asked for while a reply was stopping, run in order once it ends."""
+        self._reply_when_loaded: SavedChat | None = None
+        """A chat whose last message was sent while the model loaded: it is answered then."""
+        self._winding_down = False
         self._flush_lock = asyncio.Lock()
         self._tools: list[ToolDefinition] = []
         self._tool_errors: list[str] = []
@@ -237,6 +245,17 @@ class ChatScreen(LlamatermScreen):
         self._apply_list_visibility()
         self.chat_input.focus()
 
+    async def wind_down(self) -> None:
+        """Quitting: stop the reply, and wait until what it wrote is saved, marked as
+        stopped (as Esc does); what was queued to run after it is dropped."""
+        self._winding_down = True
+        self._after_stop.clear()
+        self._reply_when_loaded = None
+        if self._reply is not None:
+            self.action_stop()
+        while self._reply is not None:
+            await asyncio.sleep(0.01)
+
     def on_unmount(self) -> None:
         if self._reply is not None:
             self._reply.run.cancel()
@@ -254,10 +273,14 @@ class ChatScreen(LlamatermScreen):
     def is_saved(self, saved: SavedChat) -> bool:
         return saved.id in self.chats
 
-    async def _show(self, saved: SavedChat) -> None:
+    async def _show(self, saved: SavedChat, *, keep_input: bool = False) -> None:
+        """Show `saved`; the message box is emptied, unless `keep_input` (an action
+        that waited for a reply to stop emptied it when it was asked for: what was
+        typed after it stays)."""
         self.current = saved
         self._end_editing(restore=False)
-        self.chat_input.clear()
+        if not keep_input:
+            self.chat_input.clear()
         await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
         last = saved.stats.get(max(saved.stats)) if saved.stats else None
         self.status.error = ""
@@ -298,12 +321,26 @@ class ChatScreen(LlamatermScreen):
         if saved is None or saved is self.current:
             return
         if self._reply is not None:
-            self._stop_then(partial(self.open_chat, chat_id))
+            self._stop_then(partial(self._open_after_stop, chat_id), clears_input=True)
             return
         await self._show(saved)
 
-    def _stop_then(self, then: Callable[[], Any]) -> None:
-        self._after_stop = then
+    async def _open_after_stop(self, chat_id: str) -> None:
+        saved = self.chats.get(chat_id)
+        if saved is not None and saved is not self.current:
+            await self._show(saved, keep_input=True)
+
+    def _stop_then(self, then: Callable[[], Any], *, clears_input: bool = False) -> None:
+        """Stop the reply, and run `then` once it has ended, after what was asked before.
+
+        Keys typed meanwhile take effect in order: an action that will empty the
+        message box (a new chat, another chat) empties it now, and does not later,
+        so a message typed after it is still there (or queued, see `_send_later`).
+        """
+        self._after_stop.append(then)
+        if clears_input:
+            self._end_editing(restore=False)
+            self.chat_input.clear()
         self.action_stop()
 
     async def on_chat_list_opened(self, message: ChatList.Opened) -> None:
@@ -361,12 +398,43 @@ class ChatScreen(LlamatermScreen):
         text = message.text
         if not text.strip():
             return
-        if self._reply is not None:
-            self.notify("A reply is running: wait for it, or stop it with Esc.", severity="warning")
+        reply = self._reply
+        if reply is not None and reply.stopping:
+            # Enter right after Esc: the message goes as soon as the reply has stopped.
+            self._send_later(text)
             return
-        if self.context.model is None:
+        if reply is not None:
+            self.notify(
+                "A reply is running: your message stays in the box. "
+                "Send it once the reply ends, or stop the reply with Esc.",
+                severity="warning",
+            )
+            return
+        if self.context.model is None and self.context.model_state.status != "loading":
             self._no_model()
             return
+        await self._send(text)
+
+    def _send_later(self, text: str) -> None:
+        editing = self.chat_input.editing
+        self._end_editing(restore=False)
+        self.chat_input.clear()
+        self._after_stop.append(partial(self._send_after_stop, text, editing))
+        self.notify("Your message goes as soon as the reply has stopped.", title="Queued")
+
+    async def _send_after_stop(self, text: str, editing: bool) -> None:
+        if self.context.model is None and self.context.model_state.status != "loading":
+            # Nothing to send it to: give the text back, in front of what was typed since.
+            typed = self.chat_input.text
+            self.chat_input.set_text(f"{text}\n{typed}" if typed else text)
+            self._no_model()
+            return
+        self.chat_input.editing = editing
+        await self._send(text, keep_input=True)
+
+    async def _send(self, text: str, *, keep_input: bool = False) -> None:
+        """Add the person's message to the chat, save it, and start the reply; while the
+        model loads, the reply starts once it has loaded."""
         saved = self.current
         if self.chat_input.editing:
             index = self._last_user_index()
@@ -377,8 +445,16 @@ class ChatScreen(LlamatermScreen):
         saved.chat.add_user_message(text)
         saved.retitle()
         self._save(saved)
-        self.chat_input.clear()
+        if not keep_input:
+            self.chat_input.clear()
         await self.chat_view.add(UserMessageView(text))
+        if self.context.model is None:
+            self._reply_when_loaded = saved
+            self.notify(
+                "Your message is saved; the reply starts once the model has loaded.",
+                title="Model loading",
+            )
+            return
         self._start_reply()
 
     def _last_user_index(self) -> int | None:
@@ -625,11 +701,13 @@ class ChatScreen(LlamatermScreen):
             self.status.phase = ""
         if self.focused is None or isinstance(self.focused, ToolCard):
             self.chat_input.focus()
-        then, self._after_stop = self._after_stop, None
-        if then is not None:
-            result = then()
+        # In the order asked for; one may start a reply, and the rest wait for it.
+        while self._after_stop and self._reply is None and not self._winding_down:
+            result = self._after_stop.pop(0)()
             if asyncio.iscoroutine(result):
                 await result
+        if self._reply is not None and self._after_stop:
+            self.action_stop()
 
     def _show_context(self, stats: PredictionStats | None) -> None:
         self.status.context_used = (
@@ -638,11 +716,26 @@ class ChatScreen(LlamatermScreen):
 
     def _model_state_changed(self, state: ModelState) -> None:
         self.status.context_length = state.context_length
+        if state.status in ("failed", "none") and self._reply_when_loaded is not None:
+            self._reply_when_loaded = None
+            self.notify(
+                "Your message is saved in the chat; once a model is loaded, "
+                "Ctrl+R asks for the reply.",
+                title="No reply",
+                severity="warning",
+            )
 
     def _model_changed(self, model: ChatModel | None) -> None:
         # The old model is about to be unloaded: stop what it is generating.
         if self._reply is not None:
             self.action_stop()
+        if model is None or self._reply_when_loaded is None:
+            return  # (a load begins by dropping the old model: keep waiting)
+        waiting, self._reply_when_loaded = self._reply_when_loaded, None
+        if waiting is self.current and self._reply is None and not self._winding_down:
+            messages = waiting.chat.messages
+            if messages and isinstance(messages[-1], UserMessage):
+                self._start_reply()
 
     def _no_model(self) -> None:
         self.notify(
@@ -673,10 +766,15 @@ class ChatScreen(LlamatermScreen):
 
     async def action_new_chat(self) -> None:
         if self._reply is not None:
-            self._stop_then(self.action_new_chat)
+            self._stop_then(self._new_chat_after_stop, clears_input=True)
             return
         if not self.current.is_empty or self.is_saved(self.current):
             await self._show(self._new_chat())
+        self.chat_input.focus()
+
+    async def _new_chat_after_stop(self) -> None:
+        if not self.current.is_empty or self.is_saved(self.current):
+            await self._show(self._new_chat(), keep_input=True)
         self.chat_input.focus()
 
     async def action_regenerate(self) -> None:

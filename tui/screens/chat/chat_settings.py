@@ -13,6 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, SelectionList, Static, TextArea
 from textual.widgets.selection_list import Selection
@@ -223,7 +224,7 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                 tools,
             )
         except ValueError as err:
-            self.query_one("#settings-error", Static).update(str(err))
+            self.query_one("#settings-error", Static).update(Content(str(err)))
             return
         self.dismiss(options)
 

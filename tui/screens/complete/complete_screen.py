@@ -9,6 +9,7 @@ Both sessions are saved in the data directory and restored on start.
 
 from __future__ import annotations
 
+import asyncio
 from itertools import count
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -148,6 +149,13 @@ class CompleteScreen(LlamatermScreen):
         self.watch(self.app, "model", self._model_changed, init=False)
         self.complete_area.focus()
 
+    async def wind_down(self) -> None:
+        """Quitting: stop the prediction and wait until what it wrote is saved."""
+        if self._stream is not None:
+            self.action_stop()
+        while self.generating:
+            await asyncio.sleep(0.01)
+
     def on_unmount(self) -> None:
         if self._stream is not None:
             self._stream.cancel()
@@ -227,6 +235,10 @@ class CompleteScreen(LlamatermScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "command":
             event.stop()
+            if self.generating:
+                # The command stays on its line, to run once this prediction ends.
+                self.notify("A prediction is running: Esc stops it.", severity="warning")
+                return
             self.run_command(event.value)
 
     def run_command(self, command: str) -> None:
@@ -334,6 +346,10 @@ class CompleteScreen(LlamatermScreen):
             self._stream.cancel()
 
     def _no_model(self) -> None:
+        if self.context.model_state.status == "loading":
+            # What was written stays: the person runs it again once the model is in.
+            self.notify("The model is still loading: try again once it has.", title="Loading")
+            return
         self.notify(
             "No model is loaded: choose one on the Models screen.",
             title="No model",

@@ -15,8 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
+
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TextArea
@@ -96,7 +99,7 @@ class LogRecordScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         area = TextArea(format_record(self.record), read_only=True, soft_wrap=True)
-        area.border_title = f"{self.record.kind} · {self.record.source}"
+        area.border_title = Content(f"{self.record.kind} · {self.record.source}")
         area.border_subtitle = "Escape closes"
         yield area
 
@@ -204,7 +207,9 @@ class LogsScreen(LlamatermScreen):
             table.move_cursor(row=table.row_count - 1, animate=False)
 
     def _cells(self, record: LogRecord) -> tuple[Any, ...]:
-        return (record.level, record.source, record.kind, one_line(record.message, MESSAGE_WIDTH))
+        # Escaped: a table reads str cells as Rich markup; messages hold paths and prompts.
+        cells = (record.level, record.source, record.kind, one_line(record.message, MESSAGE_WIDTH))
+        return tuple(escape(cell) for cell in cells)
 
     def _rebuild(self) -> None:
         table = self.query_one(DataTable)
@@ -220,8 +225,10 @@ class LogsScreen(LlamatermScreen):
         shown = self.query_one(DataTable).row_count
         follow = "on" if self.follow else "off"
         self.query_one("#logs-filters", Static).update(
-            f"level ≥ {self.level} · kind: {self.kind} · follow {follow} · "
-            f"{shown} of {len(self.records)} records · Enter shows one in full"
+            Content(
+                f"level ≥ {self.level} · kind: {self.kind} · follow {follow} · "
+                f"{shown} of {len(self.records)} records · Enter shows one in full"
+            )
         )
 
     def shown_records(self) -> list[LogRecord]:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, get_args
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Select, Static
 
@@ -70,7 +71,7 @@ class LoadSettingsScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         c = self.current
         with Vertical() as box:
-            box.border_title = f"Load settings: {self.key}"
+            box.border_title = Content(f"Load settings: {self.key}")  # a file name
             with Grid():
                 yield Static("context length")
                 yield Input(_text(c.context_length), id="ls-context", type="integer", compact=True)
@@ -141,7 +142,7 @@ class LoadSettingsScreen(ModalScreen[bool]):
             changes = {k: (None if v == base.get(k) else v) for k, v in values.items()}
             self.store.remember(self.key, changes)
         except (ValueError, ModelSettingsError, StoreError) as err:
-            self.query_one("#load-settings-error", Static).update(str(err))
+            self.query_one("#load-settings-error", Static).update(Content(str(err)))
             return
         self.dismiss(True)
 
@@ -149,7 +150,7 @@ class LoadSettingsScreen(ModalScreen[bool]):
         try:
             self.store.forget(self.key)
         except (OSError, StoreError) as err:
-            self.query_one("#load-settings-error", Static).update(str(err))
+            self.query_one("#load-settings-error", Static).update(Content(str(err)))
             return
         self.dismiss(True)
 

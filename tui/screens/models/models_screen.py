@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
@@ -251,7 +253,8 @@ class ModelsScreen(LlamatermScreen):
         table = self.table
         table.clear()
         for index, row in enumerate(rows):
-            table.add_row(*self._cells(row), key=str(index))
+            # Escaped: a table reads str cells as Rich markup, and "[/]x.gguf" is a file name.
+            table.add_row(*(escape(cell) for cell in self._cells(row)), key=str(index))
         if selected is not None:
             again = next((i for i, r in enumerate(rows) if r.key == selected.key), None)
             if again is not None:
@@ -292,7 +295,7 @@ class ModelsScreen(LlamatermScreen):
             text += " · T template F tools R thinking · e settings · h Hub"
             if remote_errors:
                 text = f"remote: {remote_errors}"
-        self.query_one("#models-hint", Static).update(text)
+        self.query_one("#models-hint", Static).update(Content(text))  # paths, server errors
 
     def _mark_loaded(self, state: ModelState) -> None:
         self.refresh_bindings()

@@ -73,10 +73,9 @@ class ChatInput(TextArea):
         super().__init__(**kwargs)
 
     async def _on_key(self, event: events.Key) -> None:
-        # Sending and new lines happen here, in order with the typed characters. As
-        # bindings they would run only once the key had travelled up to the app, after
-        # the characters typed behind it (fast typing, a paste through tmux send-keys)
-        # were already in the text: the message would go without its last characters.
+        # Sending and new lines happen here: TextArea's own key handler would take
+        # Enter as a new line before any binding saw it. (That keys typed behind it
+        # wait their turn is the app's doing: tui.keys_in_order.)
         active = self.screen.active_bindings.get(event.key)
         if active is not None and active.node is self and active.binding.action in OWN_ACTIONS:
             event.stop()

@@ -88,7 +88,8 @@ class ToolCard(Widget, can_focus=False):
         self.result = ""
         self.duration_sec = 0.0
         self.exit_code: int | None = None
-        self.border_title = f"tool · {name}"
+        # The name is the model's: "[/]" in it is no markup.
+        self.border_title = Content(f"tool · {name}")
         self._arguments_view = Static(Content(arguments), classes="tool-card--arguments")
         self._status_view = Static("", classes="tool-card--status")
         self._result_view = Static("", classes="tool-card--result")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.markup import escape
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -40,20 +41,24 @@ def memory_line(memory: MemorySnapshot) -> str:
 
 
 def entry_lines(entry: CatalogEntry, report: FitReport | None, where: str) -> list[str]:
-    """The details of a local model, as Rich markup lines."""
-    lines = [f"[b]{entry.display_name}[/b]  [dim]{entry.key}[/dim]", f"file: {where}"]
+    """The details of a local model, as markup lines (names and paths escaped: files
+    are named as people like, "[/]x.gguf" included)."""
+    lines = [
+        f"[b]{escape(entry.display_name)}[/b]  [dim]{escape(entry.key)}[/dim]",
+        f"file: {escape(where)}",
+    ]
     if entry.is_split:
         lines.append(f"parts: {len(entry.parts)}")
     if entry.mmproj:
-        lines.append("projector: " + ", ".join(p.name for p in entry.mmproj))
+        lines.append("projector: " + escape(", ".join(p.name for p in entry.mmproj)))
     if entry.error:
-        lines.append(f"[b $error]cannot be read:[/] {entry.error}")
+        lines.append(f"[b $error]cannot be read:[/] {escape(entry.error)}")
         return lines
     lines += [
         (
-            f"architecture: {entry.architecture or '?'}   parameters: "
-            f"{entry.size_label or format_count(entry.parameter_count)}   "
-            f"quantisation: {entry.quantization or '?'}"
+            f"architecture: {escape(entry.architecture or '?')}   parameters: "
+            f"{escape(entry.size_label or format_count(entry.parameter_count))}   "
+            f"quantisation: {escape(entry.quantization or '?')}"
         ),
         f"size: {format_bytes(entry.size_bytes)}   trained context: {entry.context_length or '?'}",
         (
@@ -69,20 +74,20 @@ def entry_lines(entry: CatalogEntry, report: FitReport | None, where: str) -> li
 def fit_lines(report: FitReport) -> list[str]:
     estimate = report.estimate
     head = f"memory at {estimate.context_length} tokens ({memory_line(report.memory)}):"
-    lines = ["", head, *(f"  {line}" for line in describe_estimate(estimate))]
+    lines = ["", escape(head), *(f"  {escape(line)}" for line in describe_estimate(estimate))]
     if report.fits:
-        lines.append(f"[$success]✓ {report.summary()}[/]")
+        lines.append(f"[$success]✓ {escape(report.summary())}[/]")
     else:
-        lines.append(f"[b $warning]⚠ {report.summary()}[/]")
-    lines += [f"  [dim]{note}[/dim]" for note in report.notes]
+        lines.append(f"[b $warning]⚠ {escape(report.summary())}[/]")
+    lines += [f"  [dim]{escape(note)}[/dim]" for note in report.notes]
     return lines
 
 
 def remote_lines(model: ChatModel) -> list[str]:
     context = model.info.context_length
     return [
-        f"[b]{model.key}[/b]  [dim]{model.placement}[/dim]",
-        f"server: {model.location}",
+        f"[b]{escape(model.key)}[/b]  [dim]{escape(model.placement)}[/dim]",
+        f"server: {escape(model.location)}",
         f"context: {context or 'as the server has it'}",
         "The server renders the prompt and runs the model; nothing is loaded here.",
     ]

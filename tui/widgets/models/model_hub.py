@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, ProgressBar, Static
@@ -128,7 +130,7 @@ class HubBrowser(Vertical):
     def status(self, text: str, *, error: bool = False) -> None:
         line = self.query_one("#hub-status", Static)
         line.set_class(error, "-error")
-        line.update(text)
+        line.update(Content(text))  # repository names and server errors, not markup
 
     # --- search -----------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class HubBrowser(Vertical):
         for index, model in enumerate(self.models):
             name = model.repo_id + (" 🔒" if model.gated else "")
             table.add_row(
-                name,
+                escape(name),  # a table reads str as markup; Hub names are not
                 format_count(model.parameter_count) if model.parameter_count else "",
                 model.architecture or "",
                 f"{model.downloads:,}" if model.downloads is not None else "",
@@ -236,7 +238,7 @@ class HubBrowser(Vertical):
         for index, file in enumerate(self.files):
             name = file.name + ("  (projector)" if file.is_mmproj else "")
             table.add_row(
-                name,
+                escape(name),
                 file.quantization or "",
                 format_bytes(file.size) if file.size is not None else "?",
                 str(len(file.parts)),
@@ -322,7 +324,7 @@ class HubBrowser(Vertical):
         bar = self.query_one("#hub-progress", ProgressBar)
         bar.update(total=progress.total or None, progress=progress.bytes_done)
         self.query_one("#hub-download-label", Static).update(
-            f"{progress.filename}: {progress_line(progress)}"
+            Content(f"{progress.filename}: {progress_line(progress)}")
         )
         self.query_one("#hub-download").add_class("-active")
 
