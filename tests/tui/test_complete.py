@@ -176,7 +176,7 @@ async def test_complete_text_and_settings_survive_a_restart(
         await wait_for_prediction(pilot)
         text, spans = screen.complete_area.text, screen.complete_area.generated_spans
     saved = json.loads((isolated / "sessions" / "complete.json").read_text())
-    assert saved["schema_version"] == 1 and saved["text"] == text
+    assert saved["schema_version"] == 2 and saved["text"] == text
     # Only what the person changed is saved: the config file's defaults still apply.
     assert saved["prediction"] == {"temperature": 0.25}
     app = make_app(autoload=False)
