@@ -4,7 +4,7 @@ An assistant message streams: its answer goes through one `MarkdownStream` while
 the model writes, with the full text kept beside it; at the end the stream is
 stopped and the Markdown updated once with the whole text (streamed Markdown can
 leave code blocks blank otherwise, a known Textual issue). The Markdown is never
-rebuilt per token.
+rebuilt per token. The model's line breaks are kept (`reply_markdown`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from textual.widgets._markdown import MarkdownStream
 from engine.prediction import PredictionStats
 
 from tui.widgets.chat.reasoning_block import ReasoningBlock
+from tui.widgets.chat.reply_markdown import reply_markdown
 from tui.widgets.chat.tool_card import ToolCard
 from tui.widgets.status.prediction_status import format_stats
 
@@ -132,7 +133,7 @@ class AssistantMessageView(MessageView):
         self.reasoning = reasoning
         self.show_reasoning = show_reasoning
         self.streaming = streaming
-        self.markdown = Markdown(content, classes="" if content else "-empty")
+        self.markdown = reply_markdown(content, classes="" if content else "-empty")
         self.reasoning_block: ReasoningBlock | None = (
             ReasoningBlock(reasoning) if reasoning and show_reasoning else None
         )
