@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tui.cli.escapes import ESCAPES_HELP, escaped_string
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -55,7 +57,11 @@ def _prediction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", help="model key, file name or path")
     parser.add_argument("--max-tokens", "-n", type=int, help="stop after N predicted tokens")
     parser.add_argument(
-        "--stop", action="append", default=[], help="stop string (repeatable); never printed"
+        "--stop",
+        action="append",
+        default=[],
+        type=escaped_string,
+        help=f"stop string (repeatable), never printed; {ESCAPES_HELP}, so --stop '\\n' is a newline",
     )
     parser.add_argument("--temperature", "-t", type=float, help="sampling temperature")
     parser.add_argument("--top-k", type=int, help="top-k sampling")
