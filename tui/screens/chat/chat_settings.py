@@ -21,6 +21,7 @@ from engine.prediction import PredictionConfig, PredictionConfigError
 
 from tui.screens.prediction_settings import FIELDS, config_from_fields, fields_from_config
 from tui.store.saved_chats import ToolOptions
+from tui.widgets.state_checkbox import StateCheckbox
 
 _LABELS = {name: (label, placeholder) for name, label, placeholder in FIELDS}
 _LABELS["min_p"] = ("min p", "0 disables")
@@ -157,18 +158,12 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                             values[name], placeholder=placeholder, id=f"field-{name}", compact=True
                         )
             with Horizontal(id="switches"):
-                yield Checkbox(
-                    "thinking",
-                    self.config.enable_thinking is not False,
-                    id="thinking",
-                    compact=True,
+                yield StateCheckbox(
+                    "thinking", self.config.enable_thinking is not False, id="thinking"
                 )
-                yield Checkbox("tools", self.tools.enabled, id="tools-enabled", compact=True)
-                yield Checkbox(
-                    "force a tool call",
-                    self.tools.choice == "required",
-                    id="tools-required",
-                    compact=True,
+                yield StateCheckbox("tools", self.tools.enabled, id="tools-enabled")
+                yield StateCheckbox(
+                    "force a tool call", self.tools.choice == "required", id="tools-required"
                 )
             if self.available_tools:
                 chosen = set(self.tools.names) if self.tools.names is not None else None

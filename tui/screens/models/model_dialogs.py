@@ -16,6 +16,7 @@ from engine.model_settings import ModelSettingsError, ModelSettingsStore
 from engine.store import StoreError
 
 from tui.screens.dialogs import DIALOG_CSS
+from tui.widgets.state_checkbox import StateCheckbox
 
 KV_TYPES: tuple[str, ...] = get_args(KvCacheType)
 
@@ -88,11 +89,11 @@ class LoadSettingsScreen(ModalScreen[bool]):
                     compact=True,
                 )
                 yield Static("flash attention")
-                yield Checkbox("on", c.flash_attention, id="ls-flash", compact=True)
+                yield StateCheckbox(value=c.flash_attention, id="ls-flash")
                 yield Static("mmap")
-                yield Checkbox("on", c.use_mmap, id="ls-mmap", compact=True)
+                yield StateCheckbox(value=c.use_mmap, id="ls-mmap")
                 yield Static("mlock")
-                yield Checkbox("on", c.use_mlock, id="ls-mlock", compact=True)
+                yield StateCheckbox(value=c.use_mlock, id="ls-mlock")
                 yield Static("template override file")
                 yield Input(
                     _text(c.chat_template_file), id="ls-template", placeholder="none", compact=True
