@@ -154,6 +154,10 @@ class ModelInfo:
     """The name of the chat template in use."""
     chat_template_reason: str = ""
     """Why that template was chosen (the model's own, a fallback, the config's file)."""
+    has_chat_template: bool = True
+    """False when neither the model file nor the config gives a chat template: a base
+    model, most likely, which continues text rather than answers (the fallback format
+    in use makes its replies repeat the prompt)."""
 
 
 @dataclass(frozen=True, slots=True)

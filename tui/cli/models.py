@@ -272,6 +272,10 @@ def _print_info(
         ("tool calls", entry.tool_format),
         ("thinking", entry.reasoning or "no"),
     ]
+    if not entry.has_chat_template and not entry.error:
+        from tui.model_state import BASE_MODEL_NOTE
+
+        lines.append(("note", f"{BASE_MODEL_NOTE} (llamaterm complete)"))
     if shape is not None:
         kv_heads = max(shape.head_count_kv, default=0)
         lines.append(

@@ -62,7 +62,7 @@ from tui.stream_buffer import flush_interval
 from tui.widgets.chat.chat_input import ChatInput
 from tui.widgets.chat.chat_list import ChatList
 from tui.widgets.chat.chat_status import ChatStatus
-from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.chat.chat_view import BASE_MODEL_NOTE, ChatView
 from tui.widgets.chat.message_views import AssistantMessageView, UserMessageView
 from tui.widgets.chat.tool_card import ToolCard
 
@@ -638,6 +638,7 @@ class ChatScreen(LlamatermScreen):
 
     def _model_state_changed(self, state: ModelState) -> None:
         self.status.context_length = state.context_length
+        self.chat_view.note = BASE_MODEL_NOTE if state.base_model else ""
 
     def _model_changed(self, model: LoadedModel | None) -> None:
         # The old model is about to be unloaded: stop what it is generating.

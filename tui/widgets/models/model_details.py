@@ -9,6 +9,8 @@ from engine.catalog import CatalogEntry
 from engine.contract import ChatModel
 from engine.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
 
+from tui.model_state import BASE_MODEL_NOTE
+
 
 def format_count(count: int | None) -> str:
     """A parameter count as LM Studio shows it: 1.2B, 270M, 131K."""
@@ -61,6 +63,8 @@ def entry_lines(entry: CatalogEntry, report: FitReport | None, where: str) -> li
             f"{entry.tool_format}   thinking: {'yes' if entry.supports_thinking else 'no'}"
         ),
     ]
+    if not entry.has_chat_template:
+        lines.append(f"[$text-warning]{BASE_MODEL_NOTE}[/]")
     if report is not None:
         lines += fit_lines(report)
     return lines
