@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Input
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
 from engine import hub
+from engine.catalog import STARTER_FILE, STARTER_KEY
 from engine.models import catalog
 from engine.memory import MemorySnapshot
 from engine.model_settings import ModelSettingsStore
@@ -24,7 +25,7 @@ from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import LoadSettingsScreen
-from tui.screens.models.models_screen import ModelsScreen
+from tui.screens.models.models_screen import STARTER_WHERE, ModelsScreen
 from tui.widgets.models.model_hub import HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
@@ -264,3 +265,37 @@ async def test_remote_models_are_listed_and_chosen(
         assert chosen, "the screen asks the app to use the remote model"
         model = chosen[0].model  # type: ignore[attr-defined]
         assert model.model_id == "qwen3-8b" and model.base_url.startswith("http://gpu-box:1234")
+
+
+async def test_the_starter_is_listed_from_the_catalog_until_assembled(
+    make_app: MakeApp,
+    local_models: Path,
+    tiny_model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A starter package holding the tiny model: the row carries what its header says.
+    monkeypatch.setattr(catalog, "starter_chunks", lambda: (tiny_model_path,))
+    app = make_app(mode="models", autoload=False)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_models(pilot)
+        starter = screen.rows[-1]
+        assert starter.entry is not None and starter.entry.source == "starter"
+        assert starter.where == STARTER_WHERE
+        assert not (local_models / STARTER_FILE).exists()
+        table = screen.query_one("#models-table", DataTable)
+        index = len(screen.rows) - 1
+        assert table.get_cell(str(index), "traits") == "T··"
+        assert table.get_cell(str(index), "quant") == "F16"
+        table.move_cursor(row=index)
+        await pilot.pause()
+        shown = "\n".join(screen.query_one("#models-details").lines)  # type: ignore[attr-defined]
+        assert "architecture: llama" in shown and STARTER_WHERE in shown
+        requested: list[str] = []
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                screen,
+                "post_message",
+                lambda message: requested.append(getattr(message, "spec", "")) or True,
+            )
+            screen.action_load()
+        assert requested == [STARTER_KEY]

