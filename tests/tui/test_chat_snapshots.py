@@ -32,12 +32,14 @@ from textual.pilot import Pilot
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE
 
 from tui.app import LlamatermApp
+from tui.screens.chat import chat_screen as chat_screen_module
 from tui.store.saved_chats import ToolOptions
 
 MakeApp = Callable[..., LlamatermApp]
 SnapCompare = Callable[..., bool]
 
 QUESTION = "What do llamas dream of?"
+SHOWN_TOOLS_FILE = Path("/home/me/.config/llamaterm/tools.toml")
 
 
 async def finished_reply(pilot: Pilot[Any]) -> None:
@@ -131,7 +133,14 @@ def test_chat_tool_call_pending_approval(
     assert snap_compare(app, terminal_size=TERMINAL_SIZE, run_before=run_before)
 
 
-def test_chat_settings_modal_narrow(snap_compare: SnapCompare, make_app: MakeApp) -> None:
+def test_chat_settings_modal_narrow(
+    snap_compare: SnapCompare, make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The form names the tools file; a fixed path keeps the test's temporary one out.
+    monkeypatch.setattr(
+        chat_screen_module, "tools_path", lambda settings, data_dir: SHOWN_TOOLS_FILE
+    )
+
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_chat(pilot, model=False)
         await pilot.press("ctrl+o")

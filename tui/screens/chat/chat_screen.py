@@ -33,7 +33,7 @@ from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
 from engine.prediction import PredictionConfig, PredictionStats
 from engine.runtime import LoadedModel
-from engine.tools import ToolDefinition, default_tools_path, load_tools
+from engine.tools import ToolDefinition, read_configured_tools, tools_path
 
 from tui.screens.chat.reply_stream import (
     ApprovalGate,
@@ -49,6 +49,7 @@ from tui.screens.chat.reply_stream import (
     ToolRunBegan,
     ToolRunEnded,
     pump_reply,
+    unknown_tool_name,
 )
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.model_state import ModelState
@@ -57,7 +58,14 @@ from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
-from tui.store.saved_chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
+from tui.store.saved_chats import (
+    ChatStore,
+    SavedChat,
+    ToolOptions,
+    ToolRun,
+    new_chat_id,
+    newest_first,
+)
 from tui.stream_buffer import flush_interval
 from tui.widgets.chat.chat_input import ChatInput
 from tui.widgets.chat.chat_list import ChatList
@@ -200,6 +208,7 @@ class ChatScreen(LlamatermScreen):
         self._flush_lock = asyncio.Lock()
         self._tools: list[ToolDefinition] = []
         self._tool_errors: list[str] = []
+        self._tool_warnings: list[str] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-body"):
@@ -245,10 +254,12 @@ class ChatScreen(LlamatermScreen):
     # --- chats ----------------------------------------------------------------------
 
     def _new_chat(self) -> SavedChat:
+        """An empty chat with the config's [chat] defaults: system prompt and tools."""
         saved = SavedChat(new_chat_id())
-        prompt = self.context.settings.chat.system_prompt
-        if prompt:
-            saved.system_prompt = prompt
+        chat = self.context.settings.chat
+        if chat.system_prompt:
+            saved.system_prompt = chat.system_prompt
+        saved.tools = ToolOptions(enabled=chat.tools, choice=chat.tool_choice)
         return saved
 
     def is_saved(self, saved: SavedChat) -> bool:
@@ -505,8 +516,15 @@ class ChatScreen(LlamatermScreen):
             )
             card.set_call(message.call.id, message.call.arguments)
 
-    def on_tool_call_unparsed(self, message: ToolCallUnparsed) -> None:
+    async def on_tool_call_unparsed(self, message: ToolCallUnparsed) -> None:
         reply = self._live(message.tag)
+        unknown = unknown_tool_name(message.reason)
+        if unknown is not None and reply is not None and reply.view is not None:
+            # A call to a tool the chat does not have: a card, not raw text.
+            async with self._flush_lock:
+                await self._drain()
+                await reply.view.show_unknown_tool(unknown, message.raw_text)
+            return
         # A call cut short by Esc is not worth a warning.
         if reply is not None and not reply.stopping:
             self.notify(
@@ -745,6 +763,7 @@ class ChatScreen(LlamatermScreen):
                 saved.prediction.merged_over(self._defaults),
                 saved.tools,
                 [tool.name for tool in self._tools],
+                tools_file=self._tools_file(),
             ),
             apply,
         )
@@ -788,17 +807,28 @@ class ChatScreen(LlamatermScreen):
     # --- tools ----------------------------------------------------------------------
 
     def _tools_file(self) -> Path:
-        settings = self.context.settings
-        configured = settings.tools.file
-        return configured if configured is not None else default_tools_path(self.context.data_dir)
+        """The tools file the app reads ([tools] file, else beside the config, else data)."""
+        return tools_path(self.context.settings, self.context.data_dir)
 
     def _reload_tools(self) -> None:
-        """Read the tools file again (it may have been edited); report new problems once."""
-        tools, errors = load_tools(self._tools_file())
-        self._tools = tools
-        if errors and errors != self._tool_errors:
-            self.notify("\n".join(errors), title="Tools file", severity="error", timeout=15)
-        self._tool_errors = errors
+        """Read the tools file again (it may have been edited); report new problems once:
+        errors (a tool left out) as errors, warnings (loaded, but likely not meant) as
+        warnings."""
+        found = read_configured_tools(self.context.settings, self.context.data_dir)
+        self._tools = found.tools
+        if found.errors and found.errors != self._tool_errors:
+            self.notify(
+                "\n".join(found.errors), title="Tools file", severity="error", timeout=15
+            )
+        if found.warnings and found.warnings != self._tool_warnings:
+            self.notify(
+                "\n".join(found.warnings),
+                title="Tools file warnings",
+                severity="warning",
+                timeout=15,
+            )
+        self._tool_errors = list(found.errors)
+        self._tool_warnings = list(found.warnings)
 
     def _tools_for(self, saved: SavedChat) -> list[ToolDefinition]:
         if not saved.tools.enabled:

@@ -7,12 +7,14 @@ messages, see `prediction_settings`), with what only a chat has added around it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, SelectionList, Static, TextArea
 from textual.widgets.selection_list import Selection
@@ -33,6 +35,15 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     ("seed", "stop_strings"),
 )
 """The sampling fields, two to a row so the form fits 80×24."""
+
+
+def tools_file_line(path: Path, has_tools: bool) -> str:
+    """Where the tools come from, or would: the file the app reads."""
+    if has_tools:
+        return f"tools from {path}"
+    if path.exists():
+        return f"tools file: {path} (no valid tools in it)"
+    return f"tools file: {path} (not there yet)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +124,7 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
         #switches { height: 1; margin: 0 0 1 0; }
         #switches > Checkbox { width: auto; margin: 0 2 0 0; }
         #tool-names { height: auto; max-height: 6; }
-        #tools-missing { color: $text-muted; height: auto; }
+        #tools-missing, #tools-file { color: $text-muted; height: auto; }
         #settings-error { color: $error; height: auto; }
         #settings-help { color: $text-muted; }
         .section { color: $text-muted; }
@@ -128,8 +139,11 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
         available_tools: list[str],
         *,
         title: str = "Chat settings",
+        tools_file: Path | None = None,
     ) -> None:
         super().__init__()
+        self.tools_file = tools_file
+        """The tools file the app reads, named in the form (None: not said)."""
         self.system_prompt = system_prompt
         self.config = config
         self.tools = tools
@@ -165,6 +179,10 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                 yield StateCheckbox(
                     "force a tool call", self.tools.choice == "required", id="tools-required"
                 )
+            if self.tools_file is not None:
+                # Content, not markup: a path may hold brackets.
+                line = tools_file_line(self.tools_file, bool(self.available_tools))
+                yield Static(Content(line), id="tools-file")
             if self.available_tools:
                 chosen = set(self.tools.names) if self.tools.names is not None else None
                 yield SelectionList[str](
@@ -177,7 +195,7 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                 )
             else:
                 yield Static(
-                    "No tools defined: see tools.example.toml for the tools file.",
+                    "No tools defined: tools.example.toml shows how to write the file.",
                     id="tools-missing",
                 )
             yield Static("", id="settings-error")
