@@ -199,3 +199,16 @@ async def test_a_corrupt_session_is_set_aside_and_reported(
         assert any("set aside" in n.message for n in app._notifications)
         assert complete_screen(app).transcript.text == ""
     assert (sessions / "terminal.json.corrupt-1").exists()
+
+
+async def test_the_blank_screen_says_what_it_does_and_its_keys(make_app: MakeApp) -> None:
+    app = make_app(autoload=False)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        area = complete_screen(app).complete_area
+        await pilot.pause()
+        assert area.text == ""
+        shown = str(area.placeholder)
+        assert "continues it" in shown and "Ctrl+G" in shown and "Ctrl+T" in shown
+        # Drawn where the text goes (test_complete_empty's snapshot shows it too).
+        first_line = "".join(segment.text for segment in area.render_line(0))
+        assert "Write the start of a text" in first_line

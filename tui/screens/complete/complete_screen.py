@@ -47,6 +47,12 @@ from tui.widgets.status.prediction_status import PredictionStatus
 TERMINAL_STOP = "$"
 """The shell prompt: where the simulated command's output ends."""
 
+COMPLETE_PLACEHOLDER = (
+    "Write the start of a text; the model continues it in place.\n"
+    "Ctrl+G generates · Esc stops · Ctrl+O settings · Ctrl+T a simulated terminal"
+)
+"""What the empty free-text pane says: what the screen does, and its keys."""
+
 SAVE_DELAY = 1.0
 """Seconds between checks for typed text to save."""
 
@@ -122,7 +128,9 @@ class CompleteScreen(LlamatermScreen):
         self._target: CompletionArea | None = None
         self._typed = False
         # Made here, not queried: the sessions are saved from them after unmounting too.
-        self.complete_area = CompletionArea(id="complete-pane", soft_wrap=True)
+        self.complete_area = CompletionArea(
+            id="complete-pane", soft_wrap=True, placeholder=COMPLETE_PLACEHOLDER
+        )
         self.transcript = CompletionArea(id="transcript", soft_wrap=True, read_only=True)
         self.command_input = Input(id="command", placeholder="a command, then Enter", compact=True)
         self.status = PredictionStatus()
