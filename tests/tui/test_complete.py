@@ -154,9 +154,13 @@ async def test_settings_modal_changes_the_prediction_config(make_app: MakeApp) -
         assert "temperature" in str(modal.query_one("#settings-error").render())
         temperature.value = "0.3"  # type: ignore[attr-defined]
         modal.query_one("#field-stop_strings").value = '["\\n\\n", "END"]'  # type: ignore[attr-defined]
+        min_p = modal.query_one("#field-min_p")
+        assert min_p.value == "0.05"  # type: ignore[attr-defined]
+        min_p.value = "0.2"  # type: ignore[attr-defined]
         await pilot.press("enter")
         assert app.screen is screen
         assert screen.config.temperature == 0.3
+        assert screen.config.min_p == 0.2
         assert screen.config.stop_strings == ("\n\n", "END")
         assert screen.config.max_tokens == 24, "untouched fields keep their values"
         await pilot.press("ctrl+o", "escape")

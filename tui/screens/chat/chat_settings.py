@@ -26,7 +26,6 @@ from tui.store.saved_chats import ToolOptions
 from tui.widgets.state_checkbox import StateCheckbox
 
 _LABELS = {name: (label, placeholder) for name, label, placeholder in FIELDS}
-_LABELS["min_p"] = ("min p", "0 disables")
 
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("temperature", "max_tokens"),
@@ -64,13 +63,7 @@ def options_from_form(
 ) -> ChatOptions:
     """Raises ValueError naming the field that is wrong."""
     base = config_from_fields({name: values[name] for name, _, _ in FIELDS})
-    min_p_text = values.get("min_p", "").strip()
     data: dict[str, Any] = base.model_dump(exclude_none=True)
-    if min_p_text:
-        try:
-            data["min_p"] = float(min_p_text)
-        except ValueError:
-            raise ValueError(f"min p: not a number: {min_p_text!r}") from None
     data["enable_thinking"] = thinking
     try:
         config = PredictionConfig.parse(data)
@@ -152,7 +145,6 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
 
     def compose(self) -> ComposeResult:
         values = fields_from_config(self.config)
-        values["min_p"] = "" if self.config.min_p is None else str(self.config.min_p)
         with VerticalScroll() as box:
             box.border_title = self.title_text
             yield Label("system prompt", classes="section")
