@@ -26,6 +26,7 @@ from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import LoadSettingsScreen
 from tui.screens.models.models_screen import STARTER_WHERE, ModelsScreen
+from tui.widgets.models.model_details import traits
 from tui.widgets.models.model_hub import HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
@@ -105,7 +106,7 @@ async def test_the_catalog_lists_marks_and_details(make_app: MakeApp, local_mode
         table = screen.query_one("#models-table", DataTable)
         assert "⚠" in str(table.get_cell("0", "where"))
         assert table.get_cell("1", "mark") == "●"
-        assert table.get_cell("1", "traits") == "T··"
+        assert table.get_cell("1", "traits") == "chat"
         table.move_cursor(row=1)
         await pilot.pause()
         shown = "\n".join(screen.query_one("#models-details").lines)  # type: ignore[attr-defined]
@@ -284,7 +285,7 @@ async def test_the_starter_is_listed_from_the_catalog_until_assembled(
         assert not (local_models / STARTER_FILE).exists()
         table = screen.query_one("#models-table", DataTable)
         index = len(screen.rows) - 1
-        assert table.get_cell(str(index), "traits") == "T··"
+        assert table.get_cell(str(index), "traits") == "chat"
         assert table.get_cell(str(index), "quant") == "F16"
         table.move_cursor(row=index)
         await pilot.pause()
@@ -299,3 +300,14 @@ async def test_the_starter_is_listed_from_the_catalog_until_assembled(
             )
             screen.action_load()
         assert requested == [STARTER_KEY]
+
+
+def test_the_kind_column_says_what_a_model_is_for_in_words() -> None:
+    def entry(**facts: Any) -> catalog.CatalogEntry:
+        path = Path("m.gguf")
+        return catalog.CatalogEntry(key="m", path=path, parts=(path,), size_bytes=1, **facts)
+
+    assert traits(entry()) == "base"
+    assert traits(entry(has_chat_template=True)) == "chat"
+    rich = entry(has_chat_template=True, tool_format="hermes", reasoning="qwen3")
+    assert traits(rich) == "chat tools think"

@@ -9,6 +9,7 @@ from typing import Any
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
+from tui.wording import plural
 
 
 def prediction_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def open_model(args: argparse.Namespace, settings: Any) -> engine.LLM | None:
 
 def format_stats(stats: PredictionStats) -> str:
     parts = [
-        f"{stats.predicted_tokens_count} tokens",
+        plural(stats.predicted_tokens_count, "token"),
         f"{stats.tokens_per_second:.1f} tok/s" if stats.tokens_per_second else None,
         (
             f"first token {stats.time_to_first_token_sec:.2f}s"

@@ -335,7 +335,8 @@ def _free(report: FitReport) -> str:
     ram = _bytes(memory.ram_available) if memory.ram_available is not None else "unknown"
     text = f"{ram} RAM"
     if memory.gpu_free is not None:
-        text += f", {_bytes(memory.gpu_free)} GPU ({len(memory.gpus or ())} device(s))"
+        devices = len(memory.gpus or ())
+        text += f", {_bytes(memory.gpu_free)} GPU ({devices} device{'' if devices == 1 else 's'})"
     return text
 
 

@@ -55,6 +55,7 @@ from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionP
 from tui.model_state import ModelState
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
@@ -233,7 +234,7 @@ class ChatScreen(LlamatermScreen):
             count_ = len(errors)
             self.notify(
                 "\n".join(errors),
-                title=f"{count_} chat file{'s' if count_ > 1 else ''} set aside",
+                title=f"{plural(count_, 'chat file')} set aside",
                 severity="error",
                 timeout=15,
             )

@@ -28,6 +28,7 @@ from engine.store import atomic_write_text
 
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 
 LEVELS = ("debug", "info", "warning", "error")
 """Levels from least to most severe; the filter shows a level and those after it."""
@@ -221,7 +222,7 @@ class LogsScreen(LlamatermScreen):
         follow = "on" if self.follow else "off"
         self.query_one("#logs-filters", Static).update(
             f"level ≥ {self.level} · kind: {self.kind} · follow {follow} · "
-            f"{shown} of {len(self.records)} records · Enter shows one in full"
+            f"{shown} of {plural(len(self.records), 'record')} · Enter shows one in full"
         )
 
     def shown_records(self) -> list[LogRecord]:
@@ -276,7 +277,7 @@ class LogsScreen(LlamatermScreen):
         except OSError as err:
             self.notify(f"could not save the log: {err}", severity="error")
             return
-        self.notify(f"{len(records)} records saved to {path}", title="Log saved")
+        self.notify(f"{plural(len(records), 'record')} saved to {path}", title="Log saved")
 
 
 def save_records(path: Path, records: Iterable[LogRecord]) -> None:

@@ -30,6 +30,7 @@ from tui.app_messages import (
 from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
 from tui.widgets.models.model_details import ModelDetails, entry_lines, format_count, remote_lines, traits
@@ -195,7 +196,7 @@ class ModelsScreen(LlamatermScreen):
             ("quant", "quant"),
             ("size", "size"),
             ("context", "ctx"),
-            ("traits", "TFR"),
+            ("traits", "kind"),
             ("where", "where"),
         ):
             table.add_column(label, key=key)
@@ -289,10 +290,10 @@ class ModelsScreen(LlamatermScreen):
             )
             broken = sum(1 for r in self.rows if r.entry is not None and r.entry.error)
             remote_errors = "; ".join(f"{u}: {e}" for u, e in self.remote_errors.items())
-            text = f"{len(self.rows)} models" if self.rows else f"No .gguf files in {dirs}"
+            text = plural(len(self.rows), "model") if self.rows else f"No .gguf files in {dirs}"
             if broken:
                 text += f" · {broken} unreadable"
-            text += " · T template F tools R thinking · e settings · h Hub"
+            text += " · e settings · h Hub"
             if remote_errors:
                 text = f"remote: {remote_errors}"
         self.query_one("#models-hint", Static).update(text)
@@ -466,5 +467,5 @@ class ModelsScreen(LlamatermScreen):
         else:
             self.remote_errors.pop(source.base_url, None)
             self.remote_models[source.base_url] = models
-            self.notify(f"{len(models)} model(s) at {source.base_url}", title="Remote")
+            self.notify(f"{plural(len(models), 'model')} at {source.base_url}", title="Remote")
         self._scan()

@@ -23,12 +23,16 @@ def format_count(count: int | None) -> str:
 
 
 def traits(entry: CatalogEntry) -> str:
-    """Three one-letter markers: chat template, tool calls, thinking."""
-    return (
-        ("T" if entry.has_chat_template else "·")
-        + ("F" if entry.tool_format != "default" else "·")
-        + ("R" if entry.supports_thinking else "·")
-    )
+    """What the model is made for, in words: `base` (no chat template: it continues
+    text), else `chat`, with `tools` (a native tool-call format) and `think`."""
+    if not entry.has_chat_template:
+        return "base"
+    words = ["chat"]
+    if entry.tool_format != "default":
+        words.append("tools")
+    if entry.supports_thinking:
+        words.append("think")
+    return " ".join(words)
 
 
 def memory_line(memory: MemorySnapshot) -> str:

@@ -30,6 +30,7 @@ from engine.hub import (
 from engine.memory import format_bytes
 
 from tui.widgets.models.model_details import format_count
+from tui.wording import plural
 
 
 def format_eta(seconds: float | None) -> str:
@@ -250,7 +251,7 @@ class HubBrowser(Vertical):
             )
         table.focus()
         self.status(
-            f"{message.repo}: {len(self.files)} GGUF file(s) · d or Enter downloads · "
+            f"{message.repo}: {plural(len(self.files), 'GGUF file')} · d or Enter downloads · "
             "Backspace goes back"
         )
 
