@@ -147,3 +147,12 @@ def test_chat_settings_modal_narrow(
         await pilot.pause()
 
     assert snap_compare(make_app(autoload=False), terminal_size=NARROW_SIZE, run_before=run_before)
+
+
+def test_chat_search_that_matches_nothing(snap_compare: SnapCompare, make_app: MakeApp) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await finished_reply(pilot)
+        await pilot.press("ctrl+f", *"zebra")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=TERMINAL_SIZE, run_before=run_before)

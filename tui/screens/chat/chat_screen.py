@@ -788,7 +788,10 @@ class ChatScreen(LlamatermScreen):
 
     def action_toggle_list(self) -> None:
         self.show_list = not self.chat_list.display
-        if not self.chat_list.display:
+        # Shown, the list takes the keys; hidden, they go back to the message box.
+        if self.chat_list.display:
+            self.chat_list.focus_list()
+        else:
             self.chat_input.focus()
 
     def action_find(self) -> None:
