@@ -24,7 +24,7 @@ from engine.model_settings import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen
-from tui.screens.models.model_dialogs import LoadSettingsScreen
+from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
 from tui.screens.models.models_screen import STARTER_WHERE, ModelsScreen
 from tui.widgets.models.model_details import traits
 from tui.widgets.models.model_hub import HubBrowser
@@ -311,3 +311,22 @@ def test_the_kind_column_says_what_a_model_is_for_in_words() -> None:
     assert traits(entry(has_chat_template=True)) == "chat"
     rich = entry(has_chat_template=True, tool_format="hermes", reasoning="qwen3")
     assert traits(rich) == "chat tools think"
+
+
+async def test_one_enter_adds_a_remote_server(make_app: MakeApp) -> None:
+    app = make_app(mode="models", autoload=False)
+    added: list[RemoteServer | None] = []
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        app.push_screen(AddRemoteScreen(), added.append)
+        await pilot.pause()
+        await pilot.press(*"localhost:1234/v1", "enter")
+        await pilot.pause()
+        assert added == [RemoteServer("http://localhost:1234/v1", None)]
+
+        app.push_screen(AddRemoteScreen(), added.append)
+        await pilot.pause()
+        await pilot.press(*"http://h/v1", "tab", *"sk-1", "enter")
+        await pilot.pause()
+        assert added[-1] == RemoteServer("http://h/v1", "sk-1")
+        await pilot.press("enter")  # nothing left open to take it
+        assert len(added) == 2

@@ -179,7 +179,9 @@ class AddRemoteScreen(ModalScreen[RemoteServer | None]):
             yield Input(
                 placeholder="API key (optional)", id="remote-key", password=True, compact=True
             )
-            yield Static("Enter adds · Escape cancels", classes="dialog--help")
+            yield Static(
+                "Enter adds · Tab goes to the API key · Escape cancels", classes="dialog--help"
+            )
 
     def on_mount(self) -> None:
         blink = getattr(self.app, "cursor_blink", True)
@@ -189,15 +191,13 @@ class AddRemoteScreen(ModalScreen[RemoteServer | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        # One Enter adds, from either field: the key is optional, and Tab reaches it.
         url = self.query_one("#remote-url", Input).value.strip()
         if not url:
             self.query_one("#remote-url", Input).focus()
             return
-        if event.input.id == "remote-url" and not self.query_one("#remote-key", Input).value:
-            self.query_one("#remote-key", Input).focus()
         key = self.query_one("#remote-key", Input).value.strip()
-        if event.input.id == "remote-key" or key:
-            self.dismiss(RemoteServer(url if "://" in url else f"http://{url}", key or None))
+        self.dismiss(RemoteServer(url if "://" in url else f"http://{url}", key or None))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
