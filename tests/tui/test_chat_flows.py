@@ -388,3 +388,20 @@ async def test_ctrl_l_shows_the_list_and_moves_the_focus_into_it(make_app: MakeA
         assert screen.chat_list.options.has_focus
         await pilot.press("ctrl+l")
         assert not screen.chat_list.display and screen.chat_input.has_focus
+
+
+async def test_a_message_longer_than_the_context_is_refused_before_sending(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=TERMINAL_SIZE, notifications=True) as pilot:
+        screen = await open_chat(pilot)
+        long_text = "llama " * 600  # the tiny model loads with 512 tokens of context
+        screen.chat_input.set_text(long_text)
+        screen.chat_input.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.current.chat.messages == [] and not screen.generating
+        assert screen.chat_input.text == long_text, "the text stays to be shortened"
+        (note,) = [n for n in app._notifications if n.title == "Message too long"]
+        assert "the context holds 512" in note.message and "load settings" in note.message

@@ -379,6 +379,8 @@ class ChatScreen(LlamatermScreen):
         if self.context.model is None:
             self._no_model()
             return
+        if await self._longer_than_the_context(text):
+            return
         saved = self.current
         if self.chat_input.editing:
             index = self._last_user_index()
@@ -392,6 +394,32 @@ class ChatScreen(LlamatermScreen):
         self.chat_input.clear()
         await self.chat_view.add(UserMessageView(text))
         self._start_reply()
+
+    async def _longer_than_the_context(self, text: str) -> bool:
+        """Refuse (with what to do) a message that cannot fit the context at all: sent,
+        it would come back as 0 tokens and `contextLengthReached`. The text stays."""
+        model = self.context.model
+        if model is None or model.is_remote:
+            return False  # a server counts its own tokens
+        length = model.info.context_length
+        # A token is at least a character: a shorter text fits, no need to count.
+        if not length or len(text) < length:
+            return False
+        try:
+            count = len(await asyncio.to_thread(model.tokenize, text, False))
+        except Exception:  # noqa: BLE001 - an unloaded model: the send reports it
+            return False
+        if count < length:
+            return False
+        self.notify(
+            f"This message is {plural(count, 'token')}; the context holds {length}. "
+            "Shorten it, or raise the context length in the model's load settings "
+            "(Models screen, e), then load it again.",
+            title="Message too long",
+            severity="warning",
+            timeout=15,
+        )
+        return True
 
     def _last_user_index(self) -> int | None:
         messages = self.current.chat.messages
