@@ -9,6 +9,7 @@ from __future__ import annotations
 from engine.errors import PredictionConfigError
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -303,6 +304,8 @@ class LogRecord:
     """What the record is about: "load", "prompt", "raw_output", "cache", "context", "llama"..."""
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    """When the record was made (seconds since the epoch), for the Logs screen and log file."""
 
 
 @dataclass(frozen=True, slots=True)

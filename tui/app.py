@@ -42,6 +42,7 @@ from tui.app_messages import (
 )
 from tui.config import AppSettings
 from tui.context import AppContext
+from tui.log_file import open_log_file
 from tui.model_state import ModelState
 from tui.palette import ModelCommands, binding_commands
 from tui.screens.base import LlamatermScreen
@@ -206,6 +207,8 @@ class LlamatermApp(App[int]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
+        # First, so that the model's load is in the file too.
+        self._log_file = open_log_file(self.log_bus, self.data_dir)
         state = AppState(self.data_dir).read()
         self._apply_themes(state.get(THEME_KEY))
         self._apply_keymap()
@@ -435,6 +438,9 @@ class LlamatermApp(App[int]):
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
+        log_file = getattr(self, "_log_file", None)
+        if log_file is not None:
+            log_file.close()
 
     # --- palette ------------------------------------------------------------
 

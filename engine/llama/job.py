@@ -8,6 +8,7 @@ UTF-8 safely, holds back stop strings and builds the result with its stats.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ def tokenize_text(llama: Any, text: str, add_special: bool) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 
 
+_PREDICTION_NUMBERS = itertools.count(1)
+"""Numbers the predictions of this process, so their log records can be told apart."""
+
+
 class PredictionJob:
     """One prediction, run start to finish on the model thread."""
 
@@ -105,6 +110,8 @@ class PredictionJob:
         self.reasoning: list[str] = []
         self.raw: list[str] = []
         self.tool_calls: list[Any] = []
+        self.prediction_id = f"p{next(_PREDICTION_NUMBERS)}"
+        """On every record this prediction logs (prompt, raw output...), with the model."""
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -129,6 +136,7 @@ class PredictionJob:
             self.sink(event)
 
     def _log(self, level: str, kind: str, message: str, **data: Any) -> None:
+        data = {"prediction": self.prediction_id, "model": self.model.key, **data}
         self.sink(Log(LOG_BUS.emit(level, kind, message, **data)))
 
     def _predict(self, started: float) -> PredictionResult:

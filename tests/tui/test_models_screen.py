@@ -14,7 +14,7 @@ from huggingface_hub import constants as hf_constants
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
-from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
+from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_model, wait_until
 
 from engine import hub
 from engine.catalog import STARTER_FILE, STARTER_KEY
@@ -27,7 +27,7 @@ from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
 from tui.screens.models.models_screen import STARTER_WHERE, ModelsScreen
 from tui.widgets.models.model_details import traits
-from tui.widgets.models.model_hub import HubBrowser
+from tui.widgets.models.model_hub import OFFLINE_HINT, HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
 
@@ -227,14 +227,21 @@ async def test_no_network_is_one_line_and_the_catalog_still_works(
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     hub.forget_reachability()
     app = make_app(mode="models", autoload=False)
-    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+    async with app.run_test(size=NARROW_SIZE) as pilot:
         screen = await open_models(pilot)
         await pilot.press("slash", *"tiny", "enter")
         status = screen.hub.query_one("#hub-status")
         await wait_until(pilot, lambda: status.has_class("-error"))
-        assert "\n" not in str(status.render())
-        screen.action_toggle_hub()  # h would go into the search field
-        await pilot.pause()
+        text = str(status.render())
+        assert "\n" not in text and text.endswith(OFFLINE_HINT)
+        # At 80 columns the error wraps inside the screen rather than run off it.
+        assert status.size.height > 1 and status.region.right <= NARROW_SIZE[0]
+        # Escape leaves the search box, and the screen's keys work again.
+        assert screen.hub.query_one("#hub-search").has_focus
+        await pilot.press("escape")
+        assert screen.hub.query_one("#hub-results").has_focus
+        await pilot.press("h")
+        assert not screen._hub_shown()
         await pilot.press("l")
         await wait_for_model(pilot)
     hub.forget_reachability()
