@@ -9,6 +9,7 @@ look at the SVGs in __snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from chat_testing import (
 from textual.pilot import Pilot
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE
 
+from engine.prediction import PredictionConfig
 from tui.app import LlamatermApp
 from tui.screens.chat import chat_screen as chat_screen_module
 from tui.store.saved_chats import ToolOptions
@@ -156,3 +158,23 @@ def test_chat_search_that_matches_nothing(snap_compare: SnapCompare, make_app: M
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=TERMINAL_SIZE, run_before=run_before)
+
+
+def test_chat_call_to_an_unknown_tool(
+    snap_compare: SnapCompare, make_app: MakeApp, isolated: Path
+) -> None:
+    write_tools_file(isolated)
+    grammar = 'root ::= "Let me try. " ' + json.dumps(
+        '[TOOL_REQUEST]{"name": "launch_rocket", "arguments": {}}[END_TOOL_REQUEST]'
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_chat(pilot)
+        screen.current.tools = ToolOptions(enabled=True)
+        await send(pilot, "Launch it.")
+        freeze_chat_timings(pilot)
+        await pilot.pause()
+
+    prediction = PredictionConfig(temperature=0.0, seed=1, max_tokens=400, grammar=grammar)
+    app = make_app(prediction=prediction, load=TOOL_LOAD)
+    assert snap_compare(app, terminal_size=NARROW_SIZE, run_before=run_before)
