@@ -490,6 +490,7 @@ def known_binding_ids() -> set[str]:
     """Every binding id a [keymap] table may name."""
     from tui.screens.chat.chat_settings import ChatSettingsScreen
     from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.screens.logs.logs_screen import LogTable
     from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from tui.widgets.chat.chat_input import ChatInput
     from tui.widgets.chat.chat_list import ChatList
@@ -511,6 +512,7 @@ def known_binding_ids() -> set[str]:
         CompleteScreen,
         ModelsScreen,
         LogsScreen,
+        LogTable,
         LogRecordScreen,
         PredictionSettingsScreen,
     ]

@@ -134,8 +134,22 @@ class LogTable(DataTable[Any]):
     own Home and End scroll sideways), and its header stays put."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("home", "scroll_top", "First", show=False),
-        Binding("end", "scroll_bottom", "Last", show=False),
+        Binding(
+            "home",
+            "scroll_top",
+            "First",
+            id="logs.first",
+            tooltip="Go to the first record (follow pauses)",
+            show=False,
+        ),
+        Binding(
+            "end",
+            "scroll_bottom",
+            "Last",
+            id="logs.last",
+            tooltip="Go to the last record (follow goes on from there)",
+            show=False,
+        ),
     ]
 
 
