@@ -41,7 +41,7 @@ async def test_a_predictions_records_share_its_id_and_model(make_app: MakeApp) -
             complete.complete_area.load_text(text)
             await pilot.press("ctrl+g")
             await wait_for_prediction(pilot)
-        ours = lambda: logs.records[start:]  # noqa: E731
+        ours = lambda: logs.records[start:]
         await wait_until(pilot, lambda: sum(r.kind == "raw_output" for r in ours()) == 2)
         prompts = [r for r in ours() if r.kind == "prompt"]
         raws = [r for r in ours() if r.kind == "raw_output"]

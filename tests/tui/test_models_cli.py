@@ -18,8 +18,8 @@ from huggingface_hub import constants as hf_constants
 
 from engine import hub
 from engine.catalog import clear_info_cache
-from engine.models import catalog as model_catalog
 from engine.model_settings import ModelSettingsStore
+from engine.models import catalog as model_catalog
 from engine.settings import PathsSettings, Settings
 from tui.cli.models import (
     EXIT_ERROR,

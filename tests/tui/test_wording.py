@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from engine.prediction import PredictionStats
 from tui.cli.headless import format_stats as cli_stats
-from tui.wording import plural
 from tui.widgets.chat.chat_status import context_text
 from tui.widgets.status.prediction_status import format_stats
+from tui.wording import plural
 
 
 def test_plural() -> None:

@@ -8,7 +8,6 @@ from textual.widgets import Static
 from engine.catalog import CatalogEntry
 from engine.contract import ChatModel
 from engine.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
-
 from tui.model_state import BASE_MODEL_NOTE
 
 

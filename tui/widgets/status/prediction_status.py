@@ -9,7 +9,6 @@ from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
 
 from engine.prediction import PredictionStats
-
 from tui.wording import plural
 
 
