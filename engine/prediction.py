@@ -9,6 +9,7 @@ from __future__ import annotations
 from engine.errors import PredictionConfigError
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -154,6 +155,10 @@ class ModelInfo:
     """The name of the chat template in use."""
     chat_template_reason: str = ""
     """Why that template was chosen (the model's own, a fallback, the config's file)."""
+    has_chat_template: bool = True
+    """False when neither the model file nor the config gives a chat template: a base
+    model, most likely, which continues text rather than answers (the fallback format
+    in use makes its replies repeat the prompt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +304,8 @@ class LogRecord:
     """What the record is about: "load", "prompt", "raw_output", "cache", "context", "llama"..."""
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    """When the record was made (seconds since the epoch), for the Logs screen and log file."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,10 @@ class ChatSettings(_Section):
     """What to do when a chat outgrows the context: stopAtLimit, truncateMiddle or rollingWindow."""
     system_prompt: str = ""
     """The system prompt of new chats; empty means none."""
+    tools: bool = False
+    """Offer the tools file's tools to new chats (each chat can turn them off)."""
+    tool_choice: Literal["auto", "required"] = "auto"
+    """New chats' tool choice: "auto" lets the model decide, "required" makes it call one."""
 
 
 class LoadOverride(_Section):

@@ -45,6 +45,7 @@ from tui.app_messages import (
 from tui.config import AppSettings
 from tui.context import AppContext
 from tui.keys_in_order import KeysInOrderApp
+from tui.log_file import open_log_file
 from tui.model_state import ModelState
 from tui.palette import ModelCommands, binding_commands, plain_command
 from tui.screens.base import LlamatermScreen
@@ -219,6 +220,8 @@ class LlamatermApp(KeysInOrderApp[int]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
+        # First, so that the model's load is in the file too.
+        self._log_file = open_log_file(self.log_bus, self.data_dir)
         state = AppState(self.data_dir).read()
         self._apply_themes(state.get(THEME_KEY))
         self._apply_keymap()
@@ -485,6 +488,9 @@ class LlamatermApp(KeysInOrderApp[int]):
             # Not through the reactive: there are no screens left to tell.
             self.set_reactive(LlamatermApp.model, None)
             await asyncio.to_thread(model.unload)
+        log_file = getattr(self, "_log_file", None)
+        if log_file is not None:
+            log_file.close()
 
     def notify(
         self,
@@ -563,6 +569,7 @@ def known_binding_classes() -> list[type]:
     """The app, its screens, dialogs and widgets that have bindings of their own."""
     from tui.screens.chat.chat_settings import ChatSettingsScreen
     from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.screens.logs.logs_screen import LogTable
     from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from tui.widgets.chat.chat_input import ChatInput
     from tui.widgets.chat.chat_list import ChatList
@@ -584,6 +591,7 @@ def known_binding_classes() -> list[type]:
         CompleteScreen,
         ModelsScreen,
         LogsScreen,
+        LogTable,
         LogRecordScreen,
         PredictionSettingsScreen,
     ]

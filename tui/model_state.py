@@ -9,6 +9,9 @@ from engine.contract import ChatModel
 
 ModelStatusName = Literal["none", "loading", "loaded", "failed"]
 
+BASE_MODEL_NOTE = "base model: it continues text; Complete suits it better"
+"""Said wherever a model without a chat template is shown: in chat it echoes the prompt."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelState:
@@ -19,6 +22,8 @@ class ModelState:
     offload: str = ""
     error: str = ""
     path: str = ""
+    base_model: bool = False
+    """The model has no chat template: it continues text (Complete suits it better)."""
 
     @classmethod
     def loading(cls, name: str) -> ModelState:
@@ -36,4 +41,5 @@ class ModelState:
             context_length=model.info.context_length,
             offload=model.placement,
             path=model.location,
+            base_model=not model.info.has_chat_template,
         )

@@ -10,6 +10,7 @@ UTF-8 safely, holds back stop strings and builds the result with its stats.
 from __future__ import annotations
 
 import threading
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,6 +102,10 @@ def tokenize_text(llama: Any, text: str, add_special: bool) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 
 
+_PREDICTION_NUMBERS = itertools.count(1)
+"""Numbers the predictions of this process, so their log records can be told apart."""
+
+
 class PredictionJob:
     """One prediction, run start to finish on the model thread."""
 
@@ -127,6 +132,8 @@ class PredictionJob:
         self.reasoning: list[str] = []
         self.raw: list[str] = []
         self.tool_calls: list[Any] = []
+        self.prediction_id = f"p{next(_PREDICTION_NUMBERS)}"
+        """On every record this prediction logs (prompt, raw output...), with the model."""
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -151,6 +158,7 @@ class PredictionJob:
             self.sink(event)
 
     def _log(self, level: str, kind: str, message: str, **data: Any) -> None:
+        data = {"prediction": self.prediction_id, "model": self.model.key, **data}
         self.sink(Log(LOG_BUS.emit(level, kind, message, **data)))
 
     def _predict(self, started: float) -> PredictionResult:

@@ -213,6 +213,9 @@ class LoadedModel:
             model_key=self.key,
             chat_template=self.chat_template.name,
             chat_template_reason=self.chat_template.reason,
+            # A template that does not parse still says the model was tuned to chat.
+            has_chat_template=self.chat_template.origin != "fallback"
+            or bool(self.metadata.get("tokenizer.chat_template")),
         )
         LOG_BUS.emit(
             "info",

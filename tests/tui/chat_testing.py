@@ -51,7 +51,8 @@ NOTE_TOOL = """
 [[tool]]
 name = "take_note"
 description = "Write a note down."
-command = [{python!r}, "-c", "import sys; print('noted:', len(sys.argv[1]), 'characters')", "{{note}}"]
+# "--" before the placeholder: a note that starts with "-" is still a note, not an option.
+command = [{python!r}, "-c", "import sys; print('noted:', len(sys.argv[-1]), 'characters')", "--", "{{note}}"]
 timeout_sec = 20
 
 [tool.parameters]

@@ -11,7 +11,7 @@ from pathlib import Path
 from chat_testing import open_chat, replies, send
 from textual import events
 from textual.message import Message
-from tui_testing import TERMINAL_SIZE, wait_for_prediction, wait_until
+from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_prediction, wait_until
 
 from engine.chat import AssistantResponse, SystemPrompt, UserMessage
 from engine.load_config import LoadConfig
@@ -20,7 +20,7 @@ from tui.screens.chat.chat_settings import ChatSettingsScreen
 from tui.screens.chat.reply_stream import RoundEnded
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.saved_chats import ChatStore
-from tui.widgets.chat.chat_list import ChatList
+from tui.widgets.chat.chat_list import NO_MATCH, ChatList
 from tui.widgets.chat.message_views import UserMessageView
 
 from tui.app import LlamatermApp  # isort: skip
@@ -359,3 +359,49 @@ def test_every_chat_binding_has_an_id_and_a_tooltip() -> None:
         for binding in cls.__dict__.get("BINDINGS", []):
             assert binding.id and "." in binding.id, (cls.__name__, binding)
             assert binding.tooltip, (cls.__name__, binding)
+
+
+async def test_an_empty_search_says_no_chats_match(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, "About llamas")
+        await pilot.press("ctrl+f", *"zebra")
+        options = screen.chat_list.options
+        assert options.option_count == 1
+        only = options.get_option_at_index(0)
+        assert only.disabled and str(only.prompt).strip() == NO_MATCH
+        assert screen.chat_list.highlighted_id() is None
+        await pilot.press("enter")
+        await pilot.press(*["backspace"] * 5)
+        assert [str(options.get_option_at_index(0).prompt).strip()] == ["● About llamas"]
+
+
+async def test_ctrl_l_shows_the_list_and_moves_the_focus_into_it(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=NARROW_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await send(pilot, "About llamas")
+        assert not screen.chat_list.display, "at 80 columns the list steps aside"
+        await pilot.press("ctrl+l")
+        assert screen.chat_list.display
+        assert screen.chat_list.options.has_focus
+        await pilot.press("ctrl+l")
+        assert not screen.chat_list.display and screen.chat_input.has_focus
+
+
+async def test_a_message_longer_than_the_context_is_refused_before_sending(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=TERMINAL_SIZE, notifications=True) as pilot:
+        screen = await open_chat(pilot)
+        long_text = "llama " * 600  # the tiny model loads with 512 tokens of context
+        screen.chat_input.set_text(long_text)
+        screen.chat_input.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.current.chat.messages == [] and not screen.generating
+        assert screen.chat_input.text == long_text, "the text stays to be shortened"
+        (note,) = [n for n in app._notifications if n.title == "Message too long"]
+        assert "the context holds 512" in note.message and "load settings" in note.message

@@ -9,6 +9,7 @@ look at the SVGs in __snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,16 @@ from chat_testing import (
 from textual.pilot import Pilot
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE
 
+from engine.prediction import PredictionConfig
 from tui.app import LlamatermApp
+from tui.screens.chat import chat_screen as chat_screen_module
 from tui.store.saved_chats import ToolOptions
 
 MakeApp = Callable[..., LlamatermApp]
 SnapCompare = Callable[..., bool]
 
 QUESTION = "What do llamas dream of?"
+SHOWN_TOOLS_FILE = Path("/home/me/.config/llamaterm/tools.toml")
 
 
 async def finished_reply(pilot: Pilot[Any]) -> None:
@@ -131,10 +135,46 @@ def test_chat_tool_call_pending_approval(
     assert snap_compare(app, terminal_size=TERMINAL_SIZE, run_before=run_before)
 
 
-def test_chat_settings_modal_narrow(snap_compare: SnapCompare, make_app: MakeApp) -> None:
+def test_chat_settings_modal_narrow(
+    snap_compare: SnapCompare, make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The form names the tools file; a fixed path keeps the test's temporary one out.
+    monkeypatch.setattr(
+        chat_screen_module, "tools_path", lambda settings, data_dir: SHOWN_TOOLS_FILE
+    )
+
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_chat(pilot, model=False)
         await pilot.press("ctrl+o")
         await pilot.pause()
 
     assert snap_compare(make_app(autoload=False), terminal_size=NARROW_SIZE, run_before=run_before)
+
+
+def test_chat_search_that_matches_nothing(snap_compare: SnapCompare, make_app: MakeApp) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await finished_reply(pilot)
+        await pilot.press("ctrl+f", *"zebra")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=TERMINAL_SIZE, run_before=run_before)
+
+
+def test_chat_call_to_an_unknown_tool(
+    snap_compare: SnapCompare, make_app: MakeApp, isolated: Path
+) -> None:
+    write_tools_file(isolated)
+    grammar = 'root ::= "Let me try. " ' + json.dumps(
+        '[TOOL_REQUEST]{"name": "launch_rocket", "arguments": {}}[END_TOOL_REQUEST]'
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_chat(pilot)
+        screen.current.tools = ToolOptions(enabled=True)
+        await send(pilot, "Launch it.")
+        freeze_chat_timings(pilot)
+        await pilot.pause()
+
+    prediction = PredictionConfig(temperature=0.0, seed=1, max_tokens=400, grammar=grammar)
+    app = make_app(prediction=prediction, load=TOOL_LOAD)
+    assert snap_compare(app, terminal_size=NARROW_SIZE, run_before=run_before)

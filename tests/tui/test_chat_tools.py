@@ -22,6 +22,7 @@ from tui_testing import TERMINAL_SIZE, wait_for_prediction
 
 from engine.agent import DENIED
 from engine.chat import AssistantResponse, ToolResultMessage
+from engine.prediction import PredictionConfig
 from tui.app import LlamatermApp
 from tui.store.saved_chats import ToolOptions
 from tui.widgets.chat.reasoning_block import ReasoningBlock
@@ -126,3 +127,32 @@ async def test_reasoning_streams_into_a_block_that_folds_when_the_answer_starts(
         assert block.markdown.source == reply.reasoning
         message = screen.current.chat.messages[1]
         assert isinstance(message, AssistantResponse) and message.reasoning == reply.reasoning
+
+
+UNKNOWN_CALL = '[TOOL_REQUEST]{"name": "launch_rocket", "arguments": {}}[END_TOOL_REQUEST]'
+UNKNOWN_GRAMMAR = 'root ::= "Let me try. " ' + json.dumps(UNKNOWN_CALL)
+"""The tiny model, made to call a tool the chat does not have (the grammar writes it)."""
+
+
+async def test_a_call_to_an_unknown_tool_is_a_card_not_raw_text(
+    make_app: MakeApp, isolated: Path
+) -> None:
+    write_tools_file(isolated)
+    prediction = PredictionConfig(temperature=0.0, seed=1, max_tokens=400, grammar=UNKNOWN_GRAMMAR)
+    app = make_app(prediction=prediction, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        screen.current.tools = ToolOptions(enabled=True)
+        await send(pilot, "Launch it.")
+        (reply,) = replies(screen)
+        (card,) = cards(screen)
+        assert card.state == "unknown" and card.tool_name == "launch_rocket"
+        status = str(card.query_one(".tool-card--status").render())
+        assert status.startswith("unknown tool launch_rocket")
+        assert "launch_rocket" in card.arguments
+        # The card shows the call; the text around it stays, the raw call does not.
+        assert "TOOL_REQUEST" not in reply.markdown.source
+        assert reply.markdown.source.strip() == "Let me try."
+        # The model's own message keeps what it wrote.
+        message = screen.current.chat.messages[-1]
+        assert isinstance(message, AssistantResponse) and UNKNOWN_CALL in message.content

@@ -154,9 +154,13 @@ async def test_settings_modal_changes_the_prediction_config(make_app: MakeApp) -
         assert "temperature" in str(modal.query_one("#settings-error").render())
         temperature.value = "0.3"  # type: ignore[attr-defined]
         modal.query_one("#field-stop_strings").value = '["\\n\\n", "END"]'  # type: ignore[attr-defined]
+        min_p = modal.query_one("#field-min_p")
+        assert min_p.value == "0.05"  # type: ignore[attr-defined]
+        min_p.value = "0.2"  # type: ignore[attr-defined]
         await pilot.press("enter")
         assert app.screen is screen
         assert screen.config.temperature == 0.3
+        assert screen.config.min_p == 0.2
         assert screen.config.stop_strings == ("\n\n", "END")
         assert screen.config.max_tokens == 24, "untouched fields keep their values"
         await pilot.press("ctrl+o", "escape")
@@ -176,7 +180,7 @@ async def test_complete_text_and_settings_survive_a_restart(
         await wait_for_prediction(pilot)
         text, spans = screen.complete_area.text, screen.complete_area.generated_spans
     saved = json.loads((isolated / "sessions" / "complete.json").read_text())
-    assert saved["schema_version"] == 1 and saved["text"] == text
+    assert saved["schema_version"] == 2 and saved["text"] == text
     # Only what the person changed is saved: the config file's defaults still apply.
     assert saved["prediction"] == {"temperature": 0.25}
     app = make_app(autoload=False)
@@ -199,3 +203,16 @@ async def test_a_corrupt_session_is_set_aside_and_reported(
         assert any("set aside" in n.message for n in app._notifications)
         assert complete_screen(app).transcript.text == ""
     assert (sessions / "terminal.json.corrupt-1").exists()
+
+
+async def test_the_blank_screen_says_what_it_does_and_its_keys(make_app: MakeApp) -> None:
+    app = make_app(autoload=False)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        area = complete_screen(app).complete_area
+        await pilot.pause()
+        assert area.text == ""
+        shown = str(area.placeholder)
+        assert "continues it" in shown and "Ctrl+G" in shown and "Ctrl+T" in shown
+        # Drawn where the text goes (test_complete_empty's snapshot shows it too).
+        first_line = "".join(segment.text for segment in area.render_line(0))
+        assert "Write the start of a text" in first_line

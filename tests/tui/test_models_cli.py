@@ -19,6 +19,7 @@ from huggingface_hub import constants as hf_constants
 from engine.models import download as hub_download, hub
 from engine.models.catalog import clear_info_cache
 from engine.models.remembered import ModelSettingsStore
+from engine.models import catalog as model_catalog
 from engine.settings import PathsSettings, Settings
 from tui.cli.models import (
     EXIT_ERROR,
@@ -41,9 +42,11 @@ def parse(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A data directory of our own, and no HF cache or LM Studio folder of the person's."""
+    """A data directory of our own, no HF cache or LM Studio folder of the person's, and
+    no starter model (installed or not here; `starter` puts one in)."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(model_catalog, "starter_chunks", tuple)
     clear_info_cache()
     return Settings(
         paths=PathsSettings(data_dir=tmp_path / "data", model_dirs=[tmp_path / "extra"])
@@ -98,6 +101,38 @@ def test_list_json(
 def test_list_with_no_models(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(parse("list"), settings, capsys)
     assert code == EXIT_OK and out.startswith("no local models")
+
+
+@pytest.fixture
+def starter(monkeypatch: pytest.MonkeyPatch, tiny_model_path: Path) -> Path:
+    """A starter package holding the tiny model (one chunk), not yet assembled."""
+    monkeypatch.setattr(model_catalog, "starter_chunks", lambda: (tiny_model_path,))
+    return tiny_model_path
+
+
+def test_a_fresh_install_lists_the_starter(
+    settings: Settings,
+    starter: Path,
+    models: Path,
+    tiny_model_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(parse("list"), settings, capsys)
+    assert code == EXIT_OK
+    (row,) = out.splitlines()[1:]
+    assert row.startswith("gemma-3-270m-q4_k_m ") and "llama" in row
+    assert row.endswith("starter, assembled on first load")
+    payload = json.loads(run(parse("list", "--json"), settings, capsys)[1])
+    (model,) = payload["models"]
+    assert model["source"] == "starter"
+    assert not (models / "gemma-3-270m-q4_k_m.gguf").exists(), "listing assembles nothing"
+
+    # Another model comes first; the starter stays listed after it.
+    (models / "tiny.gguf").write_bytes(tiny_model_path.read_bytes())
+    lines = run(parse("list"), settings, capsys)[1].splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["tiny", "gemma-3-270m-q4_k_m"]
+    code, out, _ = run(parse("info", "gemma-3-270m"), settings, capsys)
+    assert code == EXIT_OK and "where  starter, assembled on first load" in out
 
 
 def test_info_by_key_uses_remembered_settings(

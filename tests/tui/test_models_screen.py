@@ -14,18 +14,20 @@ from huggingface_hub import constants as hf_constants
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
-from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
+from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_model, wait_until
 
 from engine.models import download as hub_download, hub
+from engine.models.starter import STARTER_FILE, STARTER_KEY
 from engine.models import catalog
 from engine.models.memory import MemorySnapshot
 from engine.models.remembered import ModelSettingsStore
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen
-from tui.screens.models.model_dialogs import LoadSettingsScreen
-from tui.screens.models.models_screen import ModelsScreen
-from tui.widgets.models.model_hub import HubBrowser
+from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
+from tui.screens.models.models_screen import STARTER_WHERE, ModelsScreen
+from tui.widgets.models.model_details import traits
+from tui.widgets.models.model_hub import OFFLINE_HINT, HubBrowser
 
 MakeApp = Callable[..., LlamatermApp]
 
@@ -104,7 +106,7 @@ async def test_the_catalog_lists_marks_and_details(make_app: MakeApp, local_mode
         table = screen.query_one("#models-table", DataTable)
         assert "⚠" in str(table.get_cell("0", "where"))
         assert table.get_cell("1", "mark") == "●"
-        assert table.get_cell("1", "traits") == "T··"
+        assert table.get_cell("1", "traits") == "chat"
         table.move_cursor(row=1)
         await pilot.pause()
         shown = "\n".join(screen.query_one("#models-details").lines)  # type: ignore[attr-defined]
@@ -225,14 +227,21 @@ async def test_no_network_is_one_line_and_the_catalog_still_works(
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     hub.forget_reachability()
     app = make_app(mode="models", autoload=False)
-    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+    async with app.run_test(size=NARROW_SIZE) as pilot:
         screen = await open_models(pilot)
         await pilot.press("slash", *"tiny", "enter")
         status = screen.hub.query_one("#hub-status")
         await wait_until(pilot, lambda: status.has_class("-error"))
-        assert "\n" not in str(status.render())
-        screen.action_toggle_hub()  # h would go into the search field
-        await pilot.pause()
+        text = str(status.render())
+        assert "\n" not in text and text.endswith(OFFLINE_HINT)
+        # At 80 columns the error wraps inside the screen rather than run off it.
+        assert status.size.height > 1 and status.region.right <= NARROW_SIZE[0]
+        # Escape leaves the search box, and the screen's keys work again.
+        assert screen.hub.query_one("#hub-search").has_focus
+        await pilot.press("escape")
+        assert screen.hub.query_one("#hub-results").has_focus
+        await pilot.press("h")
+        assert not screen._hub_shown()
         await pilot.press("l")
         await wait_for_model(pilot)
     hub.forget_reachability()
@@ -264,3 +273,67 @@ async def test_remote_models_are_listed_and_chosen(
         assert chosen, "the screen asks the app to use the remote model"
         model = chosen[0].model  # type: ignore[attr-defined]
         assert model.model_id == "qwen3-8b" and model.base_url.startswith("http://gpu-box:1234")
+
+
+async def test_the_starter_is_listed_from_the_catalog_until_assembled(
+    make_app: MakeApp,
+    local_models: Path,
+    tiny_model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A starter package holding the tiny model: the row carries what its header says.
+    monkeypatch.setattr(catalog, "starter_chunks", lambda: (tiny_model_path,))
+    app = make_app(mode="models", autoload=False)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_models(pilot)
+        starter = screen.rows[-1]
+        assert starter.entry is not None and starter.entry.source == "starter"
+        assert starter.where == STARTER_WHERE
+        assert not (local_models / STARTER_FILE).exists()
+        table = screen.query_one("#models-table", DataTable)
+        index = len(screen.rows) - 1
+        assert table.get_cell(str(index), "traits") == "chat"
+        assert table.get_cell(str(index), "quant") == "F16"
+        table.move_cursor(row=index)
+        await pilot.pause()
+        shown = "\n".join(screen.query_one("#models-details").lines)  # type: ignore[attr-defined]
+        assert "architecture: llama" in shown and STARTER_WHERE in shown
+        requested: list[str] = []
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                screen,
+                "post_message",
+                lambda message: requested.append(getattr(message, "spec", "")) or True,
+            )
+            screen.action_load()
+        assert requested == [STARTER_KEY]
+
+
+def test_the_kind_column_says_what_a_model_is_for_in_words() -> None:
+    def entry(**facts: Any) -> catalog.CatalogEntry:
+        path = Path("m.gguf")
+        return catalog.CatalogEntry(key="m", path=path, parts=(path,), size_bytes=1, **facts)
+
+    assert traits(entry()) == "base"
+    assert traits(entry(has_chat_template=True)) == "chat"
+    rich = entry(has_chat_template=True, tool_format="hermes", reasoning="qwen3")
+    assert traits(rich) == "chat tools think"
+
+
+async def test_one_enter_adds_a_remote_server(make_app: MakeApp) -> None:
+    app = make_app(mode="models", autoload=False)
+    added: list[RemoteServer | None] = []
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        app.push_screen(AddRemoteScreen(), added.append)
+        await pilot.pause()
+        await pilot.press(*"localhost:1234/v1", "enter")
+        await pilot.pause()
+        assert added == [RemoteServer("http://localhost:1234/v1", None)]
+
+        app.push_screen(AddRemoteScreen(), added.append)
+        await pilot.pause()
+        await pilot.press(*"http://h/v1", "tab", *"sk-1", "enter")
+        await pilot.pause()
+        assert added[-1] == RemoteServer("http://h/v1", "sk-1")
+        await pilot.press("enter")  # nothing left open to take it
+        assert len(added) == 2

@@ -12,8 +12,9 @@ from hub_server import HubServer
 from test_models_screen import SCARCE, hosted, hub_server, local_models, open_models, search_hub
 from textual.pilot import Pilot
 from textual.widgets import DataTable
-from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
+from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_model, wait_until
 
+from engine.models import hub
 from engine.models.download import DownloadProgress
 from tui.app import LlamatermApp
 from tui.screens.models.models_screen import ModelsScreen
@@ -83,3 +84,25 @@ def test_download_in_progress(
 
     app = make_app(mode="models", autoload=False)
     assert snap_compare(app, terminal_size=TERMINAL_SIZE, run_before=run_before)
+
+
+def test_hub_unreachable_at_80_columns(
+    snap_compare: SnapCompare,
+    make_app: MakeApp,
+    local_models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    hub.forget_reachability()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_models(pilot)
+        await pilot.press("slash", *"tiny", "enter")
+        status = screen.hub.query_one("#hub-status")
+        await wait_until(pilot, lambda: status.has_class("-error"))
+        await pilot.press("escape")
+        await pilot.pause()
+
+    app = make_app(mode="models", autoload=False)
+    assert snap_compare(app, terminal_size=NARROW_SIZE, run_before=run_before)
+    hub.forget_reachability()

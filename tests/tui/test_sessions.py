@@ -9,12 +9,22 @@ from tui.store.text_sessions import TextSession, load_session, save_session
 
 def test_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "sessions" / "terminal.json"
-    save_session(path, TextSession("$ ls\nfoo\n", [(5, 9)], {"temperature": 0.5}))
+    save_session(path, TextSession("$ ls\nfoo\n", [(5, 9)], {"temperature": 0.5}, active=True))
     session, error = load_session(path)
     assert error is None and session is not None
     assert session.text == "$ ls\nfoo\n"
     assert session.generated == [(5, 9)]
     assert session.prediction == {"temperature": 0.5}
+    assert session.active
+
+
+def test_a_version_1_file_reads_as_not_active(tmp_path: Path) -> None:
+    path = tmp_path / "terminal.json"
+    path.write_text('{"schema_version": 1, "text": "$ ls", "generated": [[4, 4]]}')
+    session, error = load_session(path)
+    assert error is None and session is not None
+    assert session.text == "$ ls" and session.generated == [(4, 4)]
+    assert not session.active
 
 
 def test_missing_file_is_no_session(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ the SVGs in __snapshots__/ before committing them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tui_testing import (
 )
 
 from engine.logbus import LogBus
+from engine.prediction import LogRecord
 from tui.app import LlamatermApp
 from tui.screens.complete.complete_screen import CompleteScreen
 
@@ -75,37 +77,31 @@ def test_terminal_after_one_round_trip(snap_compare: SnapCompare, make_app: Make
 
 
 def fixed_log_bus() -> LogBus:
-    """The same records every run (the process-wide bus holds whatever ran before)."""
+    """The same records every run (the process-wide bus holds whatever ran before), at
+    fixed times (12:00:00 on, in whatever zone the test runs)."""
     bus = LogBus()
-    bus.emit("info", "load", "loading /models/tiny-test-model.gguf", path="/models/tiny.gguf")
-    bus.emit(
-        "info",
-        "llama",
-        "llama_model_loader: loaded meta data with 28 key-value pairs",
-        source="llama.cpp",
-    )
-    bus.emit(
-        "warning",
-        "llama",
-        "llama_context: n_ctx_per_seq (512) < n_ctx_train (2048)",
-        source="llama.cpp",
-    )
-    bus.emit("info", "load", "loaded tiny-test-model in 0.01s: context 512, 1 threads, CPU only")
-    bus.emit(
-        "info",
-        "prompt",
-        "prompt",
-        text="<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n",
-    )
-    bus.emit("debug", "cache", "reusing 0 cached tokens, evaluating 14", reused=0, evaluate=14)
-    bus.emit(
-        "info",
-        "raw_output",
-        "raw output",
-        text="Hi! <tool_call>{oops</tool_call>",
-        stop_reason="eosFound",
-    )
-    bus.emit("error", "prediction", "prediction failed: tool call did not parse: {oops")
+    prediction = {"prediction": "p7", "model": "tiny-test-model"}
+    records: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        ("info", "engine", "load", "loading /models/tiny-test-model.gguf",
+         {"path": "/models/tiny.gguf"}),
+        ("info", "llama.cpp", "llama",
+         "llama_model_loader: loaded meta data with 28 key-value pairs", {}),
+        ("warning", "llama.cpp", "llama",
+         "llama_context: n_ctx_per_seq (512) < n_ctx_train (2048)", {}),
+        ("info", "engine", "load",
+         "loaded tiny-test-model in 0.01s: context 512, 1 threads, CPU only", {}),
+        ("info", "engine", "prompt", "prompt",
+         {**prediction, "text": "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n"}),
+        ("debug", "engine", "cache", "reusing 0 cached tokens, evaluating 14",
+         {**prediction, "reused": 0, "evaluate": 14}),
+        ("info", "engine", "raw_output", "raw output",
+         {**prediction, "text": "Hi! <tool_call>{oops</tool_call>", "stop_reason": "eosFound"}),
+        ("error", "engine", "prediction", "prediction failed: tool call did not parse: {oops",
+         prediction),
+    ]
+    noon = datetime(2026, 1, 1, 12, 0, 0).timestamp()
+    for second, (level, source, kind, message, data) in enumerate(records):
+        bus.publish(LogRecord(level, source, kind, message, dict(data), noon + second))
     return bus
 
 

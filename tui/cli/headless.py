@@ -15,6 +15,7 @@ from typing import Any
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
+from tui.wording import plural
 
 from tui.cli.interrupts import INTERRUPTED, Interrupts
 
@@ -89,7 +90,7 @@ def stream_to_end(
 
 def format_stats(stats: PredictionStats) -> str:
     parts = [
-        f"{stats.predicted_tokens_count} tokens",
+        plural(stats.predicted_tokens_count, "token"),
         f"{stats.tokens_per_second:.1f} tok/s" if stats.tokens_per_second else None,
         (
             f"first token {stats.time_to_first_token_sec:.2f}s"

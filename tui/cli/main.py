@@ -12,14 +12,52 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from tui.cli.escapes import ESCAPES_HELP, escaped_string
+
+
+class _TopParser(argparse.ArgumentParser):
+    """The top-level parser: its help ends with the files the app reads.
+
+    Worked out only when the help is shown: finding them reads the config, and a
+    plain command should not wait for that before it parses.
+    """
+
+    def format_help(self) -> str:
+        return super().format_help() + "\n" + files_help() + "\n"
+
+
+def files_help() -> str:
+    """The config file, the data directory and the tools file, as this run finds them."""
+    from engine.paths import config_path
+    from engine.settings import ConfigError
+    from engine.tools import tools_path
+    from tui.config import AppSettings, load_app_settings
+
+    try:
+        settings = load_app_settings()
+        problem = ""
+    except ConfigError as err:
+        settings, problem = AppSettings(), f" (it does not load: {str(err).splitlines()[0]})"
+    lines = [
+        "files:",
+        f"  config       {config_path()}{problem}",
+        f"  data         {settings.data_dir()}",
+        f"  tools        {tools_path(settings)}",
+        "               ([tools] file in the config names another; else tools.toml beside",
+        "               the config, else in the data directory; see tools.example.toml)",
+    ]
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _TopParser(
         prog="llamaterm",
         description="Run local GGUF models in your terminal. With no command, opens the app.",
     )
     parser.add_argument("--model", "-m", help="model key, file name or path to open the app on")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
 
     complete = commands.add_parser(
         "complete",
@@ -57,7 +95,11 @@ def _prediction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", help="model key, file name or path")
     parser.add_argument("--max-tokens", "-n", type=int, help="stop after N predicted tokens")
     parser.add_argument(
-        "--stop", action="append", default=[], help="stop string (repeatable); never printed"
+        "--stop",
+        action="append",
+        default=[],
+        type=escaped_string,
+        help=f"stop string (repeatable), never printed; {ESCAPES_HELP}, so --stop '\\n' is a newline",
     )
     parser.add_argument("--temperature", "-t", type=float, help="sampling temperature")
     parser.add_argument("--top-k", type=int, help="top-k sampling")

@@ -114,8 +114,12 @@ def _print_json(value: Any, out: TextIO) -> None:
 def _catalog(settings: Settings) -> tuple[list[CatalogEntry], list[str]]:
     from engine.models.catalog import scan_catalog, sources_for
 
-    scan = scan_catalog(sources_for(settings))
-    return scan.entries, scan.problems
+    # The starter too, while its packages hold it and its first load has not assembled
+    # it: a fresh install has that model, and `llamaterm` loads it.
+    scan = scan_catalog(sources_for(settings, starter=True))
+    # The person's own models first, the starter after them.
+    entries = sorted(scan.entries, key=lambda e: (e.source == "starter", e.key))
+    return entries, scan.problems
 
 
 def _list(settings: Settings, as_json: bool, out: TextIO, err: TextIO) -> int:
@@ -137,8 +141,14 @@ def _list(settings: Settings, as_json: bool, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _where(entry: CatalogEntry) -> str:
+    if entry.source == "starter":
+        return f"starter, {entry.location}"
+    return entry.source_label + (f" {entry.repo_id}" if entry.repo_id else "")
+
+
 def _list_row(entry: CatalogEntry) -> tuple[str, ...]:
-    where = entry.source_label + (f" {entry.repo_id}" if entry.repo_id else "")
+    where = _where(entry)
     key = (
         entry.key
         + (" !" if entry.error else "")
@@ -260,7 +270,7 @@ def _print_info(
         ("model", entry.display_name),
         ("key", entry.key),
         ("file", str(entry.path) + (f" (+{len(entry.parts) - 1} parts)" if entry.is_split else "")),
-        ("where", entry.source_label + (f" {entry.repo_id}" if entry.repo_id else "")),
+        ("where", _where(entry)),
         ("size", _bytes(entry.size_bytes)),
         ("architecture", entry.architecture or "?"),
         (
@@ -273,6 +283,10 @@ def _print_info(
         ("tool calls", entry.tool_format),
         ("thinking", entry.reasoning or "no"),
     ]
+    if not entry.has_chat_template and not entry.error:
+        from tui.model_state import BASE_MODEL_NOTE
+
+        lines.append(("note", f"{BASE_MODEL_NOTE} (llamaterm complete)"))
     if shape is not None:
         kv_heads = max(shape.head_count_kv, default=0)
         lines.append(
@@ -322,7 +336,8 @@ def _free(report: FitReport) -> str:
     ram = _bytes(memory.ram_available) if memory.ram_available is not None else "unknown"
     text = f"{ram} RAM"
     if memory.gpu_free is not None:
-        text += f", {_bytes(memory.gpu_free)} GPU ({len(memory.gpus or ())} device(s))"
+        devices = len(memory.gpus or ())
+        text += f", {_bytes(memory.gpu_free)} GPU ({devices} device{'' if devices == 1 else 's'})"
     return text
 
 

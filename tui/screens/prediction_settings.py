@@ -21,6 +21,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("stop_strings", "stop strings", '["\\n\\n", "User:"] or one string'),
     ("top_k", "top k", "0 disables"),
     ("top_p", "top p", "0 < p ≤ 1"),
+    ("min_p", "min p", "0 disables"),
     ("repeat_penalty", "repeat penalty", "1.0 disables"),
     ("seed", "seed", "empty for a random seed"),
 )
@@ -66,6 +67,7 @@ def config_from_fields(values: dict[str, str]) -> PredictionConfig:
         "max_tokens": _number(values["max_tokens"], int, "max tokens"),
         "top_k": _number(values["top_k"], int, "top k"),
         "top_p": _number(values["top_p"], float, "top p"),
+        "min_p": _number(values["min_p"], float, "min p"),
         "repeat_penalty": _number(values["repeat_penalty"], float, "repeat penalty"),
         "seed": _number(values["seed"], int, "seed"),
         "stop_strings": parse_stop_strings(values["stop_strings"]) or None,

@@ -3,6 +3,8 @@
 Every file carries a schema version and is read through a converter for its
 version. Writes are atomic (engine.store); a file that does not parse, or does
 not match its schema, is set aside and reported, and the app starts empty.
+Version 2 adds `active`: whether the session's pane was the one shown last (so the
+Complete screen reopens in terminal mode when it was left in it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMPLETE_FILE = "complete.json"
 TERMINAL_FILE = "terminal.json"
 
@@ -32,6 +34,8 @@ class TextSession:
     generated: list[tuple[int, int]] = field(default_factory=list)
     prediction: dict[str, Any] = field(default_factory=dict)
     """Prediction settings given in the session (LM Studio's camelCase keys)."""
+    active: bool = False
+    """Whether this session's pane was the one shown when the screen was left."""
 
 
 class _SessionV1(BaseModel):
@@ -43,12 +47,24 @@ class _SessionV1(BaseModel):
     prediction: dict[str, Any] = Field(default_factory=dict)
 
 
+class _SessionV2(_SessionV1):
+    schema_version: int = Field(ge=2, le=2)
+    active: bool = False
+
+
 def _from_v1(data: Any) -> TextSession:
     session = _SessionV1.model_validate(data)
     return TextSession(session.text, list(session.generated), dict(session.prediction))
 
 
-_CONVERTERS = {1: _from_v1}
+def _from_v2(data: Any) -> TextSession:
+    session = _SessionV2.model_validate(data)
+    return TextSession(
+        session.text, list(session.generated), dict(session.prediction), session.active
+    )
+
+
+_CONVERTERS = {1: _from_v1, 2: _from_v2}
 
 
 def load_session(path: Path) -> tuple[TextSession | None, str | None]:
@@ -76,5 +92,6 @@ def save_session(path: Path, session: TextSession) -> None:
             "text": session.text,
             "generated": [list(span) for span in session.generated],
             "prediction": session.prediction,
+            "active": session.active,
         },
     )

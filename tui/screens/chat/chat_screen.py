@@ -34,7 +34,7 @@ from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
 from engine.prediction import PredictionConfig, PredictionStats
 from engine.contract import ChatModel
-from engine.tools import ToolDefinition, default_tools_path, load_tools
+from engine.tools import ToolDefinition, read_configured_tools, tools_path
 
 from tui.screens.chat.reply_stream import (
     ApprovalGate,
@@ -50,21 +50,30 @@ from tui.screens.chat.reply_stream import (
     ToolRunBegan,
     ToolRunEnded,
     pump_reply,
+    unknown_tool_name,
 )
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.model_state import ModelState
 from tui.palette import highlight_plain
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
-from tui.store.saved_chats import ChatStore, SavedChat, ToolRun, new_chat_id, newest_first
+from tui.store.saved_chats import (
+    ChatStore,
+    SavedChat,
+    ToolOptions,
+    ToolRun,
+    new_chat_id,
+    newest_first,
+)
 from tui.stream_buffer import flush_interval
 from tui.widgets.chat.chat_input import ChatInput
 from tui.widgets.chat.chat_list import ChatList
 from tui.widgets.chat.chat_status import ChatStatus
-from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.chat.chat_view import BASE_MODEL_NOTE, ChatView
 from tui.widgets.chat.message_views import AssistantMessageView, UserMessageView
 from tui.widgets.chat.tool_card import ToolCard
 
@@ -208,6 +217,7 @@ class ChatScreen(LlamatermScreen):
         self._flush_lock = asyncio.Lock()
         self._tools: list[ToolDefinition] = []
         self._tool_errors: list[str] = []
+        self._tool_warnings: list[str] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-body"):
@@ -232,7 +242,7 @@ class ChatScreen(LlamatermScreen):
             count_ = len(errors)
             self.notify(
                 "\n".join(errors),
-                title=f"{count_} chat file{'s' if count_ > 1 else ''} set aside",
+                title=f"{plural(count_, 'chat file')} set aside",
                 severity="error",
                 timeout=15,
             )
@@ -264,10 +274,12 @@ class ChatScreen(LlamatermScreen):
     # --- chats ----------------------------------------------------------------------
 
     def _new_chat(self) -> SavedChat:
+        """An empty chat with the config's [chat] defaults: system prompt and tools."""
         saved = SavedChat(new_chat_id())
-        prompt = self.context.settings.chat.system_prompt
-        if prompt:
-            saved.system_prompt = prompt
+        chat = self.context.settings.chat
+        if chat.system_prompt:
+            saved.system_prompt = chat.system_prompt
+        saved.tools = ToolOptions(enabled=chat.tools, choice=chat.tool_choice)
         return saved
 
     def is_saved(self, saved: SavedChat) -> bool:
@@ -435,6 +447,8 @@ class ChatScreen(LlamatermScreen):
     async def _send(self, text: str, *, keep_input: bool = False) -> None:
         """Add the person's message to the chat, save it, and start the reply; while the
         model loads, the reply starts once it has loaded."""
+        if await self._longer_than_the_context(text):
+            return
         saved = self.current
         if self.chat_input.editing:
             index = self._last_user_index()
@@ -456,6 +470,32 @@ class ChatScreen(LlamatermScreen):
             )
             return
         self._start_reply()
+
+    async def _longer_than_the_context(self, text: str) -> bool:
+        """Refuse (with what to do) a message that cannot fit the context at all: sent,
+        it would come back as 0 tokens and `contextLengthReached`. The text stays."""
+        model = self.context.model
+        if model is None or model.is_remote:
+            return False  # a server counts its own tokens
+        length = model.info.context_length
+        # A token is at least a character: a shorter text fits, no need to count.
+        if not length or len(text) < length:
+            return False
+        try:
+            count = len(await asyncio.to_thread(model.tokenize, text, False))
+        except Exception:  # noqa: BLE001 - an unloaded model: the send reports it
+            return False
+        if count < length:
+            return False
+        self.notify(
+            f"This message is {plural(count, 'token')}; the context holds {length}. "
+            "Shorten it, or raise the context length in the model's load settings "
+            "(Models screen, e), then load it again.",
+            title="Message too long",
+            severity="warning",
+            timeout=15,
+        )
+        return True
 
     def _last_user_index(self) -> int | None:
         messages = self.current.chat.messages
@@ -581,8 +621,15 @@ class ChatScreen(LlamatermScreen):
             )
             card.set_call(message.call.id, message.call.arguments)
 
-    def on_tool_call_unparsed(self, message: ToolCallUnparsed) -> None:
+    async def on_tool_call_unparsed(self, message: ToolCallUnparsed) -> None:
         reply = self._live(message.tag)
+        unknown = unknown_tool_name(message.reason)
+        if unknown is not None and reply is not None and reply.view is not None:
+            # A call to a tool the chat does not have: a card, not raw text.
+            async with self._flush_lock:
+                await self._drain()
+                await reply.view.show_unknown_tool(unknown, message.raw_text)
+            return
         # A call cut short by Esc is not worth a warning.
         if reply is not None and not reply.stopping:
             self.notify(
@@ -724,6 +771,7 @@ class ChatScreen(LlamatermScreen):
                 title="No reply",
                 severity="warning",
             )
+        self.chat_view.note = BASE_MODEL_NOTE if state.base_model else ""
 
     def _model_changed(self, model: ChatModel | None) -> None:
         # The old model is about to be unloaded: stop what it is generating.
@@ -842,6 +890,7 @@ class ChatScreen(LlamatermScreen):
                 saved.prediction.merged_over(self._defaults),
                 saved.tools,
                 [tool.name for tool in self._tools],
+                tools_file=self._tools_file(),
             ),
             apply,
         )
@@ -865,7 +914,10 @@ class ChatScreen(LlamatermScreen):
 
     def action_toggle_list(self) -> None:
         self.show_list = not self.chat_list.display
-        if not self.chat_list.display:
+        # Shown, the list takes the keys; hidden, they go back to the message box.
+        if self.chat_list.display:
+            self.chat_list.focus_list()
+        else:
             self.chat_input.focus()
 
     def action_find(self) -> None:
@@ -885,17 +937,28 @@ class ChatScreen(LlamatermScreen):
     # --- tools ----------------------------------------------------------------------
 
     def _tools_file(self) -> Path:
-        settings = self.context.settings
-        configured = settings.tools.file
-        return configured if configured is not None else default_tools_path(self.context.data_dir)
+        """The tools file the app reads ([tools] file, else beside the config, else data)."""
+        return tools_path(self.context.settings, self.context.data_dir)
 
     def _reload_tools(self) -> None:
-        """Read the tools file again (it may have been edited); report new problems once."""
-        tools, errors = load_tools(self._tools_file())
-        self._tools = tools
-        if errors and errors != self._tool_errors:
-            self.notify("\n".join(errors), title="Tools file", severity="error", timeout=15)
-        self._tool_errors = errors
+        """Read the tools file again (it may have been edited); report new problems once:
+        errors (a tool left out) as errors, warnings (loaded, but likely not meant) as
+        warnings."""
+        found = read_configured_tools(self.context.settings, self.context.data_dir)
+        self._tools = found.tools
+        if found.errors and found.errors != self._tool_errors:
+            self.notify(
+                "\n".join(found.errors), title="Tools file", severity="error", timeout=15
+            )
+        if found.warnings and found.warnings != self._tool_warnings:
+            self.notify(
+                "\n".join(found.warnings),
+                title="Tools file warnings",
+                severity="warning",
+                timeout=15,
+            )
+        self._tool_errors = list(found.errors)
+        self._tool_warnings = list(found.warnings)
 
     def _tools_for(self, saved: SavedChat) -> list[ToolDefinition]:
         if not saved.tools.enabled:

@@ -7,6 +7,7 @@ messages, see `prediction_settings`), with what only a chat has added around it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on
@@ -22,9 +23,9 @@ from engine.prediction import PredictionConfig, PredictionConfigError
 
 from tui.screens.prediction_settings import FIELDS, config_from_fields, fields_from_config
 from tui.store.saved_chats import ToolOptions
+from tui.widgets.state_checkbox import StateCheckbox
 
 _LABELS = {name: (label, placeholder) for name, label, placeholder in FIELDS}
-_LABELS["min_p"] = ("min p", "0 disables")
 
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("temperature", "max_tokens"),
@@ -33,6 +34,15 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     ("seed", "stop_strings"),
 )
 """The sampling fields, two to a row so the form fits 80×24."""
+
+
+def tools_file_line(path: Path, has_tools: bool) -> str:
+    """Where the tools come from, or would: the file the app reads."""
+    if has_tools:
+        return f"tools from {path}"
+    if path.exists():
+        return f"tools file: {path} (no valid tools in it)"
+    return f"tools file: {path} (not there yet)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +63,7 @@ def options_from_form(
 ) -> ChatOptions:
     """Raises ValueError naming the field that is wrong."""
     base = config_from_fields({name: values[name] for name, _, _ in FIELDS})
-    min_p_text = values.get("min_p", "").strip()
     data: dict[str, Any] = base.model_dump(exclude_none=True)
-    if min_p_text:
-        try:
-            data["min_p"] = float(min_p_text)
-        except ValueError:
-            raise ValueError(f"min p: not a number: {min_p_text!r}") from None
     data["enable_thinking"] = thinking
     try:
         config = PredictionConfig.parse(data)
@@ -113,7 +117,7 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
         #switches { height: 1; margin: 0 0 1 0; }
         #switches > Checkbox { width: auto; margin: 0 2 0 0; }
         #tool-names { height: auto; max-height: 6; }
-        #tools-missing { color: $text-muted; height: auto; }
+        #tools-missing, #tools-file { color: $text-muted; height: auto; }
         #settings-error { color: $error; height: auto; }
         #settings-help { color: $text-muted; }
         .section { color: $text-muted; }
@@ -128,8 +132,11 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
         available_tools: list[str],
         *,
         title: str = "Chat settings",
+        tools_file: Path | None = None,
     ) -> None:
         super().__init__()
+        self.tools_file = tools_file
+        """The tools file the app reads, named in the form (None: not said)."""
         self.system_prompt = system_prompt
         self.config = config
         self.tools = tools
@@ -138,7 +145,6 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
 
     def compose(self) -> ComposeResult:
         values = fields_from_config(self.config)
-        values["min_p"] = "" if self.config.min_p is None else str(self.config.min_p)
         with VerticalScroll() as box:
             box.border_title = self.title_text
             yield Label("system prompt", classes="section")
@@ -158,19 +164,17 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                             values[name], placeholder=placeholder, id=f"field-{name}", compact=True
                         )
             with Horizontal(id="switches"):
-                yield Checkbox(
-                    "thinking",
-                    self.config.enable_thinking is not False,
-                    id="thinking",
-                    compact=True,
+                yield StateCheckbox(
+                    "thinking", self.config.enable_thinking is not False, id="thinking"
                 )
-                yield Checkbox("tools", self.tools.enabled, id="tools-enabled", compact=True)
-                yield Checkbox(
-                    "force a tool call",
-                    self.tools.choice == "required",
-                    id="tools-required",
-                    compact=True,
+                yield StateCheckbox("tools", self.tools.enabled, id="tools-enabled")
+                yield StateCheckbox(
+                    "force a tool call", self.tools.choice == "required", id="tools-required"
                 )
+            if self.tools_file is not None:
+                # Content, not markup: a path may hold brackets.
+                line = tools_file_line(self.tools_file, bool(self.available_tools))
+                yield Static(Content(line), id="tools-file")
             if self.available_tools:
                 chosen = set(self.tools.names) if self.tools.names is not None else None
                 yield SelectionList[str](
@@ -183,7 +187,7 @@ class ChatSettingsScreen(ModalScreen[ChatOptions | None]):
                 )
             else:
                 yield Static(
-                    "No tools defined: see tools.example.toml for the tools file.",
+                    "No tools defined: tools.example.toml shows how to write the file.",
                     id="tools-missing",
                 )
             yield Static("", id="settings-error")

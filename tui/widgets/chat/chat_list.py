@@ -15,6 +15,9 @@ from textual.reactive import reactive
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+NO_MATCH = "no chats match"
+"""What the list says when the search finds nothing (it would be blank otherwise)."""
+
 LIST_WIDTH = 28
 """Columns of the list; titles longer than fits are cut with an ellipsis."""
 
@@ -115,6 +118,8 @@ class ChatList(Vertical):
             )
             for chat_id, title in visible
         )
+        if not visible and self.search.value.strip():
+            options.add_option(Option(Content.styled(f"  {NO_MATCH}", "dim"), disabled=True))
         ids = [chat_id for chat_id, _ in visible]
         if self.current in ids and not self.search.value:
             options.highlighted = ids.index(self.current)
@@ -154,3 +159,10 @@ class ChatList(Vertical):
 
     def focus_search(self) -> None:
         self.search.focus()
+
+    def focus_list(self) -> None:
+        """Focus the chats, so that the arrows and Enter pick one (the search if none)."""
+        if self.visible_entries():
+            self.options.focus()
+        else:
+            self.search.focus()

@@ -12,13 +12,14 @@ from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
 
 from tui.widgets.status.prediction_status import PromptProgressLine
+from tui.wording import plural
 
 
 def context_text(used: int, length: int) -> str:
     if not used:
         return ""
     if not length:
-        return f"context: {used} tokens"
+        return f"context: {plural(used, 'token')}"
     return f"context: {used} of {length} tokens ({100 * used // length}%)"
 
 

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from engine.chat import AssistantResponse, SystemPrompt, ToolResultMessage, UserMessage
 
+from tui.model_state import BASE_MODEL_NOTE as MODEL_NOTE
 from tui.store.saved_chats import SavedChat
 from tui.widgets.chat.message_views import AssistantMessageView, MessageView, SystemPromptView, UserMessageView
 from tui.widgets.chat.tool_card import ToolCard, format_arguments
@@ -19,6 +20,9 @@ EMPTY_HINT = (
     "A new chat. Write below: Enter sends, Ctrl+J starts a new line.\n"
     "Ctrl+O sets the system prompt, sampling and tools of this chat."
 )
+
+BASE_MODEL_NOTE = f"{MODEL_NOTE} (F2)"
+"""Said in a new chat when the model has no chat template (its replies echo the prompt)."""
 
 
 def build_messages(saved: SavedChat, show_reasoning: bool = True) -> list[MessageView]:
@@ -94,12 +98,20 @@ class ChatView(VerticalScroll):
             padding: 1 2;
             width: 1fr;
         }
+        & > #chat-note {
+            color: $text-warning;
+            padding: 0 2;
+            width: 1fr;
+        }
+        & > #chat-note.-empty { display: none; }
         &:focus { background-tint: $foreground 3%; }
     }
     """
 
     selected: reactive[int | None] = reactive(None, init=False)
     """The index of the selected message among `messages()`, or None."""
+    note: reactive[str] = reactive("", init=False)
+    """A line about the model under the hint of a new chat (e.g. `BASE_MODEL_NOTE`)."""
 
     async def show(self, saved: SavedChat, show_reasoning: bool = True) -> None:
         """Replace what is shown by `saved`, scrolled to its end."""
@@ -109,12 +121,20 @@ class ChatView(VerticalScroll):
         if views:
             await self.mount_all(views)
         else:
-            await self.mount(Static(EMPTY_HINT, id="chat-empty"))
+            await self.mount(
+                Static(EMPTY_HINT, id="chat-empty"),
+                Static(self.note, id="chat-note", classes="" if self.note else "-empty"),
+            )
         self.anchor()
+
+    def watch_note(self, note: str) -> None:
+        for shown in self.query("#chat-note").results(Static):
+            shown.update(note)
+            shown.set_class(not note, "-empty")
 
     async def add(self, view: MessageView) -> None:
         """Add a message at the end, and follow the end again."""
-        for hint in self.query("#chat-empty"):
+        for hint in self.query("#chat-empty, #chat-note"):
             await hint.remove()
         await self.mount(view)
         self.anchor()

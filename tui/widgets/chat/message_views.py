@@ -4,7 +4,7 @@ An assistant message streams: its answer goes through one `MarkdownStream` while
 the model writes, with the full text kept beside it; at the end the stream is
 stopped and the Markdown updated once with the whole text (streamed Markdown can
 leave code blocks blank otherwise, a known Textual issue). The Markdown is never
-rebuilt per token.
+rebuilt per token. The model's line breaks are kept (`reply_markdown`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from textual.widgets._markdown import MarkdownStream
 from engine.prediction import PredictionStats
 
 from tui.widgets.chat.reasoning_block import ReasoningBlock
+from tui.widgets.chat.reply_markdown import reply_markdown
 from tui.widgets.chat.tool_card import ToolCard
 from tui.widgets.status.prediction_status import format_stats
 
@@ -132,7 +133,7 @@ class AssistantMessageView(MessageView):
         self.reasoning = reasoning
         self.show_reasoning = show_reasoning
         self.streaming = streaming
-        self.markdown = Markdown(content, classes="" if content else "-empty")
+        self.markdown = reply_markdown(content, classes="" if content else "-empty")
         self.reasoning_block: ReasoningBlock | None = (
             ReasoningBlock(reasoning) if reasoning and show_reasoning else None
         )
@@ -141,6 +142,8 @@ class AssistantMessageView(MessageView):
         self.cards: list[ToolCard] = []
         self._cards_by_index: dict[int, ToolCard] = {}
         self._stats = stats
+        self._hidden: list[str] = []
+        """Raw text of calls to unknown tools: on cards, so left out of the Markdown."""
 
     def compose(self) -> ComposeResult:
         yield Label("assistant", classes="message--role")
@@ -206,6 +209,22 @@ class AssistantMessageView(MessageView):
     def card_at(self, index: int) -> ToolCard | None:
         return self._cards_by_index.get(index)
 
+    async def show_unknown_tool(self, name: str, raw_text: str) -> ToolCard:
+        """A call to a tool that is not defined: a card says so, and its raw text (which
+        stays in the reply the model sees) is not shown as text."""
+        card = ToolCard(name)
+        self.cards.append(card)
+        await self.mount(card, before=self._stats_view)
+        card.set_unknown(raw_text)
+        self._hidden.append(raw_text)
+        return card
+
+    def shown_text(self, content: str) -> str:
+        """`content` as the Markdown shows it: without the raw text of unknown calls."""
+        for raw in self._hidden:
+            content = content.replace(raw, "", 1)
+        return content
+
     async def begin_tool_call(self, index: int, call_id: str, name: str) -> ToolCard:
         card = self._cards_by_index.get(index)
         if card is None:
@@ -227,9 +246,10 @@ class AssistantMessageView(MessageView):
         # exactly that, its blocks stand: rebuilding every block of a long reply would
         # hold the screen for a quarter of a second just as the reply ends.
         self.content = result.content
-        self.markdown.set_class(not self.content, "-empty")
-        if self.markdown.source != self.content:
-            await self.markdown.update(self.content)
+        shown = self.shown_text(self.content)
+        self.markdown.set_class(not shown, "-empty")
+        if self.markdown.source != shown:
+            await self.markdown.update(shown)
         self.reasoning = result.reasoning or self.reasoning
         if self.reasoning and self.show_reasoning and self.reasoning_block is None:
             self.reasoning_block = ReasoningBlock(self.reasoning)

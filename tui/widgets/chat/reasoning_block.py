@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.widgets import Collapsible, Markdown
 from textual.widgets._markdown import MarkdownStream
 
+from tui.widgets.chat.reply_markdown import reply_markdown
+
 THINKING_TITLE = "Thinking…"
 DONE_TITLE = "Reasoning"
 
@@ -43,7 +45,7 @@ class ReasoningBlock(Collapsible):
     """
 
     def __init__(self, text: str = "", *, streaming: bool = False) -> None:
-        self.markdown = Markdown(text)
+        self.markdown = reply_markdown(text)
         super().__init__(
             self.markdown,
             title=THINKING_TITLE if streaming else DONE_TITLE,

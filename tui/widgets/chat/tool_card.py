@@ -14,7 +14,9 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-ToolCardState = Literal["streaming", "called", "pending", "running", "done", "error", "denied"]
+ToolCardState = Literal[
+    "streaming", "called", "pending", "running", "done", "error", "denied", "unknown"
+]
 
 RESULT_LINES = 8
 """Lines of a result shown on the card; copying the message gives all of it."""
@@ -65,7 +67,7 @@ class ToolCard(Widget, can_focus=False):
             & > .tool-card--status { color: $tool-call; text-style: bold; }
         }
         &.-pending:focus { background: $tool-call 10%; }
-        &.-error, &.-denied {
+        &.-error, &.-denied, &.-unknown {
             border: round $error 70%;
             & > .tool-card--status { color: $error; }
         }
@@ -118,6 +120,12 @@ class ToolCard(Widget, can_focus=False):
         if self.state == "streaming":
             self.state = "called"
 
+    def set_unknown(self, raw_text: str) -> None:
+        """The model called a tool this chat does not have: the card shows what it wrote."""
+        self.arguments = raw_text.strip()
+        self._arguments_view.update(Content(clip_lines(self.arguments)))
+        self.state = "unknown"
+
     def request_approval(self) -> None:
         self.state = "pending"
 
@@ -143,7 +151,7 @@ class ToolCard(Widget, can_focus=False):
     # --- display --------------------------------------------------------------------
 
     def watch_state(self, state: ToolCardState) -> None:
-        for name in ("pending", "error", "denied"):
+        for name in ("pending", "error", "denied", "unknown"):
             self.set_class(state == name, f"-{name}")
         self.can_focus = state == "pending"
         self._show_status()
@@ -170,6 +178,8 @@ class ToolCard(Widget, can_focus=False):
             case "error":
                 code = f" (exit {exit_code})" if exit_code not in (None, 0) else ""
                 return f"failed{code} after {duration:.2f}s"
+            case "unknown":
+                return f"unknown tool {self.tool_name}: not offered to this chat, so not run"
         return ""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

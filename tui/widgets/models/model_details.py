@@ -9,6 +9,7 @@ from textual.widgets import Static
 from engine.models.catalog import CatalogEntry
 from engine.contract import ChatModel
 from engine.models.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
+from tui.model_state import BASE_MODEL_NOTE
 
 
 def format_count(count: int | None) -> str:
@@ -22,12 +23,16 @@ def format_count(count: int | None) -> str:
 
 
 def traits(entry: CatalogEntry) -> str:
-    """Three one-letter markers: chat template, tool calls, thinking."""
-    return (
-        ("T" if entry.has_chat_template else "·")
-        + ("F" if entry.tool_format != "default" else "·")
-        + ("R" if entry.supports_thinking else "·")
-    )
+    """What the model is made for, in words: `base` (no chat template: it continues
+    text), else `chat`, with `tools` (a native tool-call format) and `think`."""
+    if not entry.has_chat_template:
+        return "base"
+    words = ["chat"]
+    if entry.tool_format != "default":
+        words.append("tools")
+    if entry.supports_thinking:
+        words.append("think")
+    return " ".join(words)
 
 
 def memory_line(memory: MemorySnapshot) -> str:
@@ -66,6 +71,8 @@ def entry_lines(entry: CatalogEntry, report: FitReport | None, where: str) -> li
             f"{entry.tool_format}   thinking: {'yes' if entry.supports_thinking else 'no'}"
         ),
     ]
+    if not entry.has_chat_template:
+        lines.append(f"[$text-warning]{BASE_MODEL_NOTE}[/]")
     if report is not None:
         lines += fit_lines(report)
     return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from rich.markup import escape
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -21,12 +21,13 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from engine.models import download as hub_download, hub
-from engine.errors import AccessDenied, DownloadCancelled, HubError
+from engine.errors import AccessDenied, DownloadCancelled, HubError, HubUnavailable
 from engine.models.download import DownloadProgress
 from engine.models.hub import HubFile, HubModel
 from engine.models.memory import format_bytes
 
 from tui.widgets.models.model_details import format_count
+from tui.wording import plural
 
 
 def format_eta(seconds: float | None) -> str:
@@ -58,7 +59,8 @@ class HubBrowser(Vertical):
     DEFAULT_CSS = """
     HubBrowser {
         #hub-search { height: 1; margin: 0 1; }
-        #hub-status { height: 1; padding: 0 1; color: $text-muted; }
+        /* auto: an error wraps at 80 columns rather than run off the edge */
+        #hub-status { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
         #hub-status.-error { color: $error; }
         #hub-results { height: 1fr; }
         #hub-download { height: 1; padding: 0 1; display: none; }
@@ -87,6 +89,8 @@ class HubBrowser(Vertical):
 
         error: str
         access: bool = False
+        unreachable: bool = False
+        """The Hub could not be reached (offline, or a proxy in the way)."""
 
     @dataclass
     class Progressed(Message):
@@ -130,7 +134,16 @@ class HubBrowser(Vertical):
     def status(self, text: str, *, error: bool = False) -> None:
         line = self.query_one("#hub-status", Static)
         line.set_class(error, "-error")
-        line.update(Content(text))  # repository names and server errors, not markup
+        # Content, not markup: an error message may hold brackets.
+        line.update(Content(text))
+
+    def on_key(self, event: events.Key) -> None:
+        # Escape leaves the search box for the results, where the screen's keys
+        # (h, /, d, Backspace) work again.
+        if event.key == "escape" and self.query_one("#hub-search", Input).has_focus:
+            event.stop()
+            event.prevent_default()
+            self.query_one("#hub-results", DataTable).focus()
 
     # --- search -----------------------------------------------------------------
 
@@ -148,7 +161,7 @@ class HubBrowser(Vertical):
         try:
             models = hub.search_models(text, limit=50)
         except HubError as err:
-            self.post_message(self.Failed(_one_line(err), isinstance(err, AccessDenied)))
+            self.post_message(self._failed(err))
             return
         self.post_message(self.Found(text, models))
 
@@ -169,7 +182,9 @@ class HubBrowser(Vertical):
     def on_hub_browser_failed(self, message: Failed) -> None:
         message.stop()
         prefix = "Access refused: " if message.access else ""
-        self.status(prefix + message.error, error=True)
+        # Offline mode names its own variable; anything else unreachable gets the hint.
+        hint = f" · {OFFLINE_HINT}" if message.unreachable and "HF_HUB_OFFLINE" not in message.error else ""
+        self.status(prefix + message.error + hint, error=True)
 
     def _show_repos(self) -> None:
         self.view = "repos"
@@ -217,7 +232,7 @@ class HubBrowser(Vertical):
         try:
             files = hub.list_gguf_files(repo)
         except HubError as err:
-            self.post_message(self.Failed(_one_line(err), isinstance(err, AccessDenied)))
+            self.post_message(self._failed(err))
             return
         self.post_message(self.Listed(repo, files))
 
@@ -247,7 +262,7 @@ class HubBrowser(Vertical):
             )
         table.focus()
         self.status(
-            f"{message.repo}: {len(self.files)} GGUF file(s) · d or Enter downloads · "
+            f"{message.repo}: {plural(len(self.files), 'GGUF file')} · d or Enter downloads · "
             "Backspace goes back"
         )
 
@@ -299,7 +314,7 @@ class HubBrowser(Vertical):
             self.post_message(self.Cancelled(filename))
             return
         except HubError as err:
-            self.post_message(self.Failed(_one_line(err), isinstance(err, AccessDenied)))
+            self.post_message(self._failed(err))
             self.post_message(self.Cancelled(""))
             return
         except OSError as err:
@@ -307,6 +322,11 @@ class HubBrowser(Vertical):
             self.post_message(self.Cancelled(""))
             return
         self.post_message(self.Downloaded(path))
+
+    def _failed(self, err: HubError) -> Failed:
+        return self.Failed(
+            _one_line(err), isinstance(err, AccessDenied), isinstance(err, HubUnavailable)
+        )
 
     def cancel_download(self) -> bool:
         if not self.downloading or self._cancel is None:
@@ -349,6 +369,10 @@ class HubBrowser(Vertical):
             table = self.query_one("#hub-results", DataTable)
             for index, file in enumerate(self.files):
                 table.update_cell(str(index), "local", self._local_state(file))
+
+
+OFFLINE_HINT = "offline? set HF_ENDPOINT to a mirror you can reach"
+"""Said under an error that means the Hub could not be reached."""
 
 
 def _one_line(err: BaseException) -> str:

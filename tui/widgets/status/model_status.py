@@ -36,8 +36,9 @@ class ModelStatus(Horizontal):
             display: block;
         }
         & > #model-text {
-            width: auto;
-            max-width: 1fr;
+            /* The rest of the line after the server status, cut with an ellipsis. */
+            width: 1fr;
+            text-align: right;
             height: 1;
             text-wrap: nowrap;
             text-overflow: ellipsis;

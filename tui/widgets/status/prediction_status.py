@@ -9,11 +9,12 @@ from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
 
 from engine.prediction import PredictionStats
+from tui.wording import plural
 
 
 def format_stats(stats: PredictionStats) -> str:
     """`42 tokens · 35.1 tok/s · TTFT 0.12s · stop: eosFound`, short enough for 80 columns."""
-    parts = [f"{stats.predicted_tokens_count} tokens"]
+    parts = [plural(stats.predicted_tokens_count, "token")]
     if stats.tokens_per_second is not None:
         parts.append(f"{stats.tokens_per_second:.1f} tok/s")
     if stats.time_to_first_token_sec is not None:

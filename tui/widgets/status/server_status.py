@@ -17,6 +17,8 @@ class ServerStatus(Static):
     DEFAULT_CSS = """
     ServerStatus {
         width: auto;
+        /* A share of the line, so the model's name keeps the rest (80 columns). */
+        max-width: 45%;
         height: 1;
         padding: 0 1 0 0;
         text-wrap: nowrap;
