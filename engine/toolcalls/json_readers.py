@@ -16,7 +16,7 @@ from engine.toolcalls.scanner import (
     member_name,
     member_span,
 )
-from engine.toolcalls.steps import Args, Begin, End, Fail, Reader, Step
+from engine.toolcalls.steps import Args, Begin, CallListReader, End, Fail, Reader, Step
 from engine.toolcalls.tool_specs import Context
 
 
@@ -176,21 +176,16 @@ class TaggedJsonReader(Reader):
     def _phase_object(self) -> bool:
         assert self.call is not None
         self.emit_all(self.call.advance(self.text))
-        scanner = self.call.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON: {scanner.error}", self.closer)
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
+        return self.settle_scan(self.call.scanner, "invalid JSON", self._object_read)
+
+    def _object_read(self) -> None:
+        assert self.call is not None
         self.result = self.call.result(self.text)
         if isinstance(self.result, Fail):
-            self.fail_through(self.result.reason, self.closer)
+            self.fail_call(self.result.reason)
         else:
             self.name = self.result.name
             self.phase = "closer"
-        return True
 
     def _phase_closer(self) -> bool:
         if self.closer is None:
@@ -203,7 +198,7 @@ class TaggedJsonReader(Reader):
         if found:
             self._finish(self.pos)
         else:
-            self.fail_through(f"unexpected text before {self.closer}", self.closer)
+            self.fail_call(f"unexpected text before {self.closer}")
         return True
 
     def _finish(self, end: int) -> None:
@@ -220,7 +215,7 @@ class TaggedJsonReader(Reader):
             super().conclude()
 
 
-class JsonArrayReader(Reader):
+class JsonArrayReader(CallListReader):
     """Calls as a JSON list of objects after an opener: Mistral Nemo's `[TOOL_CALLS][...]`,
     Granite's `<|tool_call|>[...]`, Nemotron's `<TOOLCALL>[...]</TOOLCALL>`, FireFunction's
     `functools[...]`, Command R7B's `<|START_ACTION|>[...]<|END_ACTION|>`."""
@@ -232,7 +227,6 @@ class JsonArrayReader(Reader):
         self.closer = closer
         self.reject_non_lists = reject_non_lists
         self.call: JsonCall | None = None
-        self.list_end = pos
         self.phase = "open"
 
     def _phase_open(self) -> bool:
@@ -259,28 +253,24 @@ class JsonArrayReader(Reader):
             self.call = JsonCall(self.pos)
             self.phase = "call"
         elif char == "]":
-            self._end_list()
+            self.pos += 1
+            self.end_list()
         else:
-            self.fail_through("expected a JSON object for each tool call", self.closer)
+            self.fail_call("expected a JSON object for each tool call")
         return True
 
     def _phase_call(self) -> bool:
         assert self.call is not None
         self.emit_all(self.call.advance(self.text))
-        scanner = self.call.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON: {scanner.error}", self.closer)
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
+        return self.settle_scan(self.call.scanner, "invalid JSON", self._call_read)
+
+    def _call_read(self) -> None:
+        assert self.call is not None
         result = self.call.result(self.text)
         if isinstance(result, End):
             self.name = result.name
         self.emit(result)
         self.phase = "separator"
-        return True
 
     def _phase_separator(self) -> bool:
         self.skip_ws()
@@ -291,38 +281,59 @@ class JsonArrayReader(Reader):
             self.pos += 1
             self.phase = "element"
         elif char == "]":
-            self._end_list()
+            self.pos += 1
+            self.end_list()
         else:
-            self.fail_through("expected ',' or ']' between tool calls", self.closer)
-        return True
-
-    def _end_list(self) -> None:
-        self.pos += 1
-        self.list_end = self.pos
-        self.phase = "closer"
-
-    def _phase_closer(self) -> bool:
-        if self.closer is None:
-            self.close()
-            return True
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        # A missing closer is forgiven: the list is whole; what follows is text.
-        self.close(self.pos if found else self.list_end)
+            self.fail_call("expected ',' or ']' between tool calls")
         return True
 
     def conclude(self) -> None:
-        if self.phase == "closer":
-            self.close(len(self.text))
-        elif self.phase == "open" and self.reject_non_lists:
+        if self.phase == "open" and self.reject_non_lists:
             self.reject()
         else:
             super().conclude()
 
 
-class NamedJsonReader(Reader):
+class JsonArgsReader(Reader):
+    """A reader whose calls carry their arguments as one raw JSON object after a header
+    (the tool name, a call id): the object streams as it arrives; once it is whole, the
+    reader moves on to `after_args`, where only the call's closer is left to read (and
+    at the end of the output a missing closer is forgiven: the call is whole)."""
+
+    after_args = "closer"
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.args: JsonArgs | None = None
+        self.arguments: Any = None
+
+    def start_args(self) -> None:
+        self.args = JsonArgs(self.pos)
+        self.phase = "args"
+
+    def _phase_args(self) -> bool:
+        assert self.args is not None
+        self.emit_all(self.args.advance(self.text))
+        return self.settle_scan(self.args.scanner, "invalid JSON in the arguments", self._args_read)
+
+    def _args_read(self) -> None:
+        assert self.args is not None
+        value, problem = self.args.value(self.text)
+        if problem:
+            self.fail_call(problem)
+        else:
+            self.arguments = value
+            self.phase = self.after_args
+
+    def conclude(self) -> None:
+        if self.phase == self.after_args:
+            self.end_call(self.arguments, len(self.text))
+            self.close(len(self.text))
+        else:
+            super().conclude()
+
+
+class NamedJsonReader(JsonArgsReader):
     """A tool name, a header, then the arguments as a raw JSON object, then a closer:
     Functionary v3.1's `<function=NAME>{...}</function>`, gpt-oss's
     `to=functions.NAME<|channel|>commentary json<|message|>{...}<|call|>`, Mistral's
@@ -332,8 +343,6 @@ class NamedJsonReader(Reader):
 
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
-        self.args: JsonArgs | None = None
-        self.arguments: Any = None
         self.phase = "name"
 
     def header(self) -> bool | None:
@@ -341,8 +350,8 @@ class NamedJsonReader(Reader):
         when it failed or moved to another phase itself."""
         return True
 
-    def _closer(self) -> str | None:
-        return self.closers[0] if self.closers else None
+    def fail_call(self, reason: str) -> None:
+        self.fail_through(reason, self.closers[0] if self.closers else None)
 
     def _phase_name(self) -> bool:
         name = self.read_name()
@@ -360,55 +369,24 @@ class NamedJsonReader(Reader):
         if verdict is None:
             return False
         if verdict:
-            self._start_args()
-        return True
-
-    def _start_args(self) -> None:
-        self.args = JsonArgs(self.pos)
-        self.phase = "args"
-
-    def _phase_args(self) -> bool:
-        assert self.args is not None
-        self.emit_all(self.args.advance(self.text))
-        scanner = self.args.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON in the arguments: {scanner.error}", self._closer())
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
-        value, problem = self.args.value(self.text)
-        if problem:
-            self.fail_through(problem, self._closer())
-        else:
-            self.arguments = value
-            self.phase = "closer"
+            self.start_args()
         return True
 
     def _phase_closer(self) -> bool:
         if not self.closers:
-            self._finish(self.pos)
+            self.end_call(self.arguments, self.pos)
+            self.close()
             return True
         self.skip_ws()
         found = self.expect(*self.closers)
         if found is None:
             return False
         if found:
-            self._finish(self.pos)
+            self.end_call(self.arguments, self.pos)
+            self.close()
         else:
-            self.fail_through("unexpected text after the arguments", self._closer())
+            self.fail_call("unexpected text after the arguments")
         return True
-
-    def _finish(self, end: int) -> None:
-        self.end_call(self.arguments, end)
-        self.close(end)
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self._finish(len(self.text))
-        else:
-            super().conclude()
 
 
 class FunctionaryReader(NamedJsonReader):
@@ -473,7 +451,7 @@ class MistralReader(NamedJsonReader):
         if found is False:
             self.fail("expected [ARGS] after the call id")
         else:
-            self._start_args()
+            self.start_args()
         return True
 
 class CommandRPlusReader(Reader):
