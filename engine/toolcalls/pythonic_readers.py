@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from engine.toolcalls.json_readers import TaggedJsonReader
 from engine.toolcalls.scanner import BracketScanner, earliest, partial_start
-from engine.toolcalls.steps import Args, CallListReader, End, Fail, Reader
+from engine.toolcalls.steps import Args, CallListReader, End, Fail, OneCallReader, Reader
 from engine.toolcalls.tool_specs import Context
 from engine.toolcalls.values import GEMMA_QUOTE, GemmaValue, python_kwargs
 
@@ -168,15 +167,15 @@ class PythonTagReader(Reader):
             super().conclude()
 
 
-class Gemma4Reader(Reader):
+class Gemma4Reader(OneCallReader):
     """Gemma 4: `<|tool_call>call:NAME{key:value,...}<tool_call|>`."""
 
     closer = "<tool_call|>"
+    closers = (closer,)
 
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
         self.scanner: BracketScanner | None = None
-        self.arguments: dict[str, Any] = {}
         self.phase = "prefix"
 
     def _phase_prefix(self) -> bool:
@@ -190,15 +189,7 @@ class Gemma4Reader(Reader):
         return True
 
     def _phase_name(self) -> bool:
-        name = self.read_name()
-        if name is None:
-            return False
-        if not name:
-            self.fail_call("expected a tool name")
-            return True
-        self.begin(name)
-        self.phase = "brace"
-        return True
+        return self.begin_named_call("brace", self.fail_call)
 
     def _phase_brace(self) -> bool:
         if not self.more():
@@ -224,22 +215,3 @@ class Gemma4Reader(Reader):
             return
         self.arguments = value
         self.phase = "closer"
-
-    def _phase_closer(self) -> bool:
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        if found:
-            self.end_call(self.arguments, self.pos)
-            self.close()
-        else:
-            self.fail_call(f"unexpected text before {self.closer}")
-        return True
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self.end_call(self.arguments, len(self.text))
-            self.close(len(self.text))
-        else:
-            super().conclude()

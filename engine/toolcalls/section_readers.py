@@ -81,7 +81,10 @@ class SectionReader(JsonArgsReader):
         return True
 
     def conclude(self) -> None:
-        if self.phase == "calls" and self.settled:
+        if self.phase == "call_end":  # the call's end went missing: the call is whole
+            self.end_call(self.arguments, len(self.text))
+            self.close(len(self.text))
+        elif self.phase == "calls" and self.settled:
             self.close(len(self.text))
         else:
             super().conclude()

@@ -1,6 +1,7 @@
 """What a reader reports (its *steps*: a call began, argument text arrived, a call
 ended or failed, the block closed), `Reader`, the cursor machinery every format's
-reader is built on, and `CallListReader`, its base for calls written as a list."""
+reader is built on, and its bases for blocks of one call (`OneCallReader`) and for
+calls written as a list (`CallListReader`)."""
 
 from __future__ import annotations
 
@@ -298,10 +299,63 @@ class Reader:
         self.name = name
         self.emit(Begin(name))
 
+    def begin_named_call(self, then: str, fail: Callable[[str], None]) -> bool:
+        """One move of a phase that reads the tool name at the cursor: the call begins
+        and the reader goes on to phase `then`; wait while the name may go on; with no
+        name, `fail` (the block's end, or `fail_call`) says so."""
+        name = self.read_name()
+        if name is None:
+            return False
+        if not name:
+            fail("expected a tool name")
+            return True
+        self.begin(name)
+        self.phase = then
+        return True
+
     def next_call(self, start: int) -> None:
         """A further call starts at `start`: what lies between goes with the previous one."""
         if self.settled:
             self.emit(Tail(start))
+
+
+class OneCallReader(Reader):
+    """Reads a block that holds one call. Once the call's arguments are read (into
+    `arguments`, and the phase is "closer"), one of `closers` ends the call and the
+    block (with none, the call ends there); other text fails the call. At the end of
+    the output a missing closer is forgiven: the call is whole."""
+
+    closers: tuple[str, ...] = ()
+    stray_text = "unexpected text before {closer}"
+    """How a call fails when other text stands where its closer belongs."""
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.arguments: Any = None
+
+    def _phase_closer(self) -> bool:
+        if not self.closers:
+            self._end_block(self.pos)
+            return True
+        self.skip_ws()
+        found = self.expect(*self.closers)
+        if found is None:
+            return False
+        if found:
+            self._end_block(self.pos)
+        else:
+            self.fail_call(self.stray_text.format(closer=self.closer))
+        return True
+
+    def _end_block(self, end: int) -> None:
+        self.end_call(self.arguments, end)
+        self.close(end)
+
+    def conclude(self) -> None:
+        if self.phase == "closer":
+            self._end_block(len(self.text))
+        else:
+            super().conclude()
 
 
 class CallListReader(Reader):
