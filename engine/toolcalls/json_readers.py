@@ -6,6 +6,7 @@ gpt-oss, Mistral's `NAME[ARGS]{...}`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from engine.toolcalls.scanner import (
@@ -16,7 +17,16 @@ from engine.toolcalls.scanner import (
     member_name,
     member_span,
 )
-from engine.toolcalls.steps import Args, Begin, End, Fail, Reader, Step
+from engine.toolcalls.steps import (
+    Args,
+    Begin,
+    CallListReader,
+    End,
+    Fail,
+    OneCallReader,
+    Reader,
+    Step,
+)
 from engine.toolcalls.tool_specs import Context
 
 
@@ -72,6 +82,17 @@ class JsonCall:
             if len(written) > 1 or scanner.repeated.intersection(keys):
                 return Fail(f"the tool call has more than one {keys[0]!r}", scanner.end)
         return _call_from_object(value, scanner.end)
+
+
+def follow_json_call(
+    reader: Reader, call: JsonCall | None, read: Callable[[End | Fail], None]
+) -> bool:
+    """One move of a reader's phase that reads `call`'s JSON object: stream what the text
+    so far shows of it (its name, its arguments), and once it is whole, with the cursor
+    at its end, hand `read` the call it makes."""
+    assert call is not None
+    reader.emit_all(call.advance(reader.text))
+    return reader.settle_scan(call.scanner, "invalid JSON", lambda: read(call.result(reader.text)))
 
 
 def _call_from_object(value: Any, end: int) -> End | Fail:
@@ -140,7 +161,27 @@ def _looks_like_call(text: str, pos: int) -> bool | None:
     return False
 
 
-class TaggedJsonReader(Reader):
+class JsonAfterOpener(Reader):
+    """What the tagged and the list readers share: JSON written after an opener, up to
+    `closer` (None: there is none). When `rejectable`, the opener may turn out not to
+    start a call at all (Llama 3's bare `{`, FireFunction's plain word `functools`): it
+    does not when the output ends before anything follows it."""
+
+    def __init__(self, ctx: Context, pos: int, closer: str | None, rejectable: bool) -> None:
+        super().__init__(ctx, pos)
+        self.closer = closer
+        self.rejectable = rejectable
+        self.call: JsonCall | None = None
+        self.phase = "open"
+
+    def conclude(self) -> None:
+        if self.phase == "open" and self.rejectable:
+            self.reject()
+        else:
+            super().conclude()
+
+
+class TaggedJsonReader(JsonAfterOpener, OneCallReader):
     """One JSON call object after an opener, up to a closer: Hermes/Qwen's
     `<tool_call>{...}</tool_call>`, the default `[TOOL_REQUEST]{...}[END_TOOL_REQUEST]`,
     Llama 3's bare `{...}` (no closer)."""
@@ -148,18 +189,14 @@ class TaggedJsonReader(Reader):
     def __init__(
         self, ctx: Context, pos: int, closer: str | None, *, reject_non_calls: bool = False
     ) -> None:
-        super().__init__(ctx, pos)
-        self.closer = closer
-        self.reject_non_calls = reject_non_calls
-        self.call: JsonCall | None = None
-        self.result: End | Fail | None = None
-        self.phase = "open"
+        super().__init__(ctx, pos, closer, reject_non_calls)
+        self.closers = () if closer is None else (closer,)
 
     def _phase_open(self) -> bool:
         self.skip_ws()
         if not self.more():
             return False
-        if self.reject_non_calls:
+        if self.rejectable:
             verdict = _looks_like_call(self.text, self.pos)
             if verdict is None:
                 return False
@@ -174,53 +211,17 @@ class TaggedJsonReader(Reader):
         return True
 
     def _phase_object(self) -> bool:
-        assert self.call is not None
-        self.emit_all(self.call.advance(self.text))
-        scanner = self.call.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON: {scanner.error}", self.closer)
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
-        self.result = self.call.result(self.text)
-        if isinstance(self.result, Fail):
-            self.fail_through(self.result.reason, self.closer)
+        return follow_json_call(self, self.call, self._object_read)
+
+    def _object_read(self, result: End | Fail) -> None:
+        if isinstance(result, Fail):
+            self.fail_call(result.reason)
         else:
-            self.name = self.result.name
+            self.name, self.arguments = result.name, result.arguments
             self.phase = "closer"
-        return True
-
-    def _phase_closer(self) -> bool:
-        if self.closer is None:
-            self._finish(self.pos)
-            return True
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        if found:
-            self._finish(self.pos)
-        else:
-            self.fail_through(f"unexpected text before {self.closer}", self.closer)
-        return True
-
-    def _finish(self, end: int) -> None:
-        assert isinstance(self.result, End)
-        self.end_call(self.result.arguments, end)
-        self.close(end)
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self._finish(len(self.text))  # the closer went missing: the call is whole
-        elif self.phase == "open" and self.reject_non_calls:
-            self.reject()
-        else:
-            super().conclude()
 
 
-class JsonArrayReader(Reader):
+class JsonArrayReader(JsonAfterOpener, CallListReader):
     """Calls as a JSON list of objects after an opener: Mistral Nemo's `[TOOL_CALLS][...]`,
     Granite's `<|tool_call|>[...]`, Nemotron's `<TOOLCALL>[...]</TOOLCALL>`, FireFunction's
     `functools[...]`, Command R7B's `<|START_ACTION|>[...]<|END_ACTION|>`."""
@@ -228,19 +229,14 @@ class JsonArrayReader(Reader):
     def __init__(
         self, ctx: Context, pos: int, closer: str | None, *, reject_non_lists: bool = False
     ) -> None:
-        super().__init__(ctx, pos)
-        self.closer = closer
-        self.reject_non_lists = reject_non_lists
-        self.call: JsonCall | None = None
-        self.list_end = pos
-        self.phase = "open"
+        super().__init__(ctx, pos, closer, reject_non_lists)
 
     def _phase_open(self) -> bool:
         self.skip_ws()
         if not self.more():
             return False
         if self.text[self.pos] != "[":
-            if self.reject_non_lists:
+            if self.rejectable:
                 self.reject()  # FireFunction's marker is a plain word: "functools.partial"
             else:
                 self.fail("expected a JSON list of tool calls")
@@ -250,90 +246,91 @@ class JsonArrayReader(Reader):
         return True
 
     def _phase_element(self) -> bool:
-        self.skip_ws()
-        if not self.more():
-            return False
-        char = self.text[self.pos]
-        if char == "{":
-            self.next_call(self.pos)
-            self.call = JsonCall(self.pos)
-            self.phase = "call"
-        elif char == "]":
-            self._end_list()
-        else:
-            self.fail_through("expected a JSON object for each tool call", self.closer)
-        return True
+        return self._between_calls(
+            "{", self._start_call, "expected a JSON object for each tool call"
+        )
+
+    def _start_call(self) -> None:
+        self.next_call(self.pos)
+        self.call = JsonCall(self.pos)
+        self.phase = "call"
 
     def _phase_call(self) -> bool:
-        assert self.call is not None
-        self.emit_all(self.call.advance(self.text))
-        scanner = self.call.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON: {scanner.error}", self.closer)
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
-        result = self.call.result(self.text)
+        return follow_json_call(self, self.call, self._call_read)
+
+    def _call_read(self, result: End | Fail) -> None:
         if isinstance(result, End):
             self.name = result.name
         self.emit(result)
         self.phase = "separator"
-        return True
 
     def _phase_separator(self) -> bool:
+        return self._between_calls(",", self._after_comma, "expected ',' or ']' between tool calls")
+
+    def _after_comma(self) -> None:
+        self.pos += 1
+        self.phase = "element"
+
+    def _between_calls(self, char: str, then: Callable[[], None], problem: str) -> bool:
+        """One move between the list's calls: at the next character after white space,
+        `char` lets `then` go on and `]` ends the list; anything else fails the call
+        with `problem`."""
         self.skip_ws()
         if not self.more():
             return False
-        char = self.text[self.pos]
-        if char == ",":
+        found = self.text[self.pos]
+        if found == char:
+            then()
+        elif found == "]":
             self.pos += 1
-            self.phase = "element"
-        elif char == "]":
-            self._end_list()
+            self.end_list()
         else:
-            self.fail_through("expected ',' or ']' between tool calls", self.closer)
+            self.fail_call(problem)
         return True
 
-    def _end_list(self) -> None:
-        self.pos += 1
-        self.list_end = self.pos
-        self.phase = "closer"
 
-    def _phase_closer(self) -> bool:
-        if self.closer is None:
-            self.close()
-            return True
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        # A missing closer is forgiven: the list is whole; what follows is text.
-        self.close(self.pos if found else self.list_end)
-        return True
+class JsonArgsReader(Reader):
+    """A reader whose calls carry their arguments as one raw JSON object after a header
+    (the tool name, a call id): the object streams as it arrives; once it is whole, the
+    reader moves on to `after_args`, where only the call's closer is left to read."""
 
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self.close(len(self.text))
-        elif self.phase == "open" and self.reject_non_lists:
-            self.reject()
-        else:
-            super().conclude()
-
-
-class NamedJsonReader(Reader):
-    """A tool name, a header, then the arguments as a raw JSON object, then a closer:
-    Functionary v3.1's `<function=NAME>{...}</function>`, gpt-oss's
-    `to=functions.NAME<|channel|>commentary json<|message|>{...}<|call|>`, Mistral's
-    `[TOOL_CALLS]NAME[ARGS]{...}`."""
-
-    closers: tuple[str, ...] = ()
+    after_args = "closer"
 
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
         self.args: JsonArgs | None = None
         self.arguments: Any = None
+
+    def start_args(self) -> None:
+        self.args = JsonArgs(self.pos)
+        self.phase = "args"
+
+    def _phase_args(self) -> bool:
+        assert self.args is not None
+        self.emit_all(self.args.advance(self.text))
+        return self.settle_scan(self.args.scanner, "invalid JSON in the arguments", self._args_read)
+
+    def _args_read(self) -> None:
+        assert self.args is not None
+        value, problem = self.args.value(self.text)
+        if problem:
+            self.fail_call(problem)
+        else:
+            self.arguments = value
+            self.phase = self.after_args
+
+
+class NamedJsonReader(JsonArgsReader, OneCallReader):
+    """A tool name, a header, then the arguments as a raw JSON object, then a closer:
+    Functionary v3.1's `<function=NAME>{...}</function>`, gpt-oss's
+    `to=functions.NAME<|channel|>commentary json<|message|>{...}<|call|>`, Mistral's
+    `[TOOL_CALLS]NAME[ARGS]{...}`."""
+
+    stray_text = "unexpected text after the arguments"
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.closer = self.closers[0] if self.closers else None
         self.phase = "name"
 
     def header(self) -> bool | None:
@@ -341,74 +338,16 @@ class NamedJsonReader(Reader):
         when it failed or moved to another phase itself."""
         return True
 
-    def _closer(self) -> str | None:
-        return self.closers[0] if self.closers else None
-
     def _phase_name(self) -> bool:
-        name = self.read_name()
-        if name is None:
-            return False
-        if not name:
-            self.fail("expected a tool name")
-            return True
-        self.begin(name)
-        self.phase = "header"
-        return True
+        return self.begin_named_call("header", self.fail)
 
     def _phase_header(self) -> bool:
         verdict = self.header()
         if verdict is None:
             return False
         if verdict:
-            self._start_args()
+            self.start_args()
         return True
-
-    def _start_args(self) -> None:
-        self.args = JsonArgs(self.pos)
-        self.phase = "args"
-
-    def _phase_args(self) -> bool:
-        assert self.args is not None
-        self.emit_all(self.args.advance(self.text))
-        scanner = self.args.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.fail_through(f"invalid JSON in the arguments: {scanner.error}", self._closer())
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
-        value, problem = self.args.value(self.text)
-        if problem:
-            self.fail_through(problem, self._closer())
-        else:
-            self.arguments = value
-            self.phase = "closer"
-        return True
-
-    def _phase_closer(self) -> bool:
-        if not self.closers:
-            self._finish(self.pos)
-            return True
-        self.skip_ws()
-        found = self.expect(*self.closers)
-        if found is None:
-            return False
-        if found:
-            self._finish(self.pos)
-        else:
-            self.fail_through("unexpected text after the arguments", self._closer())
-        return True
-
-    def _finish(self, end: int) -> None:
-        self.end_call(self.arguments, end)
-        self.close(end)
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self._finish(len(self.text))
-        else:
-            super().conclude()
 
 
 class FunctionaryReader(NamedJsonReader):
@@ -473,7 +412,7 @@ class MistralReader(NamedJsonReader):
         if found is False:
             self.fail("expected [ARGS] after the call id")
         else:
-            self._start_args()
+            self.start_args()
         return True
 
 class CommandRPlusReader(Reader):

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from engine.toolcalls.json_readers import TaggedJsonReader
 from engine.toolcalls.scanner import BracketScanner, earliest, partial_start
-from engine.toolcalls.steps import Args, End, Fail, Reader
+from engine.toolcalls.steps import Args, CallListReader, End, Fail, OneCallReader, Reader
 from engine.toolcalls.tool_specs import Context
 from engine.toolcalls.values import GEMMA_QUOTE, GemmaValue, python_kwargs
 
@@ -19,7 +18,7 @@ PY_QUOTES = ("'", '"')
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w{0,63}")
 
 
-class PythonicReader(Reader):
+class PythonicReader(CallListReader):
     """LFM2: `<|tool_call_start|>[name(k=v, ...), ...]<|tool_call_end|>`."""
 
     closer = "<|tool_call_end|>"
@@ -27,7 +26,6 @@ class PythonicReader(Reader):
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
         self.scanner: BracketScanner | None = None
-        self.list_end = pos
         self.phase = "open"
 
     def _phase_open(self) -> bool:
@@ -50,7 +48,7 @@ class PythonicReader(Reader):
         if not name or not self.text.startswith("(", self.pos):
             if name and self.pos >= len(self.text):
                 return False
-            self.fail_through("expected a call: name(arguments)", self.closer)
+            self.fail_call("expected a call: name(arguments)")
             return True
         self.next_call(start)
         self.begin(name)
@@ -61,17 +59,13 @@ class PythonicReader(Reader):
     def _phase_arguments(self) -> bool:
         assert self.scanner is not None
         self.scanner.scan(self.text)
-        if self.scanner.error is not None:
-            self.pos = self.scanner.pos
-            self.fail_through(f"invalid call: {self.scanner.error}", self.closer)
-            return True
-        if self.scanner.end is None:
-            return False
-        self.pos = self.scanner.end
+        return self.settle_scan(self.scanner, "invalid call", self._arguments_read)
+
+    def _arguments_read(self) -> None:
+        assert self.scanner is not None
         arguments, problem = python_kwargs(self.text[self.scanner.start + 1 : self.pos - 1])
         self.emit(Fail(problem, self.pos) if arguments is None else End(self.name, arguments, self.pos))
         self.phase = "separator"
-        return True
 
     def _phase_separator(self) -> bool:
         self.skip_ws()
@@ -81,25 +75,10 @@ class PythonicReader(Reader):
         if found == ",":
             self.phase = "call"
         elif found:
-            self.list_end = self.pos
-            self.phase = "closer"
+            self.end_list()
         else:
-            self.fail_through("expected ',' or ']' between calls", self.closer)
+            self.fail_call("expected ',' or ']' between calls")
         return True
-
-    def _phase_closer(self) -> bool:
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        self.close(self.pos if found else self.list_end)
-        return True
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self.close(len(self.text))
-        else:
-            super().conclude()
 
 
 class PythonTagReader(Reader):
@@ -138,22 +117,19 @@ class PythonTagReader(Reader):
         return True
 
     def _phase_builtin(self) -> bool:
+        # No closer: a call that fails here ends the block (Reader.fail_call).
         assert self.scanner is not None
         self.scanner.scan(self.text)
-        if self.scanner.error is not None:
-            self.pos = self.scanner.pos
-            self.fail(f"invalid call: {self.scanner.error}")
-            return True
-        if self.scanner.end is None:
-            return False
-        self.pos = self.scanner.end
+        return self.settle_scan(self.scanner, "invalid call", self._builtin_read)
+
+    def _builtin_read(self) -> None:
+        assert self.scanner is not None
         arguments, problem = python_kwargs(self.text[self.scanner.start + 1 : self.pos - 1])
         if arguments is None:
             self.fail(problem)
         else:
             self.end_call(arguments, self.pos)
             self.close()
-        return True
 
     def _start_code(self) -> None:
         self.begin(self.code_tool)
@@ -191,15 +167,15 @@ class PythonTagReader(Reader):
             super().conclude()
 
 
-class Gemma4Reader(Reader):
+class Gemma4Reader(OneCallReader):
     """Gemma 4: `<|tool_call>call:NAME{key:value,...}<tool_call|>`."""
 
     closer = "<tool_call|>"
+    closers = (closer,)
 
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
         self.scanner: BracketScanner | None = None
-        self.arguments: dict[str, Any] = {}
         self.phase = "prefix"
 
     def _phase_prefix(self) -> bool:
@@ -213,21 +189,13 @@ class Gemma4Reader(Reader):
         return True
 
     def _phase_name(self) -> bool:
-        name = self.read_name()
-        if name is None:
-            return False
-        if not name:
-            self.fail_through("expected a tool name", self.closer)
-            return True
-        self.begin(name)
-        self.phase = "brace"
-        return True
+        return self.begin_named_call("brace", self.fail_call)
 
     def _phase_brace(self) -> bool:
         if not self.more():
             return False
         if self.text[self.pos] != "{":
-            self.fail_through("expected '{' after the tool name", self.closer)
+            self.fail_call("expected '{' after the tool name")
             return True
         self.scanner = BracketScanner(self.pos, (GEMMA_QUOTE,), escapes=False)
         self.phase = "arguments"
@@ -236,37 +204,14 @@ class Gemma4Reader(Reader):
     def _phase_arguments(self) -> bool:
         assert self.scanner is not None
         self.scanner.scan(self.text)
-        if self.scanner.error is not None:
-            self.pos = self.scanner.pos
-            self.fail_through(f"invalid arguments: {self.scanner.error}", self.closer)
-            return True
-        if self.scanner.end is None:
-            return False
-        self.pos = self.scanner.end
+        return self.settle_scan(self.scanner, "invalid arguments", self._arguments_read)
+
+    def _arguments_read(self) -> None:
+        assert self.scanner is not None
         try:
             value = GemmaValue(self.text[self.scanner.start : self.pos]).parse()
         except (ValueError, RecursionError) as err:
-            self.fail_through(f"invalid arguments: {err}", self.closer)
-            return True
+            self.fail_call(f"invalid arguments: {err}")
+            return
         self.arguments = value
         self.phase = "closer"
-        return True
-
-    def _phase_closer(self) -> bool:
-        self.skip_ws()
-        found = self.expect(self.closer)
-        if found is None:
-            return False
-        if found:
-            self.end_call(self.arguments, self.pos)
-            self.close()
-        else:
-            self.fail_through(f"unexpected text before {self.closer}", self.closer)
-        return True
-
-    def conclude(self) -> None:
-        if self.phase == "closer":
-            self.end_call(self.arguments, len(self.text))
-            self.close(len(self.text))
-        else:
-            super().conclude()

@@ -3,15 +3,12 @@ Kimi K2."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine.toolcalls.json_readers import JsonArgs
+from engine.toolcalls.json_readers import JsonArgsReader
 from engine.toolcalls.scanner import MAX_NAME, NAME_CHARS
-from engine.toolcalls.steps import Reader
 from engine.toolcalls.tool_specs import Context
 
 
-class SectionReader(Reader):
+class SectionReader(JsonArgsReader):
     """Calls between special tokens inside a section: DeepSeek's
     `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>…<｜tool▁call▁end｜><｜tool▁calls▁end｜>` and
     Kimi K2's `<|tool_calls_section_begin|><|tool_call_begin|>…<|tool_calls_section_end|>`."""
@@ -20,16 +17,21 @@ class SectionReader(Reader):
     separator = ""
     call_end = ""
     section_end = ""
+    after_args = "call_end"
 
     def __init__(self, ctx: Context, pos: int) -> None:
         super().__init__(ctx, pos)
-        self.args: JsonArgs | None = None
-        self.arguments: Any = None
         self.phase = "calls"
         self._after_call: int | None = None
 
     def name_from_header(self, header: str) -> str | None:
         raise NotImplementedError
+
+    def fail_call(self, reason: str) -> None:
+        # Only this call fails: its raw text runs through its own end, and the section
+        # reads on from there.
+        self.phase = "calls"
+        self.fail_through(reason, self.call_end, close_block=False)
 
     def _phase_calls(self) -> bool:
         # Where the last call (or the block's start) ended, kept while waiting: if no
@@ -59,38 +61,11 @@ class SectionReader(Reader):
             return False
         name = self.name_from_header(found[0]) if found else None
         if name is None:
-            self.phase = "calls"
-            self.fail_through("bad tool-call header", self.call_end, close_block=False)
+            self.fail_call("bad tool-call header")
             return True
         if name:
             self.begin(name)
-            self._start_args()
-        return True
-
-    def _start_args(self) -> None:
-        self.args = JsonArgs(self.pos)
-        self.phase = "args"
-
-    def _phase_args(self) -> bool:
-        assert self.args is not None
-        self.emit_all(self.args.advance(self.text))
-        scanner = self.args.scanner
-        if scanner.error is not None:
-            self.pos = scanner.pos
-            self.phase = "calls"
-            self.fail_through(f"invalid JSON in the arguments: {scanner.error}", self.call_end,
-                              close_block=False)
-            return True
-        if scanner.end is None:
-            return False
-        self.pos = scanner.end
-        value, problem = self.args.value(self.text)
-        if problem:
-            self.phase = "calls"
-            self.fail_through(problem, self.call_end, close_block=False)
-        else:
-            self.arguments = value
-            self.phase = "call_end"
+            self.start_args()
         return True
 
     def _phase_call_end(self) -> bool:
@@ -102,13 +77,11 @@ class SectionReader(Reader):
             self.end_call(self.arguments, self.pos)
             self.phase = "calls"
         elif not found:
-            self.phase = "calls"
-            self.fail_through(f"unexpected text before {self.call_end}", self.call_end,
-                              close_block=False)
+            self.fail_call(f"unexpected text before {self.call_end}")
         return True
 
     def conclude(self) -> None:
-        if self.phase == "call_end":
+        if self.phase == "call_end":  # the call's end went missing: the call is whole
             self.end_call(self.arguments, len(self.text))
             self.close(len(self.text))
         elif self.phase == "calls" and self.settled:
@@ -139,15 +112,14 @@ class DeepSeekReader(SectionReader):
             return False
         if self.text[self.pos] == "{":  # V3 with a tool that is called "function"
             self.begin("function")
-            self._start_args()
+            self.start_args()
             return True
         found = self.until("\n", limit=MAX_NAME)
         if found is None:
             return False
         name = found[0].strip() if found else ""
         if not name or not NAME_CHARS.fullmatch(name):
-            self.phase = "calls"
-            self.fail_through("bad tool name", self.call_end, close_block=False)
+            self.fail_call("bad tool name")
             return True
         self.begin(name)
         self.phase = "r1_fence"
@@ -158,7 +130,7 @@ class DeepSeekReader(SectionReader):
         found = self.expect("```json", "```")
         if found is None:
             return False
-        self._start_args()
+        self.start_args()
         return True
 
 

@@ -1,11 +1,13 @@
 """What a reader reports (its *steps*: a call began, argument text arrived, a call
-ended or failed, the block closed), and `Reader`, the cursor machinery every
-format's reader is built on."""
+ended or failed, the block closed), `Reader`, the cursor machinery every format's
+reader is built on, and its bases for blocks of one call (`OneCallReader`) and for
+calls written as a list (`CallListReader`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from engine.toolcalls.scanner import MAX_NAME, NAME_CHARS, earliest, partial_start
 from engine.toolcalls.tool_specs import Context
@@ -64,6 +66,15 @@ class Reject:
 Step: TypeAlias = Begin | Args | End | Fail | Tail | Close | Reject
 
 
+class Scanning(Protocol):
+    """What `Reader.settle_scan` needs of a scanner (`JsonScanner`, `BracketScanner`):
+    where it stopped, where its span ends once it is whole, and what went wrong."""
+
+    pos: int
+    end: int | None
+    error: str | None
+
+
 class Reader:
     """Reads one block of tool calls, from its opener on, as the block's text grows.
 
@@ -76,6 +87,10 @@ class Reader:
     arrives. Searches for a marker resume where the last one, from the same cursor,
     stopped; names and headers are read within their length limits.
     """
+
+    closer: str | None = None
+    """What a failed call's raw text runs through (see `fail_call`); None: the end of
+    the output."""
 
     def __init__(self, ctx: Context, pos: int) -> None:
         self.ctx = ctx
@@ -153,6 +168,11 @@ class Reader:
         else:
             self._failing = (reason, closer, close_block)
 
+    def fail_call(self, reason: str) -> None:
+        """The current call fails; its raw text runs through `closer`. A reader whose
+        failed calls end elsewhere (one call of several in a section) writes its own."""
+        self.fail_through(reason, self.closer)
+
     def reject(self) -> None:
         self.emit(Reject())
         self.done = True
@@ -176,6 +196,22 @@ class Reader:
         return True
 
     # -- cursor helpers
+
+    def settle_scan(self, scanner: Scanning, problem: str, read: Callable[[], None]) -> bool:
+        """One move of a phase that follows `scanner`, which has just scanned the text so
+        far (a call's JSON object, its bracketed arguments). On an error the call fails
+        with `problem` and the error, the cursor where the scan stopped; while the span is
+        open, wait (False); once it is whole, the cursor moves to its end and `read`
+        takes the span. The scanner keeps its own place, so nothing is scanned twice."""
+        if scanner.error is not None:
+            self.pos = scanner.pos
+            self.fail_call(f"{problem}: {scanner.error}")
+            return True
+        if scanner.end is None:
+            return False
+        self.pos = scanner.end
+        read()
+        return True
 
     def skip_ws(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():
@@ -263,7 +299,92 @@ class Reader:
         self.name = name
         self.emit(Begin(name))
 
+    def begin_named_call(self, then: str, fail: Callable[[str], None]) -> bool:
+        """One move of a phase that reads the tool name at the cursor: the call begins
+        and the reader goes on to phase `then`; wait while the name may go on; with no
+        name, `fail` (the block's end, or `fail_call`) says so."""
+        name = self.read_name()
+        if name is None:
+            return False
+        if not name:
+            fail("expected a tool name")
+            return True
+        self.begin(name)
+        self.phase = then
+        return True
+
     def next_call(self, start: int) -> None:
         """A further call starts at `start`: what lies between goes with the previous one."""
         if self.settled:
             self.emit(Tail(start))
+
+
+class OneCallReader(Reader):
+    """Reads a block that holds one call. Once the call's arguments are read (into
+    `arguments`, and the phase is "closer"), one of `closers` ends the call and the
+    block (with none, the call ends there); other text fails the call. At the end of
+    the output a missing closer is forgiven: the call is whole."""
+
+    closers: tuple[str, ...] = ()
+    stray_text = "unexpected text before {closer}"
+    """How a call fails when other text stands where its closer belongs."""
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.arguments: Any = None
+
+    def _phase_closer(self) -> bool:
+        if not self.closers:
+            self._end_block(self.pos)
+            return True
+        self.skip_ws()
+        found = self.expect(*self.closers)
+        if found is None:
+            return False
+        if found:
+            self._end_block(self.pos)
+        else:
+            self.fail_call(self.stray_text.format(closer=self.closer))
+        return True
+
+    def _end_block(self, end: int) -> None:
+        self.end_call(self.arguments, end)
+        self.close(end)
+
+    def conclude(self) -> None:
+        if self.phase == "closer":
+            self._end_block(len(self.text))
+        else:
+            super().conclude()
+
+
+class CallListReader(Reader):
+    """Reads calls written as a list (a JSON list, LFM2's Python list). Once the list
+    ends, a closer may follow; a missing one is forgiven: the list is whole, and what
+    follows it is text."""
+
+    def __init__(self, ctx: Context, pos: int) -> None:
+        super().__init__(ctx, pos)
+        self.list_end = pos
+
+    def end_list(self) -> None:
+        """The list ended at the cursor; what may follow is the closer."""
+        self.list_end = self.pos
+        self.phase = "closer"
+
+    def _phase_closer(self) -> bool:
+        if self.closer is None:
+            self.close()
+            return True
+        self.skip_ws()
+        found = self.expect(self.closer)
+        if found is None:
+            return False
+        self.close(self.pos if found else self.list_end)
+        return True
+
+    def conclude(self) -> None:
+        if self.phase == "closer":
+            self.close(len(self.text))
+        else:
+            super().conclude()
