@@ -224,7 +224,7 @@ class ChatScreen(LlamatermScreen):
             count_ = len(errors)
             self.notify(
                 "\n".join(errors),
-                title=f"{count_} chat file{'s' if count_ > 1 else ''} set aside",
+                title=f"{count_} chat file{'s' if count_ > 1 else ''} not loaded",
                 severity="error",
                 timeout=15,
             )
