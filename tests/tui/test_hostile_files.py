@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tui_testing import TERMINAL_SIZE
 
+from themes import builtin_themes_dir, load_themes
 from tui.app import LlamatermApp
 from tui.store.app_state import THEME_KEY
 from tui.store.saved_chats import ChatStore, SavedChat
@@ -94,3 +95,10 @@ async def test_the_app_removes_stale_temporary_files_of_killed_saves_at_start(
     assert not any(path.exists() for path in stale)
     assert fresh.exists(), "a save under way in another llamaterm keeps its file"
     assert all(path.exists() for path in not_ours)
+
+
+def test_a_theme_file_nested_too_deeply_is_reported_and_the_others_load(tmp_path: Path) -> None:
+    (tmp_path / "deep.toml").write_text("name = " + DEEP + "\n")
+    themes, errors = load_themes([builtin_themes_dir(), tmp_path])
+    assert errors == ["deep.toml: invalid TOML: nested too deeply"]
+    assert "llamaterm-dark" in [theme.name for theme in themes]
