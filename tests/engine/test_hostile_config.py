@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
+from engine.chat import Chat
+from engine.errors import ChatFormatError, ConfigError
 from engine.models.remembered import ModelSettingsStore
 from engine.settings import load_settings
 from engine.tools.definitions import read_tools_file
@@ -34,7 +35,10 @@ NUL_MESSAGE = "contains a NUL character (\\u0000), which no file name may hold"
         (f'[paths]\nmodel_dirs = ["ok", "x{NUL}"]\n', "paths.model_dirs.1"),
         (f'[load]\nchatTemplateFile = "t{NUL}.jinja"\n', "load.chatTemplateFile"),
         (f'[load]\nchat_template_file = "t{NUL}.jinja"\n', "load.chat_template_file"),
-        (f'[models."m.gguf"]\nchat_template_file = "{NUL}"\n', 'models."m.gguf".chat_template_file'),
+        (
+            f'[models."m.gguf"]\nchat_template_file = "{NUL}"\n',
+            'models."m.gguf".chat_template_file',
+        ),
         (f'[tools]\nfile = "tools{NUL}.toml"\n', "tools.file"),
         (f'[tools]\nallowed_roots = ["~/{NUL}"]\n', "tools.allowed_roots.0"),
     ],
@@ -97,3 +101,8 @@ def test_a_remembered_template_path_with_a_nul_is_reported_and_kept(tmp_path: Pa
     assert any(NUL_MESSAGE in problem and ": m: ignored" in problem for problem in store.problems)
     store.remember("other", {"threads": 2})
     assert json.loads(path.read_text())["models"]["m"] == entry
+
+
+def test_a_chat_json_nested_too_deeply_is_a_chat_format_error() -> None:
+    with pytest.raises(ChatFormatError, match="chat file is not valid JSON: maximum recursion"):
+        Chat.from_json('{"schema_version": 1, "messages": ' + DEEP_ARRAY + "}")
