@@ -100,9 +100,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     """Replace `path` with `obj` as indented JSON, atomically.
 
     The object is serialised before anything touches the disk, so an object that
-    cannot be written as JSON raises TypeError and leaves the old file as it was.
+    cannot be written as JSON raises TypeError and leaves the old file as it was
+    (one nested too deeply to write included: what a deep file read back may hold).
     """
-    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    try:
+        text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    except RecursionError:
+        raise TypeError("nested too deeply to be written as JSON") from None
     atomic_write_text(path, text)
 
 

@@ -103,6 +103,19 @@ def test_a_state_file_holding_null_is_set_aside_and_reported(tmp_path: Path) -> 
     assert read_json_object_reporting(path) == ({}, None)
 
 
+def test_an_object_nested_too_deeply_to_write_is_a_type_error_and_keeps_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_text('{"theme": "x"}')
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TypeError, match="nested too deeply"):
+        atomic_write_json(path, {"theme": deep})
+    assert path.read_text() == '{"theme": "x"}' and names(tmp_path) == ["state.json"]
+
+
 # --- temporary files of killed saves ------------------------------------------------
 
 
