@@ -132,6 +132,8 @@ def read_json_file(path: Path) -> JsonFile:
         return JsonFile(found=False)
     except OSError as err:
         return JsonFile(True, error=f"{path}: cannot read: {err.strerror or err}")
+    except MemoryError as err:
+        return JsonFile(True, error=set_aside(path, describe_failure(err)))
     try:
         return JsonFile(True, json.loads(raw.decode("utf-8")))
     except UNREADABLE_ERRORS as err:

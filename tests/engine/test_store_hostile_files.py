@@ -86,6 +86,21 @@ def test_any_failure_to_decode_sets_the_file_aside(
     assert problem in error and "set aside as model_settings.json.corrupt-1" in error
 
 
+def test_a_file_too_large_to_read_is_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text("{}")
+
+    def too_large(self: Path) -> bytes:
+        raise MemoryError
+
+    monkeypatch.setattr(Path, "read_bytes", too_large)
+    found = read_json_file(path)
+    assert found.error == f"{path}: too large to read; set aside as chat.json.corrupt-1"
+    assert names(tmp_path) == ["chat.json.corrupt-1"]
+
+
 def test_a_file_holding_null_is_told_from_a_missing_one(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     assert read_json_file(path).found is False
