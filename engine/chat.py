@@ -259,9 +259,10 @@ class Chat(BaseModel):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Chat:
+        # ValueError: bad bytes or bad JSON; RecursionError: JSON nested too deeply.
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (ValueError, RecursionError, MemoryError) as err:
             raise ChatFormatError(f"chat file is not valid JSON: {err}") from None
         if not isinstance(data, dict):
             raise ChatFormatError("chat file must hold a JSON object")

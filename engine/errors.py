@@ -109,6 +109,28 @@ class StoreError(EngineError, OSError):
     """A write was refused to protect a file that could not be set aside."""
 
 
+class SaveError(StoreError):
+    """A file could not be written (a full disk, no permission); its old version is intact.
+
+    Keeps the errno of the OSError it comes from; str() names the file.
+    """
+
+    def __init__(self, errno: int | None, message: str, path: str = "") -> None:
+        super().__init__(errno, message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def for_file(cls, path: object, err: OSError, existed: bool) -> SaveError:
+        """The error for `path`, which the write `err` failed; `existed`: it had a version."""
+        reason = err.strerror or str(err) or type(err).__name__
+        kept = "its previous version is intact" if existed else "nothing was written"
+        return cls(err.errno, f"could not save {path}: {reason}; {kept}", str(path))
+
+
 # --- serving -----------------------------------------------------------------------
 
 
@@ -144,6 +166,7 @@ __all__ = [
     "PredictionConfigError",
     "PredictionNotFinished",
     "RemoteError",
+    "SaveError",
     "ServerError",
     "StoreError",
     "TemplateError",

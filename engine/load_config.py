@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from engine.paths import checked_path
 
 KvCacheType: TypeAlias = Literal["f16", "f32", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+
+CheckedPath = Annotated[Path, AfterValidator(checked_path)]
+"""A path that could name a file: one with a NUL character is refused when validated."""
 
 
 class LoadConfig(BaseModel):
@@ -36,7 +41,7 @@ class LoadConfig(BaseModel):
     """Default sampling seed for this model; -1 picks a random one per prediction."""
     swa_full: bool = Field(default=True, alias="swaFull")
     """Keep the full sliding-window KV cache, so that later turns can reuse it (Gemma 3)."""
-    chat_template_file: Path | None = Field(default=None, alias="chatTemplateFile")
+    chat_template_file: CheckedPath | None = Field(default=None, alias="chatTemplateFile")
     """A Jinja chat template to use instead of the one in the GGUF."""
 
     @property

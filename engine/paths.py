@@ -17,6 +17,17 @@ CONFIG_ENV = "LLAMATERM_CONFIG"
 CONFIG_FILE_NAME = "config.toml"
 
 
+def checked_path(path: Path) -> Path:
+    """`path` unchanged, or ValueError if no operating system could open it.
+
+    A NUL character ends a C string, so a path holding one cannot name any file;
+    passed on, it makes the first open() or mkdir() raise far from the setting.
+    """
+    if "\x00" in str(path):
+        raise ValueError("contains a NUL character (\\u0000), which no file name may hold")
+    return path
+
+
 def config_path() -> Path:
     """The config file: $LLAMATERM_CONFIG, else $XDG_CONFIG_HOME/llamaterm/config.toml.
 

@@ -36,6 +36,7 @@ from engine import paths
 from engine.load_config import KvCacheType, LoadConfig
 from engine.prediction import PredictionConfig
 from engine.serve.settings import ServerSettings  # the [server] table; re-exported
+from engine.store import describe_failure
 
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
@@ -43,11 +44,11 @@ ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rol
 
 
 def _expand_user(path: Path) -> Path:
-    return path.expanduser()
+    return paths.checked_path(path).expanduser()
 
 
 UserPath = Annotated[Path, AfterValidator(_expand_user)]
-"""A path in the config; a leading ~ is expanded."""
+"""A path in the config; a leading ~ is expanded, a NUL character refused (with the key)."""
 
 
 class _Section(BaseModel):
@@ -247,6 +248,8 @@ def read_config_file(schema: type[SettingsT], path: Path | None = None) -> Setti
         return schema.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe_validation_error(schema, path, err, data)) from None
+    except (RecursionError, MemoryError) as err:
+        raise ConfigError(f"{path}: {describe_failure(err)}") from None
 
 
 def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
@@ -260,6 +263,9 @@ def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
         where = _toml_error_key(text, str(err))
         prefix = f"{path}: {where}" if where else str(path)
         raise ConfigError(f"{prefix}: invalid TOML: {err}") from None
+    except (RecursionError, MemoryError) as err:
+        # tomllib recurses into nested arrays and inline tables; a file must not crash us.
+        raise ConfigError(f"{path}: invalid TOML: {describe_failure(err)}") from None
 
 
 _LINE_IN_MESSAGE = re.compile(r"at line (\d+)")
@@ -312,7 +318,8 @@ def _describe_item(schema: type[BaseModel], item: ErrorDetails, data: Any) -> tu
         return _dotted(loc), _unknown_key_message(schema, loc, data)
     if item["type"] != "missing":
         loc = _loc_in_input(loc, data)
-    return _dotted(loc) or "(top level)", item["msg"]
+    # "Value error, " is how pydantic prefixes a validator's own message: noise here.
+    return _dotted(loc) or "(top level)", item["msg"].removeprefix("Value error, ")
 
 
 def _loc_in_input(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from engine.store import describe_failure
+
 ROLE_VARIABLES: tuple[str, ...] = (
     "role-user",
     "role-assistant",
@@ -142,6 +144,9 @@ def load_theme_file(path: Path) -> Theme:
         raise ThemeFileError(f"{path.name}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as err:
         raise ThemeFileError(f"{path.name}: invalid TOML: {err}") from None
+    except (RecursionError, MemoryError) as err:
+        # tomllib recurses into nested arrays and inline tables; a file must not crash us.
+        raise ThemeFileError(f"{path.name}: invalid TOML: {describe_failure(err)}") from None
     try:
         return ThemeFile.model_validate(data).to_theme()
     except ValidationError as err:
@@ -150,6 +155,8 @@ def load_theme_file(path: Path) -> Theme:
             for item in err.errors()
         )
         raise ThemeFileError(f"{path.name}: {problems}") from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise ThemeFileError(f"{path.name}: {describe_failure(err)}") from None
 
 
 def load_themes(directories: Iterable[Path]) -> tuple[list[Theme], list[str]]:

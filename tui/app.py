@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -56,6 +56,7 @@ from tui.screens.models.models_screen import ModelsScreen
 from tui.screens.prediction_settings import PredictionSettingsScreen
 from tui.services.in_app_server import InAppServer, ServerState
 from tui.store.app_state import LAST_MODEL_KEY, THEME_KEY, AppState
+from tui.store.housekeeping import tidy_app_directories
 
 UI_SWITCH_INTERVAL = 0.0005
 """Seconds the UI thread may hold the GIL while the model thread waits for it.
@@ -182,6 +183,9 @@ class LlamatermApp(KeysInOrderApp[int]):
             else [builtin_themes_dir(), config_path().parent / "themes"]
         )
         self._remembered_theme: str | None = None
+        self._start_state: dict[str, Any] = {}
+        self._start_problem: str | None = None
+        """state.json as read at start, and what was wrong with it (on_load reads it)."""
         self.server = InAppServer(settings, self._show_server_state)
         self._load_cancel: threading.Event | None = None
         self._quitting = False
@@ -218,11 +222,21 @@ class LlamatermApp(KeysInOrderApp[int]):
         # Textual's own themes know nothing of our roles; the stylesheet needs them anyway.
         return dict(DEFAULT_ROLE_COLORS)
 
+    def on_load(self) -> None:
+        # Before the first screen mounts: it reads state.json too, and only the first
+        # reader of a corrupt file sees the problem (the file is then set aside).
+        tidy_app_directories(self.data_dir)
+        self._start_state, self._start_problem = AppState(self.data_dir).read_reporting()
+
     def on_mount(self) -> None:
         sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL))
         # First, so that the model's load is in the file too.
         self._log_file = open_log_file(self.log_bus, self.data_dir)
-        state = AppState(self.data_dir).read()
+        state = self._start_state
+        if self._start_problem is not None:
+            self.notify(
+                self._start_problem, title="Remembered choices reset", severity="error", timeout=15
+            )
         self._apply_themes(state.get(THEME_KEY))
         self._apply_keymap()
         if self.autoload:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from engine.load_config import LoadConfig
+from engine.load_config import CheckedPath, LoadConfig
 from engine.settings import LoadOverride, Settings
 from engine.store import StoreError, atomic_write_json, quarantine, read_json_or_quarantine
 
@@ -37,7 +37,7 @@ _log = logging.getLogger("llamaterm.model_settings")
 class RememberedLoad(LoadOverride):
     """The load settings remembered for one model; unset fields come from the config."""
 
-    chat_template_file: Path | None = Field(default=None, alias="chatTemplateFile")
+    chat_template_file: CheckedPath | None = Field(default=None, alias="chatTemplateFile")
     """A Jinja chat template to use instead of the one in the GGUF."""
 
     def is_empty(self) -> bool:

@@ -36,7 +36,7 @@ from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine import paths
-from engine.store import atomic_write_text
+from engine.store import atomic_write_text, describe_failure
 from engine.tools.builtin_tools import BUILTINS, BuiltinName
 
 if TYPE_CHECKING:
@@ -285,7 +285,13 @@ def read_tools_file(path: Path) -> ToolsFile:
         return ToolsFile(path, errors=[f"{path}: not UTF-8 text (byte {err.start})"])
     except tomllib.TOMLDecodeError as err:
         return ToolsFile(path, errors=[_toml_error(path, err)])
-    return _definitions(path, data)
+    except (RecursionError, MemoryError) as err:
+        # tomllib recurses into nested arrays and inline tables; a file must not crash us.
+        return ToolsFile(path, errors=[f"{path}: invalid TOML: {describe_failure(err)}"])
+    try:
+        return _definitions(path, data)
+    except (RecursionError, MemoryError) as err:
+        return ToolsFile(path, errors=[f"{path}: {describe_failure(err)}"])
 
 
 def load_tools(path: Path) -> tuple[list[ToolDefinition], list[str]]:

@@ -221,7 +221,7 @@ async def test_a_corrupt_chat_file_is_set_aside_and_the_others_load(
     app = make_app(autoload=False)
     async with app.run_test(size=TERMINAL_SIZE, notifications=True) as pilot:
         screen = await open_chat(pilot, model=False)
-        notes = [n for n in app._notifications if "set aside" in n.title]
+        notes = [n for n in app._notifications if "not loaded" in n.title]
         assert len(notes) == 1 and "20200101-000000-bad000.json" in notes[0].message
         assert notes[0].severity == "error"
         assert [title for _, title in screen.chat_list.entries] == ["Survivor"]

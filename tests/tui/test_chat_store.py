@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.chat import SystemPrompt, ToolCall
 from engine.prediction import PredictionConfig, PredictionStats
 from tui.store.saved_chats import (
@@ -73,13 +75,18 @@ def test_a_corrupt_file_is_set_aside_and_the_others_load(tmp_path: Path) -> None
     )
     chats, errors = store.load_all()
     assert [c.id for c in chats] == [good.id]
-    assert len(errors) == 3 and all("set aside" in e for e in errors)
-    assert any("schema version 7" in e for e in errors)
-    for name in ("broken", "future", "wrong"):
+    assert len(errors) == 3
+    [future] = [e for e in errors if "future.json" in e]
+    assert "written by a newer llamaterm (schema version 7)" in future
+    assert all("set aside" in e for e in errors if e is not future)
+    for name in ("broken", "wrong"):
         assert not (directory / f"{name}.json").exists()
         assert (directory / f"{name}.json.corrupt-1").exists()
-    # Loading again finds only the good one and reports nothing new.
-    assert store.load_all()[1] == []
+    # A newer version's chat stays where that version will look for it.
+    assert (directory / "future.json").exists()
+    assert not (directory / "future.json.corrupt-1").exists()
+    # Loading again finds only the good one and reports only the newer file again.
+    assert store.load_all()[1] == [future]
 
 
 def test_delete_moves_to_the_trash(tmp_path: Path) -> None:
@@ -129,3 +136,55 @@ def test_system_prompt_and_truncate_keep_stats_in_step() -> None:
     assert not saved.is_empty
     saved.truncate(1)
     assert saved.is_empty
+
+
+DEEP = "[" * 1000 + "]" * 1000
+"""Valid JSON that json.loads cannot parse: RecursionError at Python's default limit."""
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (DEEP, "not valid JSON (nested too deeply)"),
+        ('{"schema_version": 1, "chat": ' + DEEP + "}", "not valid JSON (nested too deeply)"),
+        ("null", "not a chat file (a JSON null, not an object)"),
+        ("[1, 2]", "not a chat file (a JSON array, not an object)"),
+        ('"text"', "not a chat file (a JSON string, not an object)"),
+        ('{"schema_version": true, "chat": {"messages": []}}', "unknown schema version True"),
+        ('{"schema_version": 1.0, "chat": {"messages": []}}', "unknown schema version 1.0"),
+    ],
+)
+def test_every_file_that_is_no_chat_is_reported_and_set_aside(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    store = ChatStore(tmp_path)
+    good = a_chat()
+    store.save(good)
+    bad = store.directory / "20200101-000000-bad000.json"
+    bad.write_text(content)
+    chats, errors = store.load_all()
+    assert [c.id for c in chats] == [good.id]
+    assert errors == [f"{bad}: {problem}; set aside as {bad.name}.corrupt-1"]
+    assert (store.directory / f"{bad.name}.corrupt-1").read_text() == content
+
+
+def test_a_chat_that_exhausts_memory_or_recursion_in_validation_is_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ChatStore(tmp_path)
+    store.save(a_chat())
+    from tui.store import saved_chats
+
+    failures = iter([MemoryError(), RecursionError("maximum recursion depth exceeded")])
+
+    def failing(chat_id: str, data: object) -> SavedChat:
+        raise next(failures)
+
+    monkeypatch.setitem(saved_chats._CONVERTERS, 1, failing)
+    store.save(a_chat())
+    chats, errors = store.load_all()
+    assert chats == []
+    assert sorted(e.split(": ", 1)[1].split(";")[0] for e in errors) == [
+        "nested too deeply",
+        "too large to read",
+    ]

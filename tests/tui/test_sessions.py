@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tui.store.text_sessions import TextSession, load_session, save_session
 
 
@@ -48,3 +50,31 @@ def test_corrupt_and_unknown_files_are_set_aside(tmp_path: Path) -> None:
     wrong.write_text('{"schema_version": 1, "text": 5}')
     session, error = load_session(wrong)
     assert session is None and error is not None and "text" in error
+
+
+DEEP = "[" * 1000 + "]" * 1000
+"""Valid JSON that json.loads cannot parse: RecursionError at Python's default limit."""
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (DEEP, "not valid JSON (nested too deeply)"),
+        ('{"schema_version": 1, "text": "", "prediction": ' + DEEP + "}", "nested too deeply"),
+        ("null", "not a session file (not a JSON object)"),
+        ("[]", "not a session file (not a JSON object)"),
+        ('{"schema_version": true, "text": ""}', "unknown schema version True"),
+        ('{"schema_version": 2, "text": ""}', "written by a newer llamaterm (schema version 2)"),
+    ],
+)
+def test_every_file_that_is_no_session_is_reported_and_set_aside(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "complete.json"
+    path.write_text(content)
+    session, error = load_session(path)
+    assert session is None
+    assert (
+        error is not None and problem in error and "set aside as complete.json.corrupt-1" in error
+    )
+    assert (tmp_path / "complete.json.corrupt-1").read_text() == content

@@ -1,7 +1,8 @@
 """What the app remembers between runs: the theme, the last model, the last chat.
 
 One small JSON object in `<data>/state.json`, written atomically; a corrupt file is
-set aside and the app goes on with defaults (engine.store does both).
+set aside and the app goes on with defaults (engine.store does both). `read_reporting`
+also says what was wrong, for the app to show at start.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.store import read_json_object, update_json_object
+from engine.store import read_json_object, read_json_object_reporting, update_json_object
 
 STATE_FILE_NAME = "state.json"
 
@@ -30,6 +31,10 @@ class AppState:
     def read(self) -> dict[str, Any]:
         """Every remembered choice; `{}` when there are none or the file was corrupt."""
         return read_json_object(self.path)
+
+    def read_reporting(self) -> tuple[dict[str, Any], str | None]:
+        """Every remembered choice, and one line when the file was corrupt (then set aside)."""
+        return read_json_object_reporting(self.path)
 
     def get_text(self, key: str) -> str | None:
         """The remembered string under `key`, or None (also for a value of another type)."""

@@ -8,7 +8,9 @@ replies their stats and for the tool runs their outcome, so a restored chat
 looks as it did.
 
 Writes are atomic (engine.store). A file that does not parse, or does not match
-its schema, is set aside as `<name>.corrupt-<n>` and reported; the others load.
+its schema (one holding `null` included), is set aside as `<name>.corrupt-<n>` and
+reported; the others load. A file of a newer schema, written by a newer llamaterm,
+is left where it is for that version and skipped with a notice.
 Deleting moves the file to `<data>/chats/trash/`, from where it can be put back
 by hand: nothing a person wrote is destroyed by one key press.
 """
@@ -28,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.chat import Chat, ChatFormatError, SystemPrompt, UserMessage
 from engine.paths import chats_dir
 from engine.prediction import PredictionConfig, PredictionConfigError, PredictionStats
-from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
+from engine.store import (
+    UNREADABLE_ERRORS,
+    atomic_write_json,
+    describe_failure,
+    read_json_file,
+    set_aside,
+)
 
 SCHEMA_VERSION = 1
 TRASH_DIR = "trash"
@@ -206,6 +214,10 @@ def _from_v1(chat_id: str, data: Any) -> SavedChat:
 _CONVERTERS = {1: _from_v1}
 
 
+class NewerSchemaError(ValueError):
+    """A chat file written by a newer llamaterm: not ours to read, nor to set aside."""
+
+
 def to_file(saved: SavedChat) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -229,11 +241,27 @@ def to_file(saved: SavedChat) -> dict[str, Any]:
 def from_file(chat_id: str, data: Any) -> SavedChat:
     """Raises ValueError (ChatFormatError, PredictionConfigError, ValidationError) when
     `data` is not a chat file this version reads."""
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    converter = _CONVERTERS.get(version) if isinstance(version, int) else None
+    if not isinstance(data, dict):
+        # ValueError, as for every other file that is not a chat (the docstring's promise).
+        raise ValueError(f"not a chat file (a JSON {_json_kind(data)}, not an object)")  # noqa: TRY004
+    version = data.get("schema_version")
+    # type(), not isinstance: True is an int, and equal to 1.
+    converter = _CONVERTERS.get(version) if type(version) is int else None
     if converter is None:
+        if type(version) is int and version > SCHEMA_VERSION:
+            raise NewerSchemaError(f"schema version {version}")
         raise ValueError(f"unknown schema version {version!r}")
     return converter(chat_id, data)
+
+
+def _json_kind(data: Any) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "boolean"
+    if isinstance(data, (int, float)):
+        return "number"
+    return "string" if isinstance(data, str) else "array"
 
 
 # --- the directory ------------------------------------------------------------------
@@ -267,17 +295,26 @@ class ChatStore:
         return chats, errors
 
     def load(self, path: Path) -> tuple[SavedChat | None, str | None]:
-        data, error = read_json_or_quarantine(path)
-        if error is not None or data is None:
-            return None, error
+        """The chat in `path`, or None and one line on why not (None, None: no such file).
+
+        Any failure to decode or validate sets the file aside; a newer version's file
+        stays where it is.
+        """
+        found = read_json_file(path)
+        if found.error is not None or not found.found:
+            return None, found.error
         try:
-            return from_file(path.stem, data), None
+            return from_file(path.stem, found.data), None
+        except NewerSchemaError as err:
+            return None, f"{path}: written by a newer llamaterm ({err}); left as it is, not loaded"
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "file"
             return None, set_aside(path, f"{where}: {first['msg']}")
-        except (ChatFormatError, PredictionConfigError, ValueError, TypeError) as err:
+        except (ChatFormatError, PredictionConfigError, TypeError, LookupError) as err:
             return None, set_aside(path, str(err))
+        except UNREADABLE_ERRORS as err:
+            return None, set_aside(path, describe_failure(err))
 
     def save(self, saved: SavedChat) -> None:
         """Write the chat (atomically), stamped with the time of this change."""

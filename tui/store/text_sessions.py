@@ -2,7 +2,9 @@
 
 Every file carries a schema version and is read through a converter for its
 version. Writes are atomic (engine.store); a file that does not parse, or does
-not match its schema, is set aside and reported, and the app starts empty.
+not match its schema (one holding `null` included), is set aside and reported, and
+the app starts empty. So is a newer version's file: unlike a chat, a session has one
+fixed name, so the next save here would replace a file left in place.
 Version 2 adds `active`: whether the session's pane was the one shown last (so the
 Complete screen reopens in terminal mode when it was left in it).
 """
@@ -15,7 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.store import atomic_write_json, read_json_or_quarantine, set_aside
+from engine.store import (
+    UNREADABLE_ERRORS,
+    atomic_write_json,
+    describe_failure,
+    read_json_file,
+    set_aside,
+)
 
 SCHEMA_VERSION = 2
 COMPLETE_FILE = "complete.json"
@@ -69,12 +77,18 @@ _CONVERTERS = {1: _from_v1, 2: _from_v2}
 
 def load_session(path: Path) -> tuple[TextSession | None, str | None]:
     """`(session, None)`; `(None, None)` when there is no file; `(None, problem)` otherwise."""
-    data, error = read_json_or_quarantine(path)
-    if error is not None or data is None:
-        return None, error
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    converter = _CONVERTERS.get(version) if isinstance(version, int) else None
+    found = read_json_file(path)
+    if found.error is not None or not found.found:
+        return None, found.error
+    data = found.data
+    if not isinstance(data, dict):
+        return None, set_aside(path, "not a session file (not a JSON object)")
+    version = data.get("schema_version")
+    # type(), not isinstance: True is an int, and equal to 1.
+    converter = _CONVERTERS.get(version) if type(version) is int else None
     if converter is None:
+        if type(version) is int and version > SCHEMA_VERSION:
+            return None, set_aside(path, f"written by a newer llamaterm (schema version {version})")
         return None, set_aside(path, f"unknown schema version {version!r}")
     try:
         return converter(data), None
@@ -82,6 +96,8 @@ def load_session(path: Path) -> tuple[TextSession | None, str | None]:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "file"
         return None, set_aside(path, f"{where}: {first['msg']}")
+    except UNREADABLE_ERRORS as err:
+        return None, set_aside(path, describe_failure(err))
 
 
 def save_session(path: Path, session: TextSession) -> None:

@@ -242,7 +242,7 @@ class ChatScreen(LlamatermScreen):
             count_ = len(errors)
             self.notify(
                 "\n".join(errors),
-                title=f"{plural(count_, 'chat file')} set aside",
+                title=f"{plural(count_, 'chat file')} not loaded",
                 severity="error",
                 timeout=15,
             )
