@@ -32,11 +32,12 @@ from ..prediction import (
     PromptProgress,
     ReasoningDelta,
     StopReason,
+    TokenLogprob,
     ToolCallFinished,
 )
 from .channels import PredictionControl, Sink
 from .decoding import StopStringMatcher, Utf8Decoder
-from .sampler import build_sampler, random_seed
+from .sampler import Logprobs, build_sampler, random_seed
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -127,6 +128,7 @@ class PredictionJob:
         self.reasoning: list[str] = []
         self.raw: list[str] = []
         self.tool_calls: list[Any] = []
+        self.logprobs: list[TokenLogprob] = []
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -213,6 +215,11 @@ class PredictionJob:
         stops = StopStringMatcher(cfg.stop_strings or ())
         ttft: float | None = None
         n_predicted = 0
+        logprobs = (
+            Logprobs(ctx.ctx, llama.n_vocab(), pieces, cfg.top_logprobs)
+            if cfg.top_logprobs is not None
+            else None
+        )
         stop_reason: StopReason
         while True:
             if self.control.cancelled.is_set():
@@ -229,6 +236,11 @@ class PredictionJob:
                 stop_reason = "eosFound"
                 break
             n_predicted += 1
+            if logprobs is not None:
+                # Before the token's text, so that a writer can attach it to that text.
+                scored = logprobs(token)
+                self.logprobs.append(scored)
+                self.sink(scored)
             piece = pieces(token)
             text = decoder.feed(piece)
             if text:
@@ -349,4 +361,5 @@ class PredictionJob:
             prompt=self.prompt,
             raw_text="".join(self.raw),
             tool_calls=tuple(self.tool_calls),
+            logprobs=tuple(self.logprobs),
         )
