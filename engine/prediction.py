@@ -62,6 +62,11 @@ class PredictionConfig(BaseModel):
     """Generation stops before any of these strings; they are never emitted."""
     seed: int | None = None
     """Sampling seed; None or -1 picks a random one."""
+    reproducible: bool | None = None
+    """Compute the prompt as a fresh context would, reusing only the KV cache's whole
+    batches that were computed so, so that a seeded prediction gives the same tokens
+    whatever ran before (ours; the server asks for it with every seeded request). It
+    costs cache reuse: a follow-up re-evaluates up to a batch plus the last reply."""
     grammar: str | None = None
     """A llama.cpp GBNF grammar that constrains sampling (ours, not LM Studio's)."""
     logit_bias: tuple[tuple[int, float], ...] | None = Field(default=None, alias="logitBias")

@@ -187,22 +187,30 @@ class PredictionJob:
         # The sampler first: a bad grammar fails before any prompt work is done.
         llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else random_seed())
         sampler = build_sampler(llama, cfg)
-        reused = self._reuse_cache(llama, tokens)
-        to_eval = tokens[reused:]
-        self.sink(PromptProgress(0.0))
         batch = max(1, model.config.batch_size)
+        reused = self._reuse_cache(llama, tokens, batch if cfg.reproducible else None)
+        to_eval = tokens[reused:]
+        # Cells stay "fresh" (as a fresh evaluation computes them) only while whole
+        # batches are evaluated on batch boundaries, as a fresh evaluation evaluates them.
+        fresh = min(model._fresh_prefix, reused - reused % batch)
+        model._fresh_prefix = fresh
+        aligned = fresh == reused
+        self.sink(PromptProgress(0.0))
         with abort_on(llama, self.control.cancelled):
             for start in range(0, len(to_eval), batch):
                 if self.control.cancelled.is_set():
                     return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                chunk = to_eval[start : start + batch]
                 try:
-                    llama.eval(to_eval[start : start + batch])
+                    llama.eval(chunk)
                 except RuntimeError:
                     if not self.control.cancelled.is_set():
                         raise
                     # Aborted inside llama_decode: llama.cpp dropped the batch's cells
                     # and llama-cpp-python never counted them, so the cache stays whole.
                     return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                if aligned and len(chunk) == batch:
+                    model._fresh_prefix += batch
                 self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
         prompt_done = time.perf_counter()
         n_evaluated = len(to_eval)
@@ -291,8 +299,16 @@ class PredictionJob:
             return prepared.tokens
         return tokenize_text(llama, self.prompt, self.add_special)
 
-    def _reuse_cache(self, llama: Any, tokens: list[int]) -> int:
-        """Keep the longest common prefix in the KV cache; return how many tokens it covers."""
+    def _reuse_cache(self, llama: Any, tokens: list[int], fresh_batch: int | None = None) -> int:
+        """Keep the longest common prefix in the KV cache; return how many tokens it covers.
+
+        With `fresh_batch` (a reproducible prediction), keep only what a fresh evaluation of
+        these tokens would have computed the same way: whole batches from the start of
+        the context. Otherwise a seed would not reproduce: the logits of a token depend,
+        in their last bits, on how the cells before it were computed (a generated token
+        alone, a prompt token in a batch of n), and on some back ends (GPUs, quantised
+        CPU kernels) that is enough to sample another token after a different request.
+        """
         cached = llama.input_ids[: llama.n_tokens]
         prefix = 0
         for a, b in zip(cached, tokens):
@@ -301,6 +317,9 @@ class PredictionJob:
             prefix += 1
         # The last prompt token is always evaluated again: its logits are what we sample from.
         prefix = min(prefix, len(tokens) - 1)
+        if fresh_batch is not None:
+            prefix = min(prefix, self.model._fresh_prefix)
+            prefix -= prefix % fresh_batch
         if prefix < llama.n_tokens:
             if prefix > 0 and llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
                 llama.n_tokens = prefix

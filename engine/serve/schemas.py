@@ -130,6 +130,9 @@ class _SamplingRequest(RequestBody):
             "top_logprobs": self.top_logprobs_wanted,
             "stop_strings": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
+            # OpenAI's seed promises the same reply to the same request: the KV cache
+            # must not make it depend on what ran before (see PredictionConfig).
+            "reproducible": True if self.seed is not None and self.seed >= 0 else None,
             "grammar": self.grammar,
             # OpenAI's -100 means "never": llama.cpp needs -inf to be sure of that.
             "logit_bias": {t: (float("-inf") if b <= -100.0 else b) for t, b in self.logit_bias.items()}

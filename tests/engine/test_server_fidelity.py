@@ -181,6 +181,31 @@ def test_a_seeded_request_is_reproducible_whatever_ran_before(two: OpenAI) -> No
     assert seeded() == first
 
 
+def test_a_seeded_request_does_not_depend_on_the_cache(two: OpenAI) -> None:
+    """The prompt continues an earlier reply, which the KV cache holds as generated (one
+    token at a time): a seeded request must not reuse those cells, or its logits (and on
+    larger models its text) differ from the same request evaluated afresh."""
+    opening = "Once upon a time in a land far away, there lived"
+
+    def continued() -> str:
+        response = two.completions.create(model="tiny", prompt=opening, max_tokens=60, seed=5)
+        return response.choices[0].text
+
+    def seeded(prompt: str) -> tuple[str, list[float]]:
+        response = two.completions.create(
+            model="tiny", prompt=prompt, max_tokens=20, seed=7, temperature=1.0, logprobs=0
+        )
+        choice = response.choices[0]
+        assert choice.logprobs is not None and choice.logprobs.token_logprobs is not None
+        return choice.text, choice.logprobs.token_logprobs
+
+    story = opening + continued()
+    two.completions.create(model="tiny", prompt="Something else", max_tokens=2)
+    fresh = seeded(story)
+    continued()
+    assert seeded(story) == fresh
+
+
 # --- model names ----------------------------------------------------------------------------
 
 
