@@ -274,3 +274,29 @@ def test_an_image_part_without_vision_is_refused(two: OpenAI) -> None:
         )
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["param"] == "messages[0].content[1]"
+
+
+def test_a_seeded_request_repeats_its_text_on_the_starter_model(starter_model_path: Path) -> None:
+    """On a real (quantised) model the cache's cells change not only the logits but the
+    text: the same seeded request after the story it continues must still repeat."""
+    starter = LoadedModel.load(
+        starter_model_path, LoadConfig.model_validate({"context_length": 2048, "threads": 1})
+    )
+    registry = ModelRegistry([ServedModel("gemma", starter)])
+    try:
+        with ServerThread(ServerHandle(registry, port=0)) as handle, _client(handle) as client:
+            opening = "Once upon a time in a land far away, there lived"
+
+            def complete(prompt: str, seed: int, tokens: int) -> str:
+                response = client.completions.create(
+                    model="gemma", prompt=prompt, max_tokens=tokens, seed=seed, temperature=1.0
+                )
+                return response.choices[0].text
+
+            story = opening + complete(opening, 5, 60)
+            starter.reset_cache()
+            fresh = complete(story, 7, 20)
+            complete(opening, 5, 60)
+            assert complete(story, 7, 20) == fresh
+    finally:
+        starter.unload()
