@@ -300,3 +300,31 @@ def test_a_seeded_request_repeats_its_text_on_the_starter_model(starter_model_pa
             assert complete(story, 7, 20) == fresh
     finally:
         starter.unload()
+
+
+def test_a_reproducible_prediction_still_reuses_whole_batches(tiny_model_path: Path) -> None:
+    """What `reproducible` costs is bounded: whole batches computed as a fresh evaluation
+    computes them are still reused; only the rest (under a batch, and the last reply) is
+    evaluated again."""
+    small = LoadedModel.load(tiny_model_path, LoadConfig.model_validate(
+        {"context_length": 2048, "threads": 1, "batch_size": 16}))
+    try:
+        def run(prompt: str) -> tuple[str, int, int]:
+            stream = small.complete_sync(prompt, {"maxTokens": 10, "seed": 3, "reproducible": True})
+            for _ in stream:
+                pass
+            assert stream.result is not None, stream.error
+            stats = stream.result.stats
+            return stream.result.content, stats.prompt_tokens_count, stats.prompt_tokens_evaluated
+
+        opening = "Once upon a time in a land far away, there lived " * 6
+        reply, n_opening, evaluated = run(opening)
+        assert evaluated == n_opening
+        follow_up = opening + reply + " And then"
+        again, n_follow_up, evaluated = run(follow_up)
+        assert evaluated <= n_follow_up - (n_opening // 16) * 16
+        assert evaluated < n_follow_up - 32
+        small.reset_cache()
+        assert run(follow_up) == (again, n_follow_up, n_follow_up)
+    finally:
+        small.unload()
