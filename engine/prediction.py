@@ -53,16 +53,30 @@ class PredictionConfig(BaseModel):
     """Drop tokens less likely than min_p times the most likely one."""
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0, alias="repeatPenalty")
     """Penalty for repeating recent tokens; 1.0 disables it."""
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, alias="presencePenalty")
+    """Subtracted from the logit of every token already generated (OpenAI's); 0 disables it."""
+    frequency_penalty: float | None = Field(
+        default=None, ge=-2.0, le=2.0, alias="frequencyPenalty"
+    )
+    """Subtracted from a token's logit once per time it was generated (OpenAI's); 0 disables it."""
     stop_strings: tuple[str, ...] | None = Field(default=None, alias="stopStrings")
     """Generation stops before any of these strings; they are never emitted."""
     seed: int | None = None
     """Sampling seed; None or -1 picks a random one."""
+    reproducible: bool | None = None
+    """Compute the prompt as a fresh context would, reusing only the KV cache's whole
+    batches that were computed so, so that a seeded prediction gives the same tokens
+    whatever ran before (ours; the server asks for it with every seeded request). It
+    costs cache reuse: a follow-up re-evaluates up to a batch plus the last reply."""
     grammar: str | None = None
     """A llama.cpp GBNF grammar that constrains sampling (ours, not LM Studio's)."""
     logit_bias: tuple[tuple[int, float], ...] | None = Field(default=None, alias="logitBias")
     """Added to a token's logit before sampling, by token id: `{id: bias}`; `float("-inf")`
     bans a token (ours, as OpenAI's `logit_bias`). Given as a dict, kept as sorted pairs
     so that the config stays hashable."""
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, alias="topLogprobs")
+    """Report each generated token's log-probability and this many likeliest alternatives
+    (`TokenLogprob` events, `PredictionResult.logprobs`); None reports nothing (ours)."""
     enable_thinking: bool | None = Field(default=None, alias="enableThinking")
     """Chat: let the model reason before answering (passed to the chat template)."""
     context_overflow_policy: ContextOverflowPolicy | None = Field(
@@ -185,6 +199,21 @@ class PredictionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token with its log-probability under the model (before sampling's
+    filters), and the likeliest tokens at that step, most likely first. Also an event,
+    sent before the text the token adds."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
+
+    @property
+    def text(self) -> str:
+        return self.token.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
 class PredictionResult:
     """The outcome of one prediction. `str(result)` is its content, as in LM Studio's SDK."""
 
@@ -197,6 +226,8 @@ class PredictionResult:
     raw_text: str = ""
     """Everything the model generated, markers included, before parsing."""
     tool_calls: tuple[Any, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """Each generated token's log-probability, when the config's `top_logprobs` asked."""
 
     @property
     def parsed(self) -> str:
@@ -332,6 +363,7 @@ Event: TypeAlias = (
     | ToolCallArgumentsDelta
     | ToolCallFinished
     | ToolCallParseError
+    | TokenLogprob
     | Log
     | Finished
     | Failed

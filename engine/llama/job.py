@@ -33,11 +33,12 @@ from ..prediction import (
     PromptProgress,
     ReasoningDelta,
     StopReason,
+    TokenLogprob,
     ToolCallFinished,
 )
 from .channels import PredictionControl, Sink
 from .decoding import StopStringMatcher, Utf8Decoder
-from .sampler import build_sampler, random_seed
+from .sampler import Logprobs, build_sampler, random_seed
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -134,6 +135,7 @@ class PredictionJob:
         self.tool_calls: list[Any] = []
         self.prediction_id = f"p{next(_PREDICTION_NUMBERS)}"
         """On every record this prediction logs (prompt, raw output...), with the model."""
+        self.logprobs: list[TokenLogprob] = []
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -193,22 +195,30 @@ class PredictionJob:
         # The sampler first: a bad grammar fails before any prompt work is done.
         llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else random_seed())
         sampler = build_sampler(llama, cfg)
-        reused = self._reuse_cache(llama, tokens)
-        to_eval = tokens[reused:]
-        self.sink(PromptProgress(0.0))
         batch = max(1, model.config.batch_size)
+        reused = self._reuse_cache(llama, tokens, batch if cfg.reproducible else None)
+        to_eval = tokens[reused:]
+        # Cells stay "fresh" (as a fresh evaluation computes them) only while whole
+        # batches are evaluated on batch boundaries, as a fresh evaluation evaluates them.
+        fresh = min(model._fresh_prefix, reused - reused % batch)
+        model._fresh_prefix = fresh
+        aligned = fresh == reused
+        self.sink(PromptProgress(0.0))
         with abort_on(llama, self.control.cancelled):
             for start in range(0, len(to_eval), batch):
                 if self.control.cancelled.is_set():
                     return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                chunk = to_eval[start : start + batch]
                 try:
-                    llama.eval(to_eval[start : start + batch])
+                    llama.eval(chunk)
                 except RuntimeError:
                     if not self.control.cancelled.is_set():
                         raise
                     # Aborted inside llama_decode: llama.cpp dropped the batch's cells
                     # and llama-cpp-python never counted them, so the cache stays whole.
                     return self._result(started, "userStopped", n_prompt, start, 0, None, None)
+                if aligned and len(chunk) == batch:
+                    model._fresh_prefix += batch
                 self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
         prompt_done = time.perf_counter()
         n_evaluated = len(to_eval)
@@ -221,6 +231,11 @@ class PredictionJob:
         stops = StopStringMatcher(cfg.stop_strings or ())
         ttft: float | None = None
         n_predicted = 0
+        logprobs = (
+            Logprobs(ctx.ctx, llama.n_vocab(), pieces, cfg.top_logprobs)
+            if cfg.top_logprobs is not None
+            else None
+        )
         stop_reason: StopReason
         while True:
             if self.control.cancelled.is_set():
@@ -237,6 +252,11 @@ class PredictionJob:
                 stop_reason = "eosFound"
                 break
             n_predicted += 1
+            if logprobs is not None:
+                # Before the token's text, so that a writer can attach it to that text.
+                scored = logprobs(token)
+                self.logprobs.append(scored)
+                self.sink(scored)
             piece = pieces(token)
             text = decoder.feed(piece)
             if text:
@@ -287,8 +307,16 @@ class PredictionJob:
             return prepared.tokens
         return tokenize_text(llama, self.prompt, self.add_special)
 
-    def _reuse_cache(self, llama: Any, tokens: list[int]) -> int:
-        """Keep the longest common prefix in the KV cache; return how many tokens it covers."""
+    def _reuse_cache(self, llama: Any, tokens: list[int], fresh_batch: int | None = None) -> int:
+        """Keep the longest common prefix in the KV cache; return how many tokens it covers.
+
+        With `fresh_batch` (a reproducible prediction), keep only what a fresh evaluation of
+        these tokens would have computed the same way: whole batches from the start of
+        the context. Otherwise a seed would not reproduce: the logits of a token depend,
+        in their last bits, on how the cells before it were computed (a generated token
+        alone, a prompt token in a batch of n), and on some back ends (GPUs, quantised
+        CPU kernels) that is enough to sample another token after a different request.
+        """
         cached = llama.input_ids[: llama.n_tokens]
         prefix = 0
         for a, b in zip(cached, tokens):
@@ -297,6 +325,9 @@ class PredictionJob:
             prefix += 1
         # The last prompt token is always evaluated again: its logits are what we sample from.
         prefix = min(prefix, len(tokens) - 1)
+        if fresh_batch is not None:
+            prefix = min(prefix, self.model._fresh_prefix)
+            prefix -= prefix % fresh_batch
         if prefix < llama.n_tokens:
             if prefix > 0 and llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
                 llama.n_tokens = prefix
@@ -357,4 +388,5 @@ class PredictionJob:
             prompt=self.prompt,
             raw_text="".join(self.raw),
             tool_calls=tuple(self.tool_calls),
+            logprobs=tuple(self.logprobs),
         )

@@ -53,6 +53,8 @@ class LoadedModel:
         self._llama: Any = None
         self._pieces: TokenPieces | None = None
         self._eog: EndOfGeneration | None = None
+        self._fresh_prefix = 0
+        """Leading cached tokens evaluated as a fresh prompt would be (see PredictionJob)."""
         self._info: ModelInfo | None = None
         self.offload = Offload()
         self.metadata: dict[str, str] = {}

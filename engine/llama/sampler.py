@@ -1,11 +1,12 @@
-"""The sampler chain a prediction samples through, and the engine's prediction defaults."""
+"""The sampler chain a prediction samples through, the engine's prediction defaults, and the
+log-probabilities of a sampled token."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..logbus import LOG_BUS
-from ..prediction import PredictionConfig, PredictionConfigError
+from ..prediction import PredictionConfig, PredictionConfigError, TokenLogprob
 
 # Our engine defaults, used where neither the request nor the settings say.
 ENGINE_DEFAULTS = PredictionConfig(
@@ -44,8 +45,8 @@ def build_sampler(llama: Any, cfg: PredictionConfig) -> Any:
         n_vocab=n_vocab,
         penalty_last_n=llama.last_n_tokens_size,
         penalty_repeat=cfg.repeat_penalty if cfg.repeat_penalty is not None else 1.0,
-        penalty_freq=0.0,
-        penalty_present=0.0,
+        penalty_freq=cfg.frequency_penalty or 0.0,
+        penalty_present=cfg.presence_penalty or 0.0,
     )
     if grammar is not None:
         sampler.add_grammar(llama._model, grammar)
@@ -77,3 +78,34 @@ def checked_grammar(text: str | None, vocab: Any) -> Any:
         raise ValueError(f"invalid grammar: {detail or 'llama.cpp could not parse it'}")
     llama_cpp.llama_sampler_free(probe)
     return LlamaGrammar.from_string(text, verbose=False)
+
+
+class Logprobs:
+    """A sampled token's log-probability and the likeliest alternatives, from the logits
+    llama.cpp left for the step: one log-softmax over the vocabulary per token, made only
+    when a request asks, so the ordinary token loop pays nothing."""
+
+    def __init__(self, ctx: Any, n_vocab: int, pieces: Any, top: int) -> None:
+        import llama_cpp
+        import numpy as np
+
+        self._np = np
+        self._logits_at = llama_cpp.llama_get_logits_ith
+        self._ctx = ctx
+        self._n_vocab = n_vocab
+        self._pieces = pieces
+        self._top = top
+
+    def __call__(self, token: int) -> TokenLogprob:
+        np = self._np
+        pointer = self._logits_at(self._ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+        top: tuple[tuple[bytes, float], ...] = ()
+        if self._top:
+            k = min(self._top, self._n_vocab)
+            best = np.argpartition(-logprobs, k - 1)[:k]
+            best = best[np.argsort(-logprobs[best], kind="stable")]
+            top = tuple((self._pieces(int(t)), float(logprobs[t])) for t in best)
+        return TokenLogprob(self._pieces(token), float(logprobs[token]), top)

@@ -177,15 +177,22 @@ class Api:
         return data
 
     def model(self, model_id: str | None) -> ServedModel:
-        """The model a request names (or the default one), else a 404-style or 503 error."""
+        """The model a request names (or the default one), else a 404 (as OpenAI answers
+        for an unknown model, so that clients raise NotFoundError) or a 503 error.
+
+        With exactly one model loaded, any name reaches it, as in LM Studio: clients
+        hard-code names ("gpt-4o-mini"), and there is nothing else they could mean."""
         served = self.models.get(model_id)
         if served is not None:
             return served
-        known = [m.id for m in self.models.served_models()]
-        if not known:
+        loaded = list(self.models.served_models())
+        if not loaded:
             raise ApiError("no model is loaded", status=503, kind="server_error", code="no_model")
+        if len(loaded) == 1:
+            return loaded[0]
         raise ApiError(
-            f"model {model_id!r} is not loaded here (loaded: {', '.join(known)})",
+            f"model {model_id!r} is not loaded here (loaded: {', '.join(m.id for m in loaded)})",
+            status=404,
             param="model",
             code="model_not_found",
         )

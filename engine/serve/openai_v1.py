@@ -83,10 +83,13 @@ class OpenAIv1:
             template_kwargs=job.template_kwargs,
         ))
         reply = Reply(served.id, "chat.completion.chunk" if parsed.stream else "chat.completion")
+        logprobs = job.config.top_logprobs is not None
         if parsed.stream:
-            return EventStreamResponse(stream, ChatChunks(reply, parsed.include_usage), log)
+            return EventStreamResponse(
+                stream, ChatChunks(reply, parsed.include_usage, logprobs), log
+            )
         result = await self.api.result(request, stream, log)
-        return JSONResponse(chat_completion(reply, result))
+        return JSONResponse(chat_completion(reply, result, logprobs))
 
     async def completions(self, request: Request, log: RequestLog) -> Response | EventStreamResponse:
         raw = await self.api.json_body(request)
@@ -100,7 +103,10 @@ class OpenAIv1:
         self.api.admit(log)
         stream = self.api.track(served.model.complete_events(parsed.text, config))
         reply = Reply(served.id, "text_completion")
+        logprobs = config.top_logprobs is not None
         if parsed.stream:
-            return EventStreamResponse(stream, TextChunks(reply, parsed.include_usage), log)
+            return EventStreamResponse(
+                stream, TextChunks(reply, parsed.include_usage, logprobs), log
+            )
         result = await self.api.result(request, stream, log)
-        return JSONResponse(text_completion(reply, result))
+        return JSONResponse(text_completion(reply, result, logprobs))

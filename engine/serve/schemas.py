@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import validation_error
+from .errors import ApiError, validation_error
 
 MAX_STOP_STRINGS = 16
 
@@ -73,6 +73,8 @@ class _SamplingRequest(RequestBody):
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     """Xinference's (and Hugging Face's) name for repeat_penalty."""
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stop: str | list[str] | None = None
     stop_token_ids: int | list[int] | None = None
     """Xinference's and vLLM's: stop at these tokens (as the stop strings of their text)."""
@@ -105,8 +107,13 @@ class _SamplingRequest(RequestBody):
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
         if value not in (None, 1):
-            raise ValueError("only n=1 is supported")
+            raise ValueError("only n=1 is supported (one choice per request)")
         return value
+
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        """How many alternatives to report per token; None when no logprobs were asked."""
+        return None
 
     def sampling(self) -> dict[str, Any]:
         values = {
@@ -118,8 +125,14 @@ class _SamplingRequest(RequestBody):
             "repeat_penalty": self.repeat_penalty
             if self.repeat_penalty is not None
             else self.repetition_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "top_logprobs": self.top_logprobs_wanted,
             "stop_strings": [self.stop] if isinstance(self.stop, str) else self.stop,
             "seed": self.seed,
+            # OpenAI's seed promises the same reply to the same request: the KV cache
+            # must not make it depend on what ran before (see PredictionConfig).
+            "reproducible": True if self.seed is not None and self.seed >= 0 else None,
             "grammar": self.grammar,
             # OpenAI's -100 means "never": llama.cpp needs -inf to be sure of that.
             "logit_bias": {t: (float("-inf") if b <= -100.0 else b) for t, b in self.logit_bias.items()}
@@ -142,12 +155,52 @@ class ChatCompletionRequest(_SamplingRequest):
     enable_thinking: bool | None = None
     """Xinference's request-level switch; `chat_template_kwargs.enable_thinking` works too."""
     chat_template_kwargs: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, value: list[str] | None) -> list[str] | None:
+        other = [m for m in value or () if m != "text"]
+        if other:
+            raise ValueError(f"only text output is supported (not {', '.join(other)})")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            raise ValueError("audio output is not supported")
+        return value
+
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        if self.logprobs:
+            return self.top_logprobs or 0
+        if self.top_logprobs:
+            raise validation_error_for("top_logprobs", "top_logprobs: requires logprobs to be true")
+        return None
 
 
 class CompletionRequest(_SamplingRequest):
     prompt: str | list[str]
     echo: bool | None = False
     suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_candidate(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("only best_of=1 is supported (one candidate per request)")
+        return value
+
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -180,3 +233,7 @@ def parse(model: type[RequestBody], data: dict[str, Any]) -> Any:
         return model.model_validate(data)
     except ValidationError as err:
         raise validation_error(err, data) from None
+
+
+def validation_error_for(param: str, message: str) -> ApiError:
+    return ApiError(message, param=param, code="invalid_value")

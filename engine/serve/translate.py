@@ -13,6 +13,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from engine.prediction import (
     PredictionConfigError,
     PredictionResult,
     ReasoningDelta,
+    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallFinished,
     ToolCallStarted,
@@ -104,11 +106,25 @@ def _chat_of(messages: list[dict[str, Any]]) -> Chat:
         raise validation_error(err, {"messages": normalised}) from None
 
 
+# Content parts a model without vision (or hearing) cannot take: refused, not dropped.
+_MEDIA_PARTS = {"image_url": "image", "input_image": "image", "image": "image",
+                "input_audio": "audio", "file": "file"}
+
+
 def _check_text_parts(n: int, content: Any) -> None:
-    """Text parts must hold text (the chat's own validator would fail on them unnamed)."""
+    """Text parts must hold text (the chat's own validator would fail on them unnamed);
+    image, audio and file parts are refused, since no model here has vision."""
     if not isinstance(content, list):
         return
     for k, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _MEDIA_PARTS:
+            param = f"messages[{n}].content[{k}]"
+            raise ApiError(
+                f"{param}: the model has no vision: {_MEDIA_PARTS[kind]} input is not supported",
+                param=param,
+                code="unsupported_content",
+            )
         if isinstance(part, dict) and not isinstance(part.get("text", ""), str):
             param = f"messages[{n}].content[{k}].text"
             raise ApiError(f"{param}: must be a string", param=param, code="invalid_value")
@@ -307,19 +323,52 @@ class Reply:
         }
 
 
-def chat_completion(reply: Reply, result: PredictionResult) -> dict[str, Any]:
+def _chat_token(token: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": token.decode("utf-8", errors="replace"), "logprob": logprob,
+            "bytes": list(token)}
+
+
+def chat_logprobs(scored: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """Chat's `logprobs`: each token with its alternatives."""
+    content = [
+        {**_chat_token(s.token, s.logprob), "top_logprobs": [_chat_token(t, lp) for t, lp in s.top]}
+        for s in scored
+    ]
+    return {"content": content, "refusal": None}
+
+
+def text_logprobs(scored: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    """Completions' `logprobs`: parallel lists, the alternatives as {token: logprob}."""
+    tokens = [s.text for s in scored]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [s.logprob for s in scored],
+        "top_logprobs": [{t.decode("utf-8", errors="replace"): lp for t, lp in s.top} for s in scored],
+        "text_offset": offsets,
+    }
+
+
+def chat_completion(reply: Reply, result: PredictionResult, logprobs: bool = False) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
     if result.reasoning:
         message["reasoning_content"] = result.reasoning
     if result.tool_calls:
         message["tool_calls"] = [tool_call_json(call) for call in result.tool_calls]
         message["content"] = result.content or None
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(result)}
+    choice = {"index": 0, "message": message,
+              "logprobs": chat_logprobs(result.logprobs) if logprobs else None,
+              "finish_reason": finish_reason(result)}
     return reply.envelope([choice], usage=usage(result))
 
 
-def text_completion(reply: Reply, result: PredictionResult) -> dict[str, Any]:
-    choice = {"index": 0, "text": result.content, "logprobs": None, "finish_reason": finish_reason(result)}
+def text_completion(reply: Reply, result: PredictionResult, logprobs: bool = False) -> dict[str, Any]:
+    choice = {"index": 0, "text": result.content,
+              "logprobs": text_logprobs(result.logprobs) if logprobs else None,
+              "finish_reason": finish_reason(result)}
     return reply.envelope([choice], usage=usage(result))
 
 
@@ -328,9 +377,12 @@ class ChatChunks:
     a tool call's first chunk has its index, id, type and name with empty arguments; later
     chunks carry only the index and argument fragments."""
 
-    def __init__(self, reply: Reply, include_usage: bool) -> None:
+    def __init__(self, reply: Reply, include_usage: bool, logprobs: bool = False) -> None:
         self.reply = reply
         self.include_usage = include_usage
+        self.logprobs = logprobs
+        self._scored: list[TokenLogprob] = []
+        """Tokens scored since the last content chunk; they ride on the next one."""
         self._started: set[int] = set()
         self._streamed_arguments: set[int] = set()
 
@@ -338,8 +390,11 @@ class ChatChunks:
         return self._chunk({"role": "assistant", "content": ""})
 
     def on_event(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, TokenLogprob):
+            self._scored.append(event)
+            return []
         if isinstance(event, ContentDelta) and event.text:
-            return [self._chunk({"content": event.text})]
+            return [self._chunk({"content": event.text}, scored=True)]
         if isinstance(event, ReasoningDelta) and event.text:
             return [self._chunk({"reasoning_content": event.text})]
         if isinstance(event, ToolCallStarted):
@@ -374,14 +429,19 @@ class ChatChunks:
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
 
     def _last(self, result: PredictionResult) -> list[dict[str, Any]]:
-        chunks = [self._chunk({}, finish_reason(result))]
+        chunks = [self._chunk({}, finish_reason(result), scored=True)]
         if self.include_usage:
             # OpenAI's shape: one more chunk, with no choices and the whole request's usage.
             chunks.append(self.reply.envelope([], usage=usage(result)))
         return chunks
 
-    def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+    def _chunk(
+        self, delta: dict[str, Any], reason: str | None = None, scored: bool = False
+    ) -> dict[str, Any]:
+        logprobs = None
+        if scored and self.logprobs and self._scored:
+            logprobs, self._scored = chat_logprobs(self._scored), []
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
         extra = {"usage": None} if self.include_usage else {}
         return self.reply.envelope([choice], **extra)
 
@@ -389,14 +449,21 @@ class ChatChunks:
 class TextChunks:
     """Completion events as `text_completion` payloads."""
 
-    def __init__(self, reply: Reply, include_usage: bool) -> None:
+    def __init__(self, reply: Reply, include_usage: bool, logprobs: bool = False) -> None:
         self.reply = reply
         self.include_usage = include_usage
+        self.logprobs = logprobs
+        self._scored: list[TokenLogprob] = []
+        self._offset = 0
+        """Where the next token starts in the completion's text (`text_offset`)."""
 
     def first(self) -> dict[str, Any] | None:
         return None
 
     def on_event(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, TokenLogprob):
+            self._scored.append(event)
+            return []
         if isinstance(event, ContentDelta) and event.text:
             return [self._chunk(event.text)]
         if isinstance(event, Finished):
@@ -407,6 +474,11 @@ class TextChunks:
         return []
 
     def _chunk(self, text: str, reason: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+        logprobs = None
+        if self.logprobs and self._scored:
+            logprobs = text_logprobs(self._scored, self._offset)
+            self._offset += sum(len(s.text) for s in self._scored)
+            self._scored = []
+        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason}
         extra = {"usage": None} if self.include_usage else {}
         return self.reply.envelope([choice], **extra)
