@@ -64,7 +64,7 @@ DEEP = "[" * 1000 + "]" * 1000
         ("null", "not a session file (not a JSON object)"),
         ("[]", "not a session file (not a JSON object)"),
         ('{"schema_version": true, "text": ""}', "unknown schema version True"),
-        ('{"schema_version": 2, "text": ""}', "written by a newer llamaterm (schema version 2)"),
+        ('{"schema_version": 3, "text": ""}', "written by a newer llamaterm (schema version 3)"),
     ],
 )
 def test_every_file_that_is_no_session_is_reported_and_set_aside(
