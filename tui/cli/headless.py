@@ -103,19 +103,31 @@ def format_stats(stats: PredictionStats) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def run_complete(
-    args: argparse.Namespace, settings: Any, interrupts: Interrupts | None = None
-) -> int:
-    interrupts = interrupts if interrupts is not None else Interrupts.install()
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+def _config_and_model(
+    args: argparse.Namespace, settings: Any, interrupts: Interrupts, overrides: dict[str, Any]
+) -> tuple[engine.PredictionConfig, engine.LLM] | int:
+    """The prediction settings and the model of a command, or the exit status that says why
+    not (2: the settings are bad, 1: the model did not load; the reason is printed)."""
     try:
-        config = engine.PredictionConfig.parse(prediction_config(args))
+        config = engine.PredictionConfig.parse(overrides)
     except engine.PredictionConfigError as err:
         print(f"llamaterm: {err}", file=sys.stderr)
         return 2
     model = open_model(args, settings, interrupts)
     if model is None:
         return 1
+    return config, model
+
+
+def run_complete(
+    args: argparse.Namespace, settings: Any, interrupts: Interrupts | None = None
+) -> int:
+    interrupts = interrupts if interrupts is not None else Interrupts.install()
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    prepared = _config_and_model(args, settings, interrupts, prediction_config(args))
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     with loaded(model, interrupts):
         if interrupts.requested:
             return INTERRUPTED
@@ -158,21 +170,17 @@ def run_chat(
     are printed); at a terminal the chat goes on, from a pipe the command exits 130.
     Ctrl+C at the prompt exits 130."""
     interrupts = interrupts if interrupts is not None else Interrupts.install()
-    try:
-        overrides = prediction_config(args)
-        if args.no_thinking:
-            overrides["enable_thinking"] = False
-        config = engine.PredictionConfig.parse(overrides)
-    except engine.PredictionConfigError as err:
-        print(f"llamaterm: {err}", file=sys.stderr)
-        return 2
+    overrides = prediction_config(args)
+    if args.no_thinking:
+        overrides["enable_thinking"] = False
     system = args.system if args.system is not None else settings.chat.system_prompt
     chat = engine.Chat(system or None)
     if args.json:
         message = args.message if args.message is not None else sys.stdin.read()
-    model = open_model(args, settings, interrupts)
-    if model is None:
-        return 1
+    prepared = _config_and_model(args, settings, interrupts, overrides)
+    if isinstance(prepared, int):
+        return prepared
+    config, model = prepared
     with loaded(model, interrupts):
         if interrupts.requested:
             return INTERRUPTED
