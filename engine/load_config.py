@@ -41,6 +41,10 @@ class LoadConfig(BaseModel):
     """Default sampling seed for this model; -1 picks a random one per prediction."""
     swa_full: bool = Field(default=True, alias="swaFull")
     """Keep the full sliding-window KV cache, so that later turns can reuse it (Gemma 3)."""
+    template_seconds: float = Field(default=5.0, gt=0, le=600, alias="templateSeconds")
+    """Seconds one render of the chat template may take. A template from a downloaded model
+    is untrusted code: past this (or past its step and output limits) the prediction fails
+    with a TemplateError naming the limit, and the model stays usable."""
     chat_template_file: CheckedPath | None = Field(default=None, alias="chatTemplateFile")
     """A Jinja chat template to use instead of the one in the GGUF."""
 

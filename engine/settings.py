@@ -116,6 +116,8 @@ class LoadOverride(_Section):
     """Default sampling seed for this model; -1 picks a random one per prediction."""
     swa_full: bool | None = Field(default=None, alias="swaFull")
     """Keep the full sliding-window KV cache."""
+    template_seconds: float | None = Field(default=None, gt=0, le=600, alias="templateSeconds")
+    """Seconds one render of the chat template may take."""
 
 
 class ModelOverride(_Section):

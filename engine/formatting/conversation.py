@@ -167,7 +167,7 @@ def chat_prompt(
             )
 
     def prepare(tokenize: Tokenizer, n_ctx: int) -> PreparedPrompt:
-        limits = RenderLimits.for_context(n_ctx)
+        limits = RenderLimits.for_context(n_ctx, max_seconds=model.config.template_seconds)
 
         def tokens_of(candidate: Messages) -> tuple[str, list[int], bool]:
             text = render_messages(candidate, limits)

@@ -329,3 +329,31 @@ async def test_cancel_stops_a_render_that_runs_long(make_tiny_model: Callable[..
         assert time.perf_counter() - cancelled_at < 1.0
     finally:
         model.unload()
+
+
+async def test_the_template_time_limit_is_a_load_setting(
+    make_tiny_model: Callable[..., Path],
+) -> None:
+    import time
+
+    from engine.formatting.limits import TemplateLimitError
+    from engine.prediction import Failed
+
+    looping = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    path = make_tiny_model(chat_template=looping + "{{ messages[0]['content'] }}")
+    model = await LoadedModel.load_async(
+        path, LoadConfig.model_validate({"contextLength": 512, "templateSeconds": 0.5})
+    )
+    try:
+        chat = Chat()
+        chat.add_user_message("hi")
+        started = time.perf_counter()
+        events = [e async for e in model.respond_events(chat, {"maxTokens": 2})]
+        elapsed = time.perf_counter() - started
+        assert isinstance(events[-1], Failed)
+        assert isinstance(events[-1].error, TemplateLimitError)
+        assert "0.5" in str(events[-1].error), str(events[-1].error)
+        # Well inside the default 5 s: the setting, not the default, stopped it.
+        assert elapsed < 3.0
+    finally:
+        model.unload()
