@@ -8,19 +8,20 @@ import json
 import random
 import re
 import string
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 from engine.chat import ToolCall
 from engine.prediction import (
     ContentDelta,
     Event,
+    ReasoningDelta,
     ToolCallArgumentsDelta,
     ToolCallFinished,
     ToolCallParseError,
     ToolCallStarted,
-    merge_deltas,
 )
 from engine.formatting.reasoning import ReasoningParser
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
@@ -36,6 +37,41 @@ _VISIBLE = re.compile(r"\S")  # \s is str.isspace(), as strip() has it
 def new_call_id() -> str:
     """A call id: 9 random letters and digits, the shape Mistral's templates demand."""
     return "".join(random.choices(_ID_ALPHABET, k=9))
+
+
+_DELTAS = (ContentDelta, ReasoningDelta, ToolCallArgumentsDelta)
+
+
+def _run_of(event: Event) -> Hashable:
+    """What a delta joins with (None: not a delta, joins nothing)."""
+    if isinstance(event, ContentDelta):
+        return ContentDelta
+    if isinstance(event, ReasoningDelta):
+        return ReasoningDelta
+    if isinstance(event, ToolCallArgumentsDelta):
+        return (ToolCallArgumentsDelta, event.index)
+    return None
+
+
+def _merged(events: list[Event]) -> list[Event]:
+    """`merge_deltas(events)`, each run of deltas joined in one go: merge_deltas adds a
+    piece at a time, copying the run so far each time, which is quadratic when one feed
+    gives many pieces (a long text of openers that are no calls)."""
+    merged: list[Event] = []
+    for run, group in groupby(events, _run_of):
+        same = list(group)
+        if run is None or len(same) == 1:
+            merged.extend(same)
+            continue
+        text = "".join(e.text for e in same if isinstance(e, _DELTAS))  # all of them
+        first = same[0]
+        if isinstance(first, ToolCallArgumentsDelta):
+            merged.append(ToolCallArgumentsDelta(first.index, text))
+        elif isinstance(first, ContentDelta):
+            merged.append(ContentDelta(text))
+        else:
+            merged.append(ReasoningDelta(text))
+    return merged
 
 
 @dataclass(slots=True)
@@ -122,7 +158,7 @@ class ToolCallParser:
             self._pump(out, at_end)
         except Exception as err:  # noqa: BLE001 - a parser bug must not end the prediction
             self._give_up(err, out)
-        return merge_deltas(out)
+        return _merged(out)
 
     def _give_up(self, err: Exception, out: list[Event]) -> None:
         """Pass everything through from now on, keeping what is pending as content."""
@@ -203,7 +239,15 @@ class ToolCallParser:
     ) -> tuple[tuple[int, str] | None, int]:
         """The earliest opener from `start` on, or None and where a partial one may start."""
         openers = self._record.openers
-        found = earliest(text, openers, max(start, self._searched))
+        since = max(start, self._searched)
+        found = earliest(text, openers, since)
+        # Remember how far the search got, whatever opens the block: the next search
+        # goes on from there instead of reading the same text again.
+        if found is None:
+            longest = max(len(op) for op in openers)
+            self._searched = max(since, len(text) - longest + 1)
+        else:
+            self._searched = found[0]
         limit = found[0] if found else len(text)
         anchored = self._record.anchored if self._anchored else ()
         first = self._first_visible(text, start) if anchored else len(text)
@@ -219,9 +263,6 @@ class ToolCallParser:
             left = len(text) - first
             if any(left < len(op) and op.startswith(text[first:]) for op in anchored):
                 hold = first if hold is None else min(hold, first)
-        if found is None:
-            longest = max(len(op) for op in openers)
-            self._searched = max(start, len(text) - longest + 1)
         if hold is not None and hold < limit:
             return None, hold
         return found, len(text)
@@ -359,7 +400,9 @@ class ToolCallParser:
     def _resume_text(self, start: int) -> None:
         """The block is over: ordinary text again from `start`."""
         self._reader = None
-        self._start = self._searched = self._blank_to = start
+        self._start = self._blank_to = start
+        # Blocks only move forward, so what the opener search ruled out still holds.
+        self._searched = max(start, self._searched)
 
     def _take_raw(self, end: int) -> str:
         """The block text from what is accounted for up to `end`, with the whitespace
