@@ -10,6 +10,8 @@ from engine.errors import PredictionConfigError
 
 import math
 import time
+from itertools import groupby
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -370,24 +372,36 @@ Event: TypeAlias = (
 )
 
 
+def _run_of(event: Event) -> Hashable:
+    """What a delta joins with (None: not a delta, joins nothing)."""
+    if isinstance(event, ContentDelta):
+        return ContentDelta
+    if isinstance(event, ReasoningDelta):
+        return ReasoningDelta
+    if isinstance(event, ToolCallArgumentsDelta):
+        return (ToolCallArgumentsDelta, event.index)
+    return None
+
+
 def merge_deltas(events: list[Event]) -> list[Event]:
     """Join neighbouring deltas: content with content, reasoning with reasoning, argument
     pieces of one tool call; a parser's output for one piece of input, one event per kind.
 
-    The joined delta counts as one token again (`tokens_count` 1), as a fresh piece does."""
+    Each run is joined in one go (adding a piece at a time would copy the run so far each
+    time: quadratic when one feed gives many pieces). A lone delta is kept as it is; a
+    joined one counts as one token again (`tokens_count` 1), as a fresh piece does."""
     merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, ContentDelta) and isinstance(last, ContentDelta):
-            merged[-1] = ContentDelta(last.text + event.text)
-        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta):
-            merged[-1] = ReasoningDelta(last.text + event.text)
-        elif (
-            isinstance(event, ToolCallArgumentsDelta)
-            and isinstance(last, ToolCallArgumentsDelta)
-            and last.index == event.index
-        ):
-            merged[-1] = ToolCallArgumentsDelta(event.index, last.text + event.text)
+    for run, group in groupby(events, _run_of):
+        same = list(group)
+        if run is None or len(same) == 1:
+            merged.extend(same)
+            continue
+        first = same[0]
+        text = "".join(e.text for e in same)  # type: ignore[union-attr]  # all deltas
+        if isinstance(first, ToolCallArgumentsDelta):
+            merged.append(ToolCallArgumentsDelta(first.index, text))
+        elif isinstance(first, ContentDelta):
+            merged.append(ContentDelta(text))
         else:
-            merged.append(event)
+            merged.append(ReasoningDelta(text))
     return merged

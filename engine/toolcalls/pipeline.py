@@ -8,20 +8,19 @@ import json
 import random
 import re
 import string
-from collections.abc import Collection, Hashable
+from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any
 
 from engine.chat import ToolCall
 from engine.prediction import (
     ContentDelta,
     Event,
-    ReasoningDelta,
     ToolCallArgumentsDelta,
     ToolCallFinished,
     ToolCallParseError,
     ToolCallStarted,
+    merge_deltas,
 )
 from engine.formatting.reasoning import ReasoningParser
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
@@ -37,41 +36,6 @@ _VISIBLE = re.compile(r"\S")  # \s is str.isspace(), as strip() has it
 def new_call_id() -> str:
     """A call id: 9 random letters and digits, the shape Mistral's templates demand."""
     return "".join(random.choices(_ID_ALPHABET, k=9))
-
-
-_DELTAS = (ContentDelta, ReasoningDelta, ToolCallArgumentsDelta)
-
-
-def _run_of(event: Event) -> Hashable:
-    """What a delta joins with (None: not a delta, joins nothing)."""
-    if isinstance(event, ContentDelta):
-        return ContentDelta
-    if isinstance(event, ReasoningDelta):
-        return ReasoningDelta
-    if isinstance(event, ToolCallArgumentsDelta):
-        return (ToolCallArgumentsDelta, event.index)
-    return None
-
-
-def _merged(events: list[Event]) -> list[Event]:
-    """`merge_deltas(events)`, each run of deltas joined in one go: merge_deltas adds a
-    piece at a time, copying the run so far each time, which is quadratic when one feed
-    gives many pieces (a long text of openers that are no calls)."""
-    merged: list[Event] = []
-    for run, group in groupby(events, _run_of):
-        same = list(group)
-        if run is None or len(same) == 1:
-            merged.extend(same)
-            continue
-        text = "".join(e.text for e in same if isinstance(e, _DELTAS))  # all of them
-        first = same[0]
-        if isinstance(first, ToolCallArgumentsDelta):
-            merged.append(ToolCallArgumentsDelta(first.index, text))
-        elif isinstance(first, ContentDelta):
-            merged.append(ContentDelta(text))
-        else:
-            merged.append(ReasoningDelta(text))
-    return merged
 
 
 @dataclass(slots=True)
@@ -158,7 +122,7 @@ class ToolCallParser:
             self._pump(out, at_end)
         except Exception as err:  # noqa: BLE001 - a parser bug must not end the prediction
             self._give_up(err, out)
-        return _merged(out)
+        return merge_deltas(out)
 
     def _give_up(self, err: Exception, out: list[Event]) -> None:
         """Pass everything through from now on, keeping what is pending as content."""
