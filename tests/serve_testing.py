@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
+from gguf_factory import write_tiny_gguf
+
+from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.serve.run import ServerHandle
+
+TEMPLATES = Path(__file__).resolve().parent / "data" / "chat-templates"
 
 
 class ServerThread:
@@ -42,3 +51,22 @@ class ServerThread:
         assert self._loop is not None and self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+
+@contextlib.contextmanager
+def tiny_models(tiny_model_path: Path, folder: Path) -> Iterator[dict[str, LoadedModel]]:
+    """The two tiny models the server tests serve: the plain one (its own template) and one
+    with Qwen3's real template (Hermes tool calls, <think> reasoning); unloaded after."""
+    qwen3_path = write_tiny_gguf(
+        folder / "tiny-qwen3.gguf",
+        chat_template=(TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(),
+    )
+    # One thread: the tiny model gains nothing from more, and busy shared CI cores punish them.
+    config = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
+    loaded = {"tiny": LoadedModel.load(tiny_model_path, config),
+              "tiny-qwen3": LoadedModel.load(qwen3_path, config)}
+    try:
+        yield loaded
+    finally:
+        for model in loaded.values():
+            model.unload()

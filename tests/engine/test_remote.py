@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from gguf_factory import write_tiny_gguf
+from serve_testing import tiny_models
 from openai_tools import WEATHER
 
 from engine.chat import Chat
@@ -40,16 +40,8 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
 @pytest.fixture(scope="module")
 def models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LoadedModel]]:
-    qwen3_path = write_tiny_gguf(
-        tmp_path_factory.mktemp("qwen3") / "tiny-qwen3.gguf",
-        chat_template=(TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(),
-    )
-    config = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
-    loaded = {"tiny": LoadedModel.load(tiny_model_path, config),
-              "tiny-qwen3": LoadedModel.load(qwen3_path, config)}
-    yield loaded
-    for model in loaded.values():
-        model.unload()
+    with tiny_models(tiny_model_path, tmp_path_factory.mktemp("qwen3")) as loaded:
+        yield loaded
 
 
 @pytest.fixture

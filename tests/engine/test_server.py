@@ -19,14 +19,12 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from gguf_factory import write_tiny_gguf
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
 from openai_tools import WEATHER
 from pydantic import BaseModel, Field
-from serve_testing import ServerThread
+from serve_testing import ServerThread, tiny_models
 
-from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 from engine.llama import LoadedModel
@@ -50,17 +48,8 @@ SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 
 @pytest.fixture(scope="module")
 def models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LoadedModel]]:
-    qwen3_path = write_tiny_gguf(
-        tmp_path_factory.mktemp("qwen3") / "tiny-qwen3.gguf",
-        chat_template=(TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(),
-    )
-    # One thread: the tiny model gains nothing from more, and busy shared CI cores punish them.
-    config = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
-    loaded = {"tiny": LoadedModel.load(tiny_model_path, config),
-              "tiny-qwen3": LoadedModel.load(qwen3_path, config)}
-    yield loaded
-    for model in loaded.values():
-        model.unload()
+    with tiny_models(tiny_model_path, tmp_path_factory.mktemp("qwen3")) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gguf_factory import write_tiny_gguf
 from openai_tools import WEATHER
-from serve_testing import ServerThread
-from test_server import TEMPLATES, Records
+from serve_testing import ServerThread, tiny_models
+from test_server import Records
 from xinference_client import RESTfulClient
 from xinference_client.client.restful.restful_client import (
     RESTfulChatModelHandle,
@@ -34,16 +33,8 @@ MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
 
 @pytest.fixture(scope="module")
 def models(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LoadedModel]]:
-    qwen3_path = write_tiny_gguf(
-        tmp_path_factory.mktemp("qwen3") / "tiny-qwen3.gguf",
-        chat_template=(TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text(),
-    )
-    config = LoadConfig.model_validate({"context_length": 2048, "threads": 1})
-    loaded = {"tiny": LoadedModel.load(tiny_model_path, config),
-              "tiny-qwen3": LoadedModel.load(qwen3_path, config)}
-    yield loaded
-    for model in loaded.values():
-        model.unload()
+    with tiny_models(tiny_model_path, tmp_path_factory.mktemp("qwen3")) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")
