@@ -10,6 +10,9 @@ Over 600 lines on purpose: it is one screen's handlers for the life of a reply
 (rounds, tool calls, approvals, the end), which share the reply in progress and
 its widgets; split across mixins, who changes a widget would be harder to see.
 What is not a handler lives beside it (reply_stream, chat_settings, the widgets).
+Sending (queued while a reply stops or a model loads, refused past the context) added
+to it; the next split takes sending and queueing out into a module of its own, leaving
+this one the reply's life.
 """
 
 from __future__ import annotations
