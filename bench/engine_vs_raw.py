@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import llama_cpp  # noqa: E402
 import llama_cpp._internals as llama_internals  # noqa: E402
 
-from engine.models.starter import ensure_starter_model
-from engine.load_config import LoadConfig  # noqa: E402
-from engine.prediction import ContentDelta, FirstToken  # noqa: E402
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig  # noqa: E402
+from engine.models.starter import ensure_starter_model
+from engine.prediction import ContentDelta, FirstToken  # noqa: E402
 
 SAMPLING = dict(top_k=40, top_p=0.95, min_p=0.05, temperature=0.8, repeat_penalty=1.1)
 SEED = 1234

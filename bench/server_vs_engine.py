@@ -46,12 +46,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.models.starter import ensure_starter_model
 from engine.formatting.conversation import respond_events
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig  # noqa: E402
 from engine.logbus import LOG_BUS  # noqa: E402
+from engine.models.starter import ensure_starter_model
 from engine.prediction import ContentDelta, LogRecord, ReasoningDelta  # noqa: E402
-from engine.llama import LoadedModel
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle
 

@@ -127,9 +127,9 @@ async def main(args: argparse.Namespace) -> int:
     from textual import events
     from textual.message import Message
 
-    from engine.models.starter import ensure_starter_model
     from engine.load_config import LoadConfig
     from engine.logbus import LOG_BUS
+    from engine.models.starter import ensure_starter_model
     from engine.prediction import LogRecord, PredictionConfig
     from tui.app import LlamatermApp
     from tui.config import AppSettings

@@ -6,9 +6,13 @@ No import of textual or tui here, ever: the engine is usable on its own, and
 
 from __future__ import annotations
 
+from engine.errors import ModelLoadError, ModelNotFoundError
+from engine.formatting.conversation import respond_events, respond_sync
+from engine.llama import EventStream, LoadedModel
+
 from .agent import ActFinished, FunctionTool, RoundFinished, RoundStarted, ToolRunFinished
 from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
-from engine.errors import ModelNotFoundError
+from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
 from .errors import (
     ChatFormatError,
     ConfigError,
@@ -18,10 +22,6 @@ from .errors import (
     TemplateError,
     ToolError,
 )
-from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
-from engine.formatting.conversation import respond_events, respond_sync
-from .toolcalls import ParsedOutput, detect_tool_format, parse_output
-from .tools import ToolDefinition, ToolResult, load_tools
 from .load_config import LoadConfig
 from .prediction import (
     ContentDelta,
@@ -45,8 +45,8 @@ from .prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.errors import ModelLoadError
-from engine.llama import EventStream, LoadedModel
+from .toolcalls import ParsedOutput, detect_tool_format, parse_output
+from .tools import ToolDefinition, ToolResult, load_tools
 
 __all__ = [
     "ChatFormatError",

@@ -21,8 +21,8 @@ from pydantic import ValidationError, create_model
 
 from .chat import AssistantResponse, Chat, ToolCall, ToolResultMessage
 from .contract import ChatModel, ToolChoice
-from .prediction import Event, Failed, Finished, PredictionConfig, PredictionResult
 from .llama import ENGINE_DEFAULTS
+from .prediction import Event, Failed, Finished, PredictionConfig, PredictionResult
 from .tools import ToolDefinition, ToolResult, run_tool
 from .tools.definitions import openai_function_schema
 

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from engine.errors import PredictionNotFinished
-
 import asyncio
 import inspect
 import threading
@@ -17,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from .chat import AssistantResponse, Chat
-from .agent import ActFinished, act_events
+from engine.errors import PredictionNotFinished
 from engine.formatting.conversation import as_chat, respond_sync
+from engine.llama import LoadedModel, SyncEventStream
+
+from .agent import ActFinished, act_events
+from .chat import AssistantResponse, Chat
 from .load_config import LoadConfig
 from .models.loader import load_model, resolve_load
 from .prediction import (
@@ -31,7 +32,6 @@ from .prediction import (
     PromptProgress,
     ReasoningDelta,
 )
-from engine.llama import LoadedModel, SyncEventStream
 
 ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]

@@ -12,8 +12,6 @@ list that Jinja chat templates expect.
 
 from __future__ import annotations
 
-from engine.errors import ChatFormatError
-
 import json
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -28,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from engine.errors import ChatFormatError
 
 SCHEMA_VERSION = 1
 

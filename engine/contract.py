@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .chat import Chat
-    from .prediction import ModelInfo, PredictionConfig
     from .llama.channels import EventStream
+    from .prediction import ModelInfo, PredictionConfig
 
 ToolChoice = Any
 """OpenAI's tool_choice: "auto", "none", "required", or {"type": "function", "function":

@@ -27,12 +27,22 @@ class LogBus:
     def __init__(self, keep: int = 5000) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
-        self.recent: deque[LogRecord] = deque(maxlen=keep)
+        self._recent: deque[LogRecord] = deque(maxlen=keep)
         self._captures = threading.local()
+
+    @property
+    def recent(self) -> list[LogRecord]:
+        """A snapshot of the latest records, oldest first.
+
+        A copy taken under the lock: records arrive from llama.cpp's and the model's
+        threads, and iterating the live deque while one is appended raises.
+        """
+        with self._lock:
+            return list(self._recent)
 
     def publish(self, record: LogRecord) -> None:
         with self._lock:
-            self.recent.append(record)
+            self._recent.append(record)
             subscribers = list(self._subscribers)
         for capture in getattr(self._captures, "stack", ()):
             capture.append(record)

@@ -6,16 +6,16 @@ defined here; none re-implements generation.
 
 from __future__ import annotations
 
-from engine.errors import PredictionConfigError
-
 import math
 import time
-from itertools import groupby
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field, is_dataclass
+from itertools import groupby
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.errors import PredictionConfigError
 
 StopReason: TypeAlias = Literal[
     "eosFound",

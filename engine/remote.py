@@ -11,8 +11,6 @@ takes as a cancellation.
 
 from __future__ import annotations
 
-from engine.errors import RemoteError
-
 import asyncio
 import json
 import secrets
@@ -24,8 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from engine.errors import RemoteError
+
 from .chat import Chat, ToolCall
 from .formatting.conversation import as_chat
+from .llama.channels import EventStream
 from .logbus import LOG_BUS
 from .prediction import (
     ContentDelta,
@@ -46,7 +47,6 @@ from .prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from .llama.channels import EventStream
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for the next byte: a busy server may queue a request for a while."""

@@ -12,8 +12,6 @@ config (remembered choices go to state.json, see tui.store.app_state).
 
 from __future__ import annotations
 
-from engine.errors import ConfigError
-
 import difflib
 import json
 import re
@@ -33,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from engine import paths
+from engine.errors import ConfigError
 from engine.load_config import KvCacheType, LoadConfig
 from engine.prediction import PredictionConfig
 from engine.serve.settings import ServerSettings  # the [server] table; re-exported

@@ -32,7 +32,6 @@ from engine.models.loader import load_model_async, resolve_load
 from engine.models.starter import STARTER_KEY
 from engine.paths import config_path
 from themes import DEFAULT_ROLE_COLORS, builtin_themes_dir, load_themes
-
 from tui.app_messages import (
     CancelModelLoadRequested,
     LoadModelRequested,

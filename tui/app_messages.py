@@ -11,8 +11,8 @@ from pathlib import Path
 
 from textual.message import Message
 
-from engine.prediction import PredictionResult
 from engine.contract import ChatModel
+from engine.prediction import PredictionResult
 
 
 @dataclass

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.contract import ChatModel
 from engine.logbus import LogBus
 from engine.paths import models_dir
-from engine.contract import ChatModel
-
 from tui.config import AppSettings
 from tui.model_state import ModelState
 from tui.store.app_state import AppState

@@ -26,7 +26,6 @@ from textual.markup import escape
 from textual.screen import Screen
 
 from engine.models.catalog import LocalModel, find_models
-
 from tui.app_messages import LoadModelRequested
 from tui.screens.base import LlamatermScreen
 

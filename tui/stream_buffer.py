@@ -15,6 +15,7 @@ import threading
 
 from textual.message_pump import MessagePump
 
+from engine.llama import EventStream
 from engine.prediction import (
     ContentDelta,
     Failed,
@@ -22,8 +23,6 @@ from engine.prediction import (
     FirstToken,
     PromptProgress,
 )
-from engine.llama import EventStream
-
 from tui.app_messages import (
     PredictionFailed,
     PredictionFinished,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar, Unpack
 
+from engine.toolcalls.grammar import UnsupportedToolFormat, tool_call_grammar
+
 from ..chat import Chat
 from ..contract import ToolChoice
 from ..llama import (
@@ -22,7 +24,6 @@ from ..llama import (
     Tokenizer,
 )
 from ..prediction import ContextOverflowPolicy, PredictionConfig
-from engine.toolcalls.grammar import UnsupportedToolFormat, tool_call_grammar
 from ..toolcalls import OutputPipeline, ToolCallParser, detect_tool_format, to_default_format
 from .limits import RenderLimits
 from .reasoning import ReasoningParser, markers_for_template, prompt_opens_reasoning

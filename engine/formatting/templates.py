@@ -7,8 +7,6 @@ shown, and the KV-cache prefix logic sees exactly what the model sees.
 
 from __future__ import annotations
 
-from engine.errors import TemplateError
-
 import copy
 import json
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ import jinja2.nodes
 import jinja2.parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
+from engine.errors import TemplateError
 from engine.formatting.limits import (
     STEP_FUNCTION,
     LimitedCodeGenerator,

@@ -9,8 +9,8 @@ UTF-8 safely, holds back stop strings and builds the result with its stats.
 
 from __future__ import annotations
 
-import threading
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from engine.load_config import KvCacheType, LoadConfig
 from engine.models.catalog import CatalogEntry
 from engine.models.model_facts import ModelShape
-from engine.load_config import KvCacheType, LoadConfig
 
 MIB = 1024 * 1024
 

@@ -14,8 +14,6 @@ and written back as it was.
 
 from __future__ import annotations
 
-from engine.errors import ModelSettingsError
-
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from engine.errors import ModelSettingsError
 from engine.load_config import CheckedPath, LoadConfig
 from engine.settings import LoadOverride, Settings
 from engine.store import StoreError, atomic_write_json, quarantine, read_json_or_quarantine

@@ -24,9 +24,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.llama import EventStream
 from engine.logbus import LOG_BUS
 from engine.prediction import PredictionResult
-from engine.llama import EventStream
 
 from . import openai_v1, responses, xinference
 from .errors import (

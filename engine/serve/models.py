@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.prediction import PredictionConfig
 from engine.llama import ENGINE_DEFAULTS, LoadedModel
+from engine.prediction import PredictionConfig
 
 
 @dataclass(slots=True)

@@ -25,10 +25,10 @@ from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 
 from .app import create_app
+from .connections import protocol_with
 from .lmstudio import CatalogLoader, ModelLoader
 from .lmstudio.sdk_port import bind_sdk_port, sdk_port_url
 from .models import ModelProvider, ModelRegistry, ServedModel
-from .connections import protocol_with
 from .security import is_loopback
 from .settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 
@@ -223,8 +223,7 @@ def run_server(
     """Load a model and serve it until Ctrl+C or SIGTERM; requests are printed to `out`."""
     out = out if out is not None else sys.stderr
     from engine.api import llm
-    from engine.errors import ModelNotFoundError
-    from engine.errors import ModelLoadError
+    from engine.errors import ModelLoadError, ModelNotFoundError
 
     try:
         handle = llm(model, settings=settings)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from engine.prediction import Event, Failed, Finished, Log, PredictionResult
 from engine.llama import EventStream
+from engine.prediction import Event, Failed, Finished, Log, PredictionResult
 
 from .errors import CLIENT_CLOSED, engine_error
 from .requestlog import RequestLog

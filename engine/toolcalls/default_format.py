@@ -11,7 +11,6 @@ from typing import Any
 
 from engine.toolcalls.tool_specs import openai_tool
 
-
 # LM Studio's own wording (its docs show it in `lms log stream`); `$tools` is the tool
 # list as JSON. A string.Template placeholder, because the text is full of braces.
 DEFAULT_TOOL_SYSTEM_PROMPT = """\

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.chat import ToolCall
-from engine.prediction import ContentDelta, ReasoningDelta, ToolCallFinished, ToolCallParseError
 from engine.formatting.reasoning import ReasoningMarkers, ReasoningParser, markers_for_template
+from engine.prediction import ContentDelta, ReasoningDelta, ToolCallFinished, ToolCallParseError
 from engine.toolcalls.detect import detect_call_format
 from engine.toolcalls.formats import FORMATS
 from engine.toolcalls.pipeline import OutputPipeline, ToolCallParser

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.chat import ToolCall
+from engine.formatting.reasoning import ReasoningParser
 from engine.prediction import (
     ContentDelta,
     Event,
@@ -22,12 +23,10 @@ from engine.prediction import (
     ToolCallStarted,
     merge_deltas,
 )
-from engine.formatting.reasoning import ReasoningParser
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
 from engine.toolcalls.scanner import earliest, partial_start
 from engine.toolcalls.steps import Args, Begin, Close, End, Fail, Reader, Step, Tail
 from engine.toolcalls.tool_specs import Context, function_specs
-
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _VISIBLE = re.compile(r"\S")  # \s is str.isspace(), as strip() has it

@@ -13,7 +13,6 @@ from engine.toolcalls.steps import Args, CallListReader, End, Fail, OneCallReade
 from engine.toolcalls.tool_specs import Context
 from engine.toolcalls.values import GEMMA_QUOTE, GemmaValue, python_kwargs
 
-
 PY_QUOTES = ("'", '"')
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w{0,63}")
 

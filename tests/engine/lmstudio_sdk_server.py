@@ -20,11 +20,11 @@ import uvicorn
 from gguf_factory import write_tiny_gguf
 from starlette.applications import Starlette
 
-from engine.models.catalog import CatalogSource
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
+from engine.models.catalog import CatalogSource
 from engine.prediction import LogRecord, PredictionConfig
-from engine.llama import LoadedModel
 from engine.serve.app import create_app
 from engine.serve.lmstudio import CatalogLoader
 from engine.serve.models import ModelRegistry, ServedModel

@@ -23,9 +23,9 @@ from engine.agent import (
 )
 from engine.chat import Chat
 from engine.formatting.conversation import respond_sync
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.prediction import Log, PredictionResult, ToolCallFinished, ToolCallStarted
-from engine.llama import LoadedModel
 from engine.toolcalls.grammar import tool_call_grammar
 from engine.tools import ToolDefinition
 

@@ -16,8 +16,9 @@ from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
 from gguf_factory import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, write_tiny_gguf
 from hub_server import write_mmproj_gguf, write_split_gguf
 
-from engine.models import catalog, gguf_header, model_facts
 from engine.errors import ModelSettingsError
+from engine.load_config import LoadConfig
+from engine.models import catalog, gguf_header, model_facts
 from engine.models.catalog import (
     CatalogSource,
     clear_info_cache,
@@ -28,7 +29,6 @@ from engine.models.catalog import (
     scan_catalog,
 )
 from engine.models.loader import resolve_model
-from engine.load_config import LoadConfig
 from engine.models.memory import (
     MIB,
     GpuMemory,

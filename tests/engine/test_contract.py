@@ -11,10 +11,10 @@ import pytest
 
 from engine.contract import ChatModel
 from engine.errors import ModelLoadError
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta
 from engine.remote import RemoteModel
-from engine.llama import LoadedModel
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 
 from engine.chat import Chat
 from engine.formatting.conversation import fit_messages, respond_sync
+from engine.llama import LoadedModel, SyncEventStream
 from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta, Log, PredictionResult, ReasoningDelta
-from engine.llama import LoadedModel, SyncEventStream
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 

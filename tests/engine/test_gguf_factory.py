@@ -9,7 +9,6 @@ import jinja2
 import llama_cpp
 import pytest
 from gguf import GGUFReader
-
 from gguf_factory import (
     BOS_ID,
     DEFAULT_CHAT_TEMPLATE,

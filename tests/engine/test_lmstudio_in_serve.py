@@ -23,8 +23,8 @@ from gguf_factory import write_tiny_gguf
 from httpx_ws import WebSocketUpgradeError, connect_ws
 from serve_testing import ServerThread
 
-from engine.load_config import LoadConfig
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.serve.lmstudio import CatalogLoader
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle

@@ -36,8 +36,8 @@ from lmstudio_sdk_server import (  # noqa: F401 - fixtures, used by name
     served,
 )
 
-from engine.load_config import LoadConfig
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.toolcalls.grammar import tool_call_grammar
 

@@ -8,9 +8,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.prediction import ContentDelta, Event, ReasoningDelta
-from engine.formatting.reasoning import COMMAND_R7B, GEMMA4, GRANITE, HARMONY, KNOWN_MARKERS, MISTRAL_THINK, ReasoningMarkers, ReasoningParser, SEED_THINK, THINK, markers_for_template, prompt_opens_reasoning, split_reasoning
+from engine.formatting.reasoning import (
+    COMMAND_R7B,
+    GEMMA4,
+    GRANITE,
+    HARMONY,
+    KNOWN_MARKERS,
+    MISTRAL_THINK,
+    SEED_THINK,
+    THINK,
+    ReasoningMarkers,
+    ReasoningParser,
+    markers_for_template,
+    prompt_opens_reasoning,
+    split_reasoning,
+)
 from engine.llama import OutputParser
+from engine.prediction import ContentDelta, Event, ReasoningDelta
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 
@@ -373,8 +387,8 @@ def test_never_raises_and_loses_nothing_when_disabled(
 
 
 def test_reasoning_parser_in_a_real_prediction(tiny_model_path: Path) -> None:
-    from engine.load_config import LoadConfig
     from engine.llama import LoadedModel
+    from engine.load_config import LoadConfig
 
     # A grammar makes the random-weight model write a think block, then an answer.
     grammar = 'root ::= "<think>" [a-z ]{2,12} "</think>" "\\n\\n" [a-z]{1,6}'

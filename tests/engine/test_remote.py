@@ -9,12 +9,13 @@ from typing import Any
 
 import jsonschema
 import pytest
-from serve_testing import tiny_models
 from openai_tools import WEATHER
+from serve_testing import tiny_models
 
 from engine.chat import Chat
 from engine.contract import ChatModel
 from engine.formatting.conversation import respond_events
+from engine.llama import EventStream, LoadedModel
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import (
@@ -31,7 +32,6 @@ from engine.prediction import (
     ToolCallStarted,
 )
 from engine.remote import RemoteError, RemoteModel, RemoteSource, api_base, list_remote_models
-from engine.llama import EventStream, LoadedModel
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle
 

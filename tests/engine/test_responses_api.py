@@ -22,11 +22,11 @@ from pydantic import BaseModel, Field
 from serve_testing import ServerThread, tiny_models
 from test_server import Records
 
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
-from engine.llama import LoadedModel
-from engine.serve.responses import ResponseStore, input_messages
 from engine.serve.models import ModelRegistry, ServedModel
+from engine.serve.responses import ResponseStore, input_messages
 from engine.serve.run import ServerHandle
 
 TIME_TOOL: dict[str, Any] = {

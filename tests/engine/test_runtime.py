@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ModelLoadError
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.prediction import (
     ContentDelta,
@@ -19,8 +21,6 @@ from engine.prediction import (
     PredictionResult,
     PromptProgress,
 )
-from engine.errors import ModelLoadError
-from engine.llama import LoadedModel
 
 LONG_PROMPT = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
 

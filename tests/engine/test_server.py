@@ -25,9 +25,9 @@ from openai_tools import WEATHER
 from pydantic import BaseModel, Field
 from serve_testing import ServerThread, tiny_models
 
+from engine.llama import LoadedModel
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
-from engine.llama import LoadedModel
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerError, ServerHandle
 

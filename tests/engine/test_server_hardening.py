@@ -20,8 +20,8 @@ import pytest
 from gguf_factory import EOS_ID
 from serve_testing import ServerThread
 
-from engine.load_config import LoadConfig
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle
 from engine.serve.settings import ServerSettings

@@ -24,7 +24,6 @@ from engine.settings import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLAMATERM_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.models.catalog import default_sources, scan_catalog, starter_entry
 from engine.models.loader import resolve_model
 from engine.models.starter import STARTER_FILE
 from engine.prediction import ContentDelta
-from engine.llama import LoadedModel
 
 pytestmark = pytest.mark.starter
 

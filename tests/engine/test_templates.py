@@ -13,9 +13,19 @@ from typing import Any
 import pytest
 
 from engine.chat import Chat
-from engine.formatting.reasoning import markers_for_template, prompt_opens_reasoning
 from engine.formatting.limits import RenderLimits, TemplateLimitError
-from engine.formatting.templates import CHATML_TEMPLATE, ChatTemplate, GEMMA_TEMPLATE, LLAMA3_TEMPLATE, TemplateError, render, select_template, template_opens_reasoning, template_supports_tools
+from engine.formatting.reasoning import markers_for_template, prompt_opens_reasoning
+from engine.formatting.templates import (
+    CHATML_TEMPLATE,
+    GEMMA_TEMPLATE,
+    LLAMA3_TEMPLATE,
+    ChatTemplate,
+    TemplateError,
+    render,
+    select_template,
+    template_opens_reasoning,
+    template_supports_tools,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 TEMPLATE_FILES = sorted(TEMPLATES_DIR.glob("*.jinja"))

@@ -12,8 +12,8 @@ import pytest
 from toolcall_cases import TOOLS
 
 import engine as lms
-from engine.load_config import LoadConfig
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.toolcalls import MAX_PARALLEL, tool_call_grammar
 from engine.toolcalls.formats import GRAMMARS
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from engine.prediction import ContentDelta, Event, ReasoningDelta, ToolCallFinished
 from engine.formatting.reasoning import ReasoningParser, markers_for_template
+from engine.prediction import ContentDelta, Event, ReasoningDelta, ToolCallFinished
 from engine.toolcalls import (
     OutputPipeline,
     ToolCallParser,

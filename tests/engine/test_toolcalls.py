@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from toolcall_cases import CALLS, CASES, NAMES, TOOLS, WEATHER, WRITERS
 
+from engine.formatting.reasoning import HARMONY, THINK, ReasoningParser
+from engine.formatting.templates import CHATML_TEMPLATE, GEMMA_TEMPLATE, ChatTemplate, render
 from engine.prediction import (
     ContentDelta,
     Event,
@@ -24,8 +26,6 @@ from engine.prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.formatting.reasoning import HARMONY, ReasoningParser, THINK
-from engine.formatting.templates import CHATML_TEMPLATE, ChatTemplate, GEMMA_TEMPLATE, render
 from engine.toolcalls import (
     DEFAULT_TOOL_SYSTEM_PROMPT,
     TOOL_FORMATS,

@@ -20,9 +20,9 @@ from xinference_client.client.restful.restful_client import (
     RESTfulChatModelHandle,
 )
 
+from engine.llama import LoadedModel
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
-from engine.llama import LoadedModel
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle
 from engine.serve.schemas import ChatCompletionRequest

@@ -7,7 +7,6 @@ from typing import Any
 from textual import events
 from textual.keys import Keys
 from textual.pilot import Pilot
-
 from tui_testing import wait_until
 
 

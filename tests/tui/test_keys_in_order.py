@@ -21,11 +21,11 @@ from key_testing import burst
 from textual.widgets import DataTable, Input, TextArea
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_model, wait_for_prediction, wait_until
 
+import tui.app as app_module
 from engine.chat import AssistantResponse, UserMessage
 from engine.load_config import LoadConfig
 from engine.models import catalog
 from engine.prediction import PredictionConfig
-import tui.app as app_module
 from tui.app import LlamatermApp
 from tui.screens.chat.chat_settings import ChatSettingsScreen
 from tui.screens.dialogs import RenameChatScreen

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine.models.starter import ensure_starter_model
 from engine.logbus import LOG_BUS
+from engine.models.starter import ensure_starter_model
 from tui.app import LlamatermApp
 from tui.model_state import ModelState
 from tui.widgets.status.model_status import ModelStatus, describe

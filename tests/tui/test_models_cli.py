@@ -16,10 +16,11 @@ import pytest
 from hub_server import GOOD_TOKEN, HostedRepo, HubServer, default_repos
 from huggingface_hub import constants as hf_constants
 
-from engine.models import download as hub_download, hub
+from engine.models import catalog as model_catalog
+from engine.models import download as hub_download
+from engine.models import hub
 from engine.models.catalog import clear_info_cache
 from engine.models.remembered import ModelSettingsStore
-from engine.models import catalog as model_catalog
 from engine.settings import PathsSettings, Settings
 from tui.cli.models import (
     EXIT_ERROR,

@@ -16,11 +16,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_testing import NARROW_SIZE, TERMINAL_SIZE, wait_for_model, wait_until
 
-from engine.models import download as hub_download, hub
-from engine.models.starter import STARTER_FILE, STARTER_KEY
-from engine.models import catalog
+from engine.models import catalog, hub
+from engine.models import download as hub_download
 from engine.models.memory import MemorySnapshot
 from engine.models.remembered import ModelSettingsStore
+from engine.models.starter import STARTER_FILE, STARTER_KEY
 from engine.remote import RemoteModel, RemoteSource
 from tui.app import LlamatermApp
 from tui.screens.dialogs import ConfirmScreen

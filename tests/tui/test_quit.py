@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from chat_testing import open_chat, replies, send
 from key_testing import burst
 from tui_testing import TERMINAL_SIZE, wait_until

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tui.widgets.complete.spans import changed_range, clamp_spans, line_ranges, line_starts, shift_span
+from tui.widgets.complete.spans import (
+    changed_range,
+    clamp_spans,
+    line_ranges,
+    line_starts,
+    shift_span,
+)
 
 
 def test_changed_range_append_insert_delete_replace() -> None:

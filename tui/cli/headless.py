@@ -15,9 +15,8 @@ from typing import Any
 
 import engine
 from engine.prediction import PredictionResult, PredictionStats
-from tui.wording import plural
-
 from tui.cli.interrupts import INTERRUPTED, Interrupts
+from tui.wording import plural
 
 
 def prediction_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from engine.load_config import LoadConfig
     from engine.models.catalog import CatalogEntry
     from engine.models.download import DownloadProgress
     from engine.models.hub import HubFile
-    from engine.load_config import LoadConfig
     from engine.models.memory import FitReport
     from engine.settings import Settings
 
@@ -391,7 +391,8 @@ def _search(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _download(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from engine.models import download as hub_download, hub
+    from engine.models import download as hub_download
+    from engine.models import hub
     from engine.paths import models_dir
 
     if args.file is None or not args.file.lower().endswith(".gguf"):

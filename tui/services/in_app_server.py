@@ -11,13 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.contract import ChatModel
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
-from engine.contract import ChatModel
-from engine.serve.settings import ServerSettings
 from engine.serve.models import ModelRegistry, ServedModel
 from engine.serve.run import ServerHandle
-from engine.serve.settings import DEFAULT_HOST, DEFAULT_PORT
+from engine.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
 from engine.settings import Settings
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.formatting.conversation import respond_events
+from engine.formatting.reasoning import markers_for_template
 from engine.logbus import LOG_BUS
 from engine.prediction import (
     ContentDelta,
@@ -35,7 +36,6 @@ from engine.prediction import (
     ToolCallParseError,
     ToolCallStarted,
 )
-from engine.formatting.reasoning import markers_for_template
 
 from . import protocol
 from .chat_history import chat_of, completion_prompt

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.models.catalog import CatalogEntry, CatalogSource, scan_catalog
+from engine.llama import ENGINE_DEFAULTS, LoadedModel
 from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
+from engine.models.catalog import CatalogEntry, CatalogSource, scan_catalog
 from engine.prediction import PredictionConfig
-from engine.llama import ENGINE_DEFAULTS, LoadedModel
 from engine.serve.models import ModelProvider, ServedModel
 
 from .config_stack import load_config_over

@@ -35,10 +35,15 @@ from textual.reactive import reactive
 
 from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
-from engine.prediction import PredictionConfig, PredictionStats
 from engine.contract import ChatModel
+from engine.prediction import PredictionConfig, PredictionStats
 from engine.tools import ToolDefinition, read_configured_tools, tools_path
-
+from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
+from tui.context import AppContext
+from tui.model_state import ModelState
+from tui.palette import highlight_plain
+from tui.screens.base import LlamatermScreen
+from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.chat.reply_stream import (
     ApprovalGate,
     ApprovalRequested,
@@ -55,13 +60,6 @@ from tui.screens.chat.reply_stream import (
     pump_reply,
     unknown_tool_name,
 )
-from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
-from tui.model_state import ModelState
-from tui.palette import highlight_plain
-from tui.context import AppContext
-from tui.screens.base import LlamatermScreen
-from tui.wording import plural
-from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
 from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
 from tui.store.saved_chats import (
@@ -79,6 +77,7 @@ from tui.widgets.chat.chat_status import ChatStatus
 from tui.widgets.chat.chat_view import BASE_MODEL_NOTE, ChatView
 from tui.widgets.chat.message_views import AssistantMessageView, UserMessageView
 from tui.widgets.chat.tool_card import ToolCard
+from tui.wording import plural
 
 WIDE = 100
 """From this many columns the chat list shows unless the person hid it."""

@@ -20,7 +20,6 @@ from textual.widgets import Checkbox, Input, Label, SelectionList, Static, TextA
 from textual.widgets.selection_list import Selection
 
 from engine.prediction import PredictionConfig, PredictionConfigError
-
 from tui.screens.prediction_settings import FIELDS, config_from_fields, fields_from_config
 from tui.store.saved_chats import ToolOptions
 from tui.widgets.state_checkbox import StateCheckbox

@@ -45,7 +45,6 @@ from engine.prediction import (
     ToolCallStarted,
 )
 from engine.tools import ToolResult
-
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.stream_buffer import TextBuffer
 

@@ -21,16 +21,18 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Input, Label
 
-from engine.prediction import PredictionConfig, PredictionConfigError
 from engine.contract import ChatModel
 from engine.llama import EventStream
-
+from engine.prediction import PredictionConfig, PredictionConfigError
 from tui.app_messages import (
     PredictionFailed,
     PredictionFinished,
     PredictionFirstToken,
     PredictionProgress,
 )
+from tui.context import AppContext
+from tui.screens.base import LlamatermScreen
+from tui.screens.prediction_settings import PredictionSettingsScreen
 from tui.store.text_sessions import (
     COMPLETE_FILE,
     TERMINAL_FILE,
@@ -39,9 +41,6 @@ from tui.store.text_sessions import (
     save_session,
     sessions_dir,
 )
-from tui.context import AppContext
-from tui.screens.base import LlamatermScreen
-from tui.screens.prediction_settings import PredictionSettingsScreen
 from tui.stream_buffer import TextBuffer, flush_interval, pump_prediction
 from tui.widgets.complete.completion_area import CompletionArea
 from tui.widgets.status.prediction_status import PredictionStatus

@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -27,11 +26,9 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TextArea
 
-from engine.logbus import LogBus
 from engine.paths import logs_dir
 from engine.prediction import LogRecord
 from engine.store import atomic_write_text
-
 from tui.context import AppContext
 from tui.screens.base import LlamatermScreen
 from tui.wording import plural
@@ -48,16 +45,6 @@ MESSAGE_WIDTH = 160
 
 def level_rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else 1
-
-
-def snapshot(bus: LogBus) -> list[LogRecord]:
-    """The records the bus kept; retried if another thread appends while copying."""
-    for _ in range(10):
-        try:
-            return list(bus.recent)
-        except RuntimeError:  # deque mutated during iteration
-            continue
-    return []
 
 
 def clock(record: LogRecord) -> str:
@@ -212,7 +199,7 @@ class LogsScreen(LlamatermScreen):
         # Subscribe before copying what the bus kept, so nothing falls in between;
         # a record that arrives both ways is shown once.
         self._unsubscribe = bus.subscribe(self._incoming.append)
-        kept = snapshot(bus)
+        kept = bus.recent  # a copy taken under the bus's lock
         self._kept_ids = {id(record) for record in kept}
         self._add(kept)
         self.set_interval(POLL_INTERVAL, self._poll)

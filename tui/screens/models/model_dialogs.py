@@ -12,11 +12,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Select, Static
 
-from engine.load_config import KvCacheType, LoadConfig
 from engine.errors import ModelSettingsError
+from engine.load_config import KvCacheType, LoadConfig
 from engine.models.remembered import ModelSettingsStore
 from engine.store import StoreError
-
 from tui.screens.dialogs import DIALOG_CSS
 from tui.widgets.state_checkbox import StateCheckbox
 

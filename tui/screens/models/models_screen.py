@@ -17,14 +17,13 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Static
 
-from engine.models.catalog import CatalogEntry, default_sources, scan_catalog
-from engine.models.starter import STARTER_KEY
 from engine.load_config import LoadConfig
+from engine.models.catalog import CatalogEntry, default_sources, scan_catalog
 from engine.models.memory import FitReport, MemorySnapshot, fit_check, format_bytes, probe_memory
 from engine.models.remembered import ModelSettingsStore
+from engine.models.starter import STARTER_KEY
 from engine.paths import models_dir
 from engine.remote import RemoteError, RemoteModel, RemoteSource
-
 from tui.app_messages import (
     CancelModelLoadRequested,
     LoadModelRequested,
@@ -33,11 +32,17 @@ from tui.app_messages import (
 from tui.context import AppContext
 from tui.model_state import ModelState
 from tui.screens.base import LlamatermScreen
-from tui.wording import plural
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen, RemoteServer
-from tui.widgets.models.model_details import ModelDetails, entry_lines, format_count, remote_lines, traits
+from tui.widgets.models.model_details import (
+    ModelDetails,
+    entry_lines,
+    format_count,
+    remote_lines,
+    traits,
+)
 from tui.widgets.models.model_hub import HubBrowser
+from tui.wording import plural
 
 
 def format_size(size: int) -> str:

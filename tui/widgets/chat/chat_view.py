@@ -10,10 +10,14 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from engine.chat import AssistantResponse, SystemPrompt, ToolResultMessage, UserMessage
-
 from tui.model_state import BASE_MODEL_NOTE as MODEL_NOTE
 from tui.store.saved_chats import SavedChat
-from tui.widgets.chat.message_views import AssistantMessageView, MessageView, SystemPromptView, UserMessageView
+from tui.widgets.chat.message_views import (
+    AssistantMessageView,
+    MessageView,
+    SystemPromptView,
+    UserMessageView,
+)
 from tui.widgets.chat.tool_card import ToolCard, format_arguments
 
 EMPTY_HINT = (

@@ -18,7 +18,6 @@ from textual.widgets import Label, Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
 from engine.prediction import PredictionStats
-
 from tui.widgets.chat.reasoning_block import ReasoningBlock
 from tui.widgets.chat.reply_markdown import reply_markdown
 from tui.widgets.chat.tool_card import ToolCard

@@ -10,7 +10,14 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import TextArea
 
-from tui.widgets.complete.spans import Span, changed_range, clamp_spans, line_ranges, line_starts, shift_spans
+from tui.widgets.complete.spans import (
+    Span,
+    changed_range,
+    clamp_spans,
+    line_ranges,
+    line_starts,
+    shift_spans,
+)
 
 GENERATED = "llamaterm.generated"
 """The highlight name of generated text in the TextArea's theme."""

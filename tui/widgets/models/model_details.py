@@ -6,8 +6,8 @@ from textual.markup import escape
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.models.catalog import CatalogEntry
 from engine.contract import ChatModel
+from engine.models.catalog import CatalogEntry
 from engine.models.memory import FitReport, MemorySnapshot, describe_estimate, format_bytes
 from tui.model_state import BASE_MODEL_NOTE
 

@@ -20,12 +20,12 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from engine.models import download as hub_download, hub
 from engine.errors import AccessDenied, DownloadCancelled, HubError, HubUnavailable
+from engine.models import download as hub_download
+from engine.models import hub
 from engine.models.download import DownloadProgress
 from engine.models.hub import HubFile, HubModel
 from engine.models.memory import format_bytes
-
 from tui.widgets.models.model_details import format_count
 from tui.wording import plural
 
