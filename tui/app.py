@@ -160,7 +160,7 @@ class LlamatermApp(KeysInOrderApp[int]):
         screen to open on (`mode`, default Chat)."""
         if mode is not None:
             # Read by App.__init__ to set up the first screen stack.
-            self.DEFAULT_MODE = mode
+            self.DEFAULT_MODE = mode  # type: ignore[misc]  # an instance's own first screen
         super().__init__()
         self.context = AppContext(
             settings,

@@ -90,7 +90,10 @@ class ModelCommands(Provider):
         ]
 
     def _load(self, path: str) -> Callable[[], None]:
-        return partial(self.app.post_message, LoadModelRequested(path))
+        def load() -> None:
+            self.app.post_message(LoadModelRequested(path))
+
+        return load
 
     async def discover(self) -> Hits:
         for title, help_text, path in self._commands():

@@ -232,7 +232,7 @@ class ResponseEvents:
             current = self._open_item(kind, out)
         current.text += text
         name = "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
-        extra = {"logprobs": []} if kind == "message" else {}
+        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
         out.append(self._event(name, item_id=current.item["id"], output_index=current.output_index,
                                content_index=0, delta=text, **extra))
         return out

@@ -113,14 +113,11 @@ async def start_command(
     ValueError for a NUL in an argument) when that is known at once; under the reaper a
     missing program is found later and lands in `start_error`.
     """
-    pipes = {
-        "stdin": asyncio.subprocess.DEVNULL,
-        "stdout": asyncio.subprocess.PIPE,
-        "stderr": asyncio.subprocess.PIPE,
-    }
+    devnull, pipe = asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE
     if not reaper_available():
         process = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=dict(env), start_new_session=True, **pipes
+            *argv, cwd=cwd, env=dict(env), start_new_session=True,
+            stdin=devnull, stdout=pipe, stderr=pipe,
         )
         return RunningCommand(process, None)
     for element in argv:
@@ -139,7 +136,9 @@ async def start_command(
             # and the group is a last resort if the reaper itself fails.
             start_new_session=True,
             pass_fds=(write_fd,),
-            **pipes,
+            stdin=devnull,
+            stdout=pipe,
+            stderr=pipe,
         )
     except BaseException:
         os.close(read_fd)

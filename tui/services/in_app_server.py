@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.contract import ChatModel
+from engine.llama import LoadedModel
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 from engine.serve.models import ModelRegistry, ServedModel
@@ -82,7 +83,7 @@ class InAppServer:
         or a remote one serves nothing (its own server is already there to ask)."""
         for served in list(self.registry.served_models()):
             self.registry.remove(served.id)
-        if model is not None and not model.is_remote:
+        if isinstance(model, LoadedModel):  # remote models have a server of their own
             self.registry.add(ServedModel(model.key, model, self.defaults), make_default=True)
 
     async def start(self) -> None:
