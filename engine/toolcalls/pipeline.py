@@ -25,7 +25,7 @@ from engine.prediction import (
 )
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
 from engine.toolcalls.scanner import earliest, partial_start
-from engine.toolcalls.steps import Args, Begin, Close, End, Fail, Reader, Step, Tail
+from engine.toolcalls.steps import Args, Begin, Close, Drop, End, Fail, Reader, Step, Tail
 from engine.toolcalls.tool_specs import Context, function_specs
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -99,6 +99,8 @@ class ToolCallParser:
         self._anchored = True
         self._call: _OpenCall | None = None
         self._broken = False
+        if record.starts_in_block:
+            self._open_block("", 0)
 
     def feed(self, text: str) -> list[Event]:
         if not text:
@@ -276,6 +278,8 @@ class ToolCallParser:
                 self._tail(step.end, out)
         elif isinstance(step, Close):
             self._close(step.end, out)
+        elif isinstance(step, Drop):
+            self._drop(step.end, out)
         else:
             self._reject(out)
 
@@ -352,6 +356,15 @@ class ToolCallParser:
             self.raw_calls[-1] += tail
         else:
             self._emit_content(tail, out)
+
+    def _drop(self, end: int, out: list[Event]) -> None:
+        assert self._reader is not None
+        # The whitespace before the block was the text's, not the dropped markup's.
+        lead, self._lead = self._lead, ""
+        self._emit_content(lead, out)
+        self._call = None
+        self._take_raw(end)
+        self._resume_text(self._consumed)
 
     def _reject(self, out: list[Event]) -> None:
         assert self._reader is not None
