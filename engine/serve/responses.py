@@ -417,7 +417,7 @@ def routes(api: Api, store: ResponseStore | None = None) -> list[Route]:
         stream = api.track(respond_events(
             served.model, job.chat, job.config, defaults=served.defaults,
             tools=job.tools or None, tool_choice=job.tool_choice,
-            template_kwargs=job.template_kwargs,
+            template_kwargs=job.template_kwargs, parallel_tool_calls=job.parallel_tool_calls,
         ))
         draft = Draft(served.id, parsed)
 

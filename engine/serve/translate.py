@@ -66,6 +66,7 @@ class ChatJob:
     tools: list[dict[str, Any]]
     tool_choice: Any
     template_kwargs: dict[str, Any]
+    parallel_tool_calls: bool = True
 
 
 def chat_job(request: ChatCompletionRequest) -> ChatJob:
@@ -84,7 +85,10 @@ def chat_job(request: ChatCompletionRequest) -> ChatJob:
     thinking, template_kwargs = _thinking(request)
     if thinking is not None:
         values["enable_thinking"] = thinking
-    return ChatJob(chat, prediction_config(values), tools, tool_choice, template_kwargs)
+    if request.reasoning_format == "none":
+        values["reasoning_parsing"] = {"enabled": False}
+    parallel = request.parallel_tool_calls is not False
+    return ChatJob(chat, prediction_config(values), tools, tool_choice, template_kwargs, parallel)
 
 
 def _chat_of(messages: list[dict[str, Any]]) -> Chat:
