@@ -50,7 +50,8 @@ class ReplyOptions(TypedDict, total=False):
     """Extra variables for the chat template (e.g. `thinking`)."""
     parallel_tool_calls: bool
     """OpenAI's switch: tool_choice "required" may be answered with one or more calls
-    (True, the default) or exactly one (False)."""
+    (True; the server's default, as OpenAI's) or exactly one (False, the default here:
+    the act loop runs a call at a time)."""
 
 
 def tool_format(model: LoadedModel) -> str:
@@ -75,7 +76,7 @@ def constrain_tool_call(
     tools: list[dict[str, Any]],
     tool_choice: ToolChoice,
     *,
-    parallel: bool = True,
+    parallel: bool = False,
 ) -> PredictionConfig:
     """For "required" or a named function: a grammar that makes the model call a tool.
     "required" with `parallel` allows one or more calls; otherwise, and for a named
@@ -287,7 +288,7 @@ def start_reply(
     tool_choice = options.get("tool_choice", "auto")
     template_kwargs = options.get("template_kwargs")
     merged = PredictionConfig.parse(config).merged_over(defaults)
-    parallel = options.get("parallel_tool_calls", True)
+    parallel = options.get("parallel_tool_calls", False)
     merged = constrain_tool_call(model, merged, list(tools or []), tool_choice, parallel=parallel)
     source = chat_prompt(
         model,

@@ -103,17 +103,19 @@ def test_reasoning_parsing_off_keeps_the_markup_and_still_parses_calls(qwq: Load
     assert on.merged_over(PredictionConfig.parse(config)).reasoning_parsing.enabled
 
 
-def test_parallel_tool_calls_false_forces_exactly_one_call(qwq: LoadedModel) -> None:
+def test_a_forced_call_is_one_call_unless_parallel_calls_are_asked(qwq: LoadedModel) -> None:
+    # The act loop runs one call at a time: one unless asked (the server asks, as OpenAI).
     config = PredictionConfig.parse({"maxTokens": 120})
-    one = constrain_tool_call(qwq, config, [WEATHER], "required", parallel=False)
-    several = constrain_tool_call(qwq, config, [WEATHER], "required")
+    one = constrain_tool_call(qwq, config, [WEATHER], "required")
+    several = constrain_tool_call(qwq, config, [WEATHER], "required", parallel=True)
     assert one.grammar == tool_call_grammar([WEATHER], "required", "hermes")
     assert several.grammar == tool_call_grammar([WEATHER], "required", "hermes", parallel=True)
-    for seed in (1, 2, 3):
+    for seed, parallel in ((1, None), (2, None), (3, False)):
+        options: dict[str, Any] = {} if parallel is None else {"parallel_tool_calls": parallel}
         events, _ = finish(
             respond_sync(
                 qwq, "Weather?", {"maxTokens": 120, "seed": seed, "enableThinking": False},
-                tools=[WEATHER], tool_choice="required", parallel_tool_calls=False,
+                tools=[WEATHER], tool_choice="required", **options,
             )
         )
         assert len(calls(events)) == 1, seed
