@@ -88,3 +88,35 @@ def test_the_next_call_streams_under_an_index_of_its_own(client: OpenAI) -> None
     assert len(good["id"]) == 9  # one call's id, not two joined
     # The broken call keeps its own pieces only.
     assert '{"note": tru}}'.startswith(joined[min(joined)]["arguments"])
+
+
+def test_responses_stream_agrees_with_the_whole_response(client: OpenAI) -> None:
+    tools: Any = [
+        {"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]}
+        for t in TOOLS
+    ]
+    request: dict[str, Any] = {
+        "model": "tiny", "input": "Note it.", "tools": tools, "max_output_tokens": 400,
+        "extra_body": {"grammar": GRAMMAR},
+    }
+
+    def shape(output: list[Any]) -> list[tuple[Any, ...]]:
+        return [(i.type, getattr(i, "name", None), getattr(i, "arguments", None)) for i in output]
+
+    whole = client.responses.create(**request)
+    assert [i for i in shape(whole.output) if i[0] == "function_call"] == [
+        ("function_call", "take_note", '{"note": "hi"}')
+    ]
+    done: list[Any] = []
+    completed = None
+    for event in client.responses.create(**request, stream=True):
+        if event.type == "response.output_item.done":
+            done.append(event.item)
+        elif event.type == "response.completed":
+            completed = event.response
+    assert completed is not None
+    assert shape(completed.output) == shape(whole.output)
+    # The failed call's item was announced, so it is done, but incomplete.
+    assert [(i.name, i.status) for i in done if i.type == "function_call"] == [
+        ("take_memo", "incomplete"), ("take_note", "completed")
+    ]
