@@ -160,6 +160,10 @@ class ReasoningParser:
         self.markers = markers
         self.enabled = enabled and markers is not None
         self.raw = raw
+        self.raw_event: type[ContentDelta | ReasoningDelta] = ContentDelta
+        """What a raw block's text comes out as: content, or, for an OutputPipeline,
+        ReasoningDelta that it passes on as content the tool-call parser must not read
+        (calls written inside reasoning are reasoning, as llama.cpp keeps them)."""
         self._in_reasoning = self.enabled and starts_in_reasoning
         self._at_block_start = self._in_reasoning and not raw
         self._skip_space = False
@@ -193,7 +197,7 @@ class ReasoningParser:
         return [ContentDelta(rest)] if rest else []
 
     def _reasoning(self, text: str) -> Event:
-        return ContentDelta(text) if self.raw else ReasoningDelta(text)
+        return self.raw_event(text) if self.raw else ReasoningDelta(text)
 
     def _step(self, out: list[Event]) -> bool:
         """Consume what the buffer allows; True when a marker changed the state."""
@@ -212,7 +216,7 @@ class ReasoningParser:
             return False
         self._in_reasoning = False
         if self.raw:
-            out.append(ContentDelta(marker))
+            out.append(self._reasoning(marker))
         else:
             self._skip_space = True
         return True
@@ -252,7 +256,7 @@ class ReasoningParser:
         if marker == self.markers.open:
             self._in_reasoning = True
             if self.raw:
-                out.append(ContentDelta(marker))
+                out.append(self._reasoning(marker))
         elif marker == self.markers.role and self.markers.recipient:
             self._after_role = True
         return True

@@ -507,3 +507,20 @@ def test_raw_reasoning_stays_in_the_content_and_calls_still_parse(
     for size in (1, 4, 9):
         pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
         assert _streamed(case, pieces) == (thinking.strip(), "", SPECIAL)
+
+
+def test_raw_reasoning_keeps_a_call_written_inside_it_as_text() -> None:
+    # llama.cpp parses the block and puts it in the content whole: the call inside it is
+    # reasoning, written down; the call after it is a call.
+    source = _template("deepseek-ai-DeepSeek-V3.1.jinja")
+    inside = CALLS_BEGIN + deepseek_call("get_time2", '{"city": "Tokyo2"}') + CALLS_END
+    after = CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END
+    raw = "REASONING" + inside + "REASONING</think>" + after
+    options = {"reasoning": False, "starts_in_reasoning": True}
+    case = Case("", "deepseek-ai-DeepSeek-V3.1.jinja", raw, options=options)
+    expected = ("REASONING" + inside + "REASONING</think>", "", [("get_time", {"city": "Tokyo"})])
+    parsed = parse_output(raw, chat_template=source, **options)  # type: ignore[arg-type]
+    assert _outcome(parsed.content, parsed.reasoning, parsed.tool_calls) == expected
+    for size in (1, 5, len(raw)):
+        pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert _streamed(case, pieces) == expected, size
