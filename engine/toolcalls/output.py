@@ -119,8 +119,8 @@ def _unclosed_block(
 def _starts_in_reasoning(text: str, markers: ReasoningMarkers | None) -> bool:
     """Without the prompt, a close marker with no open marker before it means that the
     template opened the reasoning block (QwQ, the R1 distills, ...)."""
-    if markers is None:
-        return False
+    if markers is None or markers.role:
+        return False  # gpt-oss's prompt ends with a role token, never inside a block
     close = text.find(markers.close)
     if close == -1:
         return False

@@ -404,6 +404,7 @@ def _streamed(case: Case, pieces: list[str]) -> tuple[Any, ...]:
     raw = case.raw
     guessed = (
         markers is not None
+        and not markers.role
         and markers.close in raw
         and (markers.open not in raw or raw.find(markers.open) > raw.find(markers.close))
     )
@@ -524,3 +525,15 @@ def test_raw_reasoning_keeps_a_call_written_inside_it_as_text() -> None:
     for size in (1, 5, len(raw)):
         pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
         assert _streamed(case, pieces) == expected, size
+
+
+def test_harmony_output_never_starts_in_reasoning() -> None:
+    # `<|end|>` closes every harmony message, not only the analysis: an output that
+    # starts with a commentary message to the user does not start in reasoning.
+    raw = (
+        "<|channel|>commentary<|message|>Let me check the weather.<|end|>"
+        '<|start|>assistant to=functions.get_weather<|channel|>commentary<|message|>{"location": "SF"}'
+    )
+    parsed = parse_output(raw, chat_template=_template("openai-gpt-oss-120b.jinja"))
+    assert (parsed.content, parsed.reasoning) == ("Let me check the weather.", "")
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", {"location": "SF"})]
