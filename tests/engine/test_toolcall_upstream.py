@@ -280,6 +280,15 @@ CASES: list[Case] = [
         reasoning="I'm\nthinking",
         calls=SPECIAL,
     ),
+    Case(
+        f"{PEG_GPT_OSS} 'Structured output'",
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>analysis<|message|>I need to output the invoice details in JSON<|end|>"
+        '<|start|>assistant<|channel|>final <|constrain|>json<|message|>{"amount": 123.45, '
+        '"date": "2025-12-03"}',
+        content='{"amount": 123.45, "date": "2025-12-03"}',
+        reasoning="I need to output the invoice details in JSON",
+    ),
     Case(  # not offered: dropped, not shown as content
         f"{PEG_GPT_OSS} 'Builtin function - recipient in role'",
         "openai-gpt-oss-120b.jinja",
