@@ -10,6 +10,7 @@ same pipeline: the two must agree.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -456,6 +457,11 @@ def test_streamed_agrees_with_one_piece(case: Case) -> None:
     for size in (1, 3, 7, 16):
         pieces = [text[i : i + size] for i in range(0, len(text), size)]
         assert _streamed(case, pieces) == whole, size
+    rng = random.Random(case.source)  # and cut at random, as tokens fall
+    for _ in range(10):
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 12))))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert _streamed(case, pieces) == whole, cuts
 
 
 def test_deepseek_v3_1_writes_its_own_calls_though_its_template_lists_no_tools() -> None:
