@@ -32,6 +32,18 @@ FragmentKind: TypeAlias = Literal["content", "reasoning"]
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
 
 
+class ReasoningParsing(BaseModel):
+    """LM Studio's `reasoningParsing`: whether reasoning is split out of the content.
+    `startString`/`endString` are taken as LM Studio's SDK sends them, but the markers
+    always come from the chat template (each family's own, harmony's channels too)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    enabled: bool = True
+    start_string: str | None = Field(default=None, alias="startString")
+    end_string: str | None = Field(default=None, alias="endString")
+
+
 
 
 class PredictionConfig(BaseModel):
@@ -85,6 +97,10 @@ class PredictionConfig(BaseModel):
         default=None, alias="contextOverflowPolicy"
     )
     """Chat: what to do when the conversation does not fit the context."""
+    reasoning_parsing: ReasoningParsing | None = Field(default=None, alias="reasoningParsing")
+    """Chat: `{"enabled": false}` keeps the model's reasoning markup in the content as
+    written, no reasoning split out (llama.cpp's `reasoning_format: none`); tool calls
+    still parse."""
 
     @field_validator("max_tokens")
     @classmethod

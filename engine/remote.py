@@ -310,6 +310,8 @@ def _sampling(config: PredictionConfig) -> dict[str, Any]:
     }
     if config.max_tokens is not None and config.max_tokens > 0:
         values["max_tokens"] = config.max_tokens
+    if config.reasoning_parsing is not None and not config.reasoning_parsing.enabled:
+        values["reasoning_format"] = "none"  # llama-server's (and llamaterm's) spelling
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -142,6 +142,8 @@ WRITERS: dict[str, Writer] = {
     "firefunction": lambda calls: " functools"
     + _json([{"name": n, "arguments": a} for n, a in calls]),
     "functionary_v3_1": _each(lambda n, a, i: f"<function={n}>{_json(a)}</function>"),
+    # Every call after its `>>>` (the prompt writes the first one; a reply may repeat it).
+    "functionary_v3_2": _each(lambda n, a, i: f">>>{n}\n{_json(a)}"),
     "command_r7b": lambda calls: "<|START_ACTION|>[\n"
     + ",\n".join(
         "    " + _json({"tool_call_id": str(i), "tool_name": n, "parameters": a})
@@ -200,6 +202,10 @@ VARIANTS: dict[str, tuple[str, Writer]] = {
         lambda calls: "".join(
             f"<｜tool▁call▁begin｜>{n}<｜tool▁sep｜>{_json(a)}<｜tool▁call▁end｜>" for n, a in calls
         ),
+    ),
+    "functionary_v3_2_after_prompt": (
+        "functionary_v3_2",
+        lambda calls: "\n>>>".join(f"{n}\n{_json(a)}" for n, a in calls),
     ),
     "llama3_python_tag_json": (
         "llama3",

@@ -7,6 +7,7 @@ an earlier request still runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar, Unpack
 
@@ -47,6 +48,10 @@ class ReplyOptions(TypedDict, total=False):
     """"auto" (the default), "none", "required" or a function name."""
     template_kwargs: dict[str, Any] | None
     """Extra variables for the chat template (e.g. `thinking`)."""
+    parallel_tool_calls: bool
+    """OpenAI's switch: tool_choice "required" may be answered with one or more calls
+    (True; the server's default, as OpenAI's) or exactly one (False, the default here:
+    the act loop runs a call at a time)."""
 
 
 def tool_format(model: LoadedModel) -> str:
@@ -66,14 +71,22 @@ def template_tool_format(template: ChatTemplate) -> str:
 
 
 def constrain_tool_call(
-    model: LoadedModel, config: PredictionConfig, tools: list[dict[str, Any]], tool_choice: ToolChoice
+    model: LoadedModel,
+    config: PredictionConfig,
+    tools: list[dict[str, Any]],
+    tool_choice: ToolChoice,
+    *,
+    parallel: bool = False,
 ) -> PredictionConfig:
-    """For "required" or a named function: a grammar that makes the model call a tool."""
+    """For "required" or a named function: a grammar that makes the model call a tool.
+    "required" with `parallel` allows one or more calls; otherwise, and for a named
+    function (OpenAI's: that function, called once), exactly one."""
     if not tools or tool_choice in (None, "auto", "none"):
         return config
     fmt = tool_format(model)
     try:
-        grammar = tool_call_grammar(tools, tool_choice, fmt)
+        several = parallel and tool_choice == "required"
+        grammar = tool_call_grammar(tools, tool_choice, fmt, parallel=several)
     except UnsupportedToolFormat as err:
         from ..logbus import LOG_BUS
 
@@ -139,6 +152,9 @@ def chat_prompt(
     native_tools = offered if fmt != "default" else None
 
     template_has_tools = tool_format(model) != "default"
+    # A forced call's grammar (constrain_tool_call) starts the output with the call, even
+    # where the generation prompt opened a thinking block.
+    forced = bool(offered) and tool_choice not in (None, "auto", "none") and bool(config.grammar)
 
     def as_rendered(candidate: Messages) -> Messages:
         # Templates without tool support learn the default [TOOL_REQUEST] format from a
@@ -188,7 +204,12 @@ def chat_prompt(
                     f"to fit {n_ctx} tokens of context"
                 )
         markers = markers_for_template(model.chat_template.source)
-        reasoning = ReasoningParser(markers, starts_in_reasoning=prompt_opens_reasoning(text, markers))
+        reasoning = ReasoningParser(
+            markers,
+            # The rendered prompt says whether the output starts inside a thinking block.
+            starts_in_reasoning=prompt_opens_reasoning(text, markers) and not forced,
+            raw=not reasoning_parsed(config),
+        )
         calls = None
         if offered:
             names = [str(t.get("function", t).get("name")) for t in offered]
@@ -197,6 +218,11 @@ def chat_prompt(
         return PreparedPrompt(text, add_special, parser, note, tokens)
 
     return prepare
+
+
+def reasoning_parsed(config: PredictionConfig) -> bool:
+    """Is reasoning split out of the content (LM Studio's `reasoningParsing.enabled`)?"""
+    return config.reasoning_parsing is None or config.reasoning_parsing.enabled
 
 
 def has_tool_history(messages: Messages) -> bool:
@@ -238,8 +264,9 @@ def fit_messages(
 def respond_events(
     model: LoadedModel, chat: ChatInput, config: ConfigInput = None, **options: Unpack[ReplyOptions]
 ) -> EventStream:
-    """`model.respond_events(...)`, as a function (the server and older callers use it)."""
-    return model.respond_events(chat, config, **options)
+    """`model.respond_events(...)`, as a function (the server and older callers use it),
+    taking every `ReplyOptions` key (`parallel_tool_calls` too)."""
+    return start_reply(EventStream(asyncio.get_running_loop()), model, chat, config, options)
 
 
 def respond_sync(
@@ -261,7 +288,8 @@ def start_reply(
     tool_choice = options.get("tool_choice", "auto")
     template_kwargs = options.get("template_kwargs")
     merged = PredictionConfig.parse(config).merged_over(defaults)
-    merged = constrain_tool_call(model, merged, list(tools or []), tool_choice)
+    parallel = options.get("parallel_tool_calls", False)
+    merged = constrain_tool_call(model, merged, list(tools or []), tool_choice, parallel=parallel)
     source = chat_prompt(
         model,
         as_chat(chat),

@@ -23,6 +23,13 @@ class ReasoningMarkers:
     framing: tuple[str, ...] = ()
     """Tokens around the answer that are dropped from content (Command R7B's
     `<|START_RESPONSE|>`, gpt-oss's `<|channel|>final<|message|>`)."""
+    role: str = ""
+    """The framing token that starts a message (gpt-oss's `<|start|>assistant`; the
+    generation prompt ends with it, so the output starts right after one)."""
+    recipient: tuple[str, str] | None = None
+    """(opener, end) of a recipient written right after `role` (gpt-oss's
+    ` to=functions.f<|channel|>analysis<|message|>`): that header is a tool call's,
+    passed on to the content whole, even where it holds the open marker's text."""
 
     def __post_init__(self) -> None:
         if not self.open or not self.close:
@@ -43,11 +50,24 @@ COMMAND_R7B = ReasoningMarkers(
 GEMMA4 = ReasoningMarkers("<|channel>thought", "<channel|>", "gemma4")
 # gpt-oss (harmony): reasoning is the analysis channel, the answer the final channel.
 # Tool calls (the commentary channel) are left in the content for the tool-call parser.
+# A message to the user on the commentary channel (no recipient) is content, its
+# header dropped; so is a stray `to=assistant` header (llama.cpp drops both), and the
+# `<|end|>` that closes a message outside reasoning.
 HARMONY = ReasoningMarkers(
     "<|channel|>analysis<|message|>",
     "<|end|>",
     "harmony",
-    ("<|start|>assistant", "<|channel|>final<|message|>", "<|return|>"),
+    (
+        "<|start|>assistant",
+        "<|channel|>final<|message|>",
+        "<|channel|>final <|constrain|>json<|message|>",
+        "<|channel|>commentary<|message|>",
+        "<|channel|>commentary to=assistant",
+        "<|end|>",
+        "<|return|>",
+    ),
+    role="<|start|>assistant",
+    recipient=(" to=", "<|message|>"),
 )
 
 KNOWN_MARKERS: tuple[ReasoningMarkers, ...] = (
@@ -109,6 +129,10 @@ def split_reasoning(
     return reasoning, content
 
 
+_HEADER_LIMIT = 256
+"""How far a recipient header may run before its end (gpt-oss's `<|message|>`)."""
+
+
 class ReasoningParser:
     """An OutputParser that separates reasoning blocks from the answer.
 
@@ -119,6 +143,9 @@ class ReasoningParser:
     - A block still open at the end is reasoning.
     - `starts_in_reasoning`: the prompt already opened the block; a repeated open
       marker at the very start of the output is dropped.
+    - `raw=True` keeps each reasoning block in the content verbatim, markers and all
+      (llama.cpp's `reasoning_format=none`); framing tokens still go, as llama.cpp
+      drops them.
     - `enabled=False` (or no markers) passes everything through as content.
     """
 
@@ -127,12 +154,23 @@ class ReasoningParser:
         markers: ReasoningMarkers | None,
         starts_in_reasoning: bool = False,
         enabled: bool = True,
+        *,
+        raw: bool = False,
     ) -> None:
         self.markers = markers
         self.enabled = enabled and markers is not None
+        self.raw = raw
+        self.raw_event: type[ContentDelta | ReasoningDelta] = ContentDelta
+        """What a raw block's text comes out as: content, or, for an OutputPipeline,
+        ReasoningDelta that it passes on as content the tool-call parser must not read
+        (calls written inside reasoning are reasoning, as llama.cpp keeps them)."""
         self._in_reasoning = self.enabled and starts_in_reasoning
-        self._at_block_start = self._in_reasoning
+        self._at_block_start = self._in_reasoning and not raw
         self._skip_space = False
+        # The output starts right after the generation prompt's role token.
+        self._after_role = (
+            self.enabled and markers is not None and bool(markers.role) and bool(markers.recipient)
+        )
         self._buffer = ""
 
     @property
@@ -153,10 +191,13 @@ class ReasoningParser:
             return []
         rest, self._buffer = self._buffer, ""
         if self._in_reasoning:
-            return [ReasoningDelta(rest)] if rest else []
+            return [self._reasoning(rest)] if rest else []
         if self._skip_space:
             rest = rest.lstrip()
         return [ContentDelta(rest)] if rest else []
+
+    def _reasoning(self, text: str) -> Event:
+        return self.raw_event(text) if self.raw else ReasoningDelta(text)
 
     def _step(self, out: list[Event]) -> bool:
         """Consume what the buffer allows; True when a marker changed the state."""
@@ -170,11 +211,14 @@ class ReasoningParser:
             return False
         before, marker, self._buffer = _scan(self._buffer, (self.markers.close,))
         if before:
-            out.append(ReasoningDelta(before))
+            out.append(self._reasoning(before))
         if marker is None:
             return False
         self._in_reasoning = False
-        self._skip_space = True
+        if self.raw:
+            out.append(self._reasoning(marker))
+        else:
+            self._skip_space = True
         return True
 
     def _drop_repeated_open(self) -> bool:
@@ -197,6 +241,12 @@ class ReasoningParser:
             if not self._buffer:
                 return False
             self._skip_space = False
+        if self._after_role:
+            passed = self._pass_recipient(out)
+            if passed is None:
+                return False
+            if passed:
+                return True
         needles = (self.markers.open, *self.markers.framing)
         before, marker, self._buffer = _scan(self._buffer, needles)
         if before:
@@ -205,6 +255,32 @@ class ReasoningParser:
             return False
         if marker == self.markers.open:
             self._in_reasoning = True
+            if self.raw:
+                out.append(self._reasoning(marker))
+        elif marker == self.markers.role and self.markers.recipient:
+            self._after_role = True
+        return True
+
+    def _pass_recipient(self, out: list[Event]) -> bool | None:
+        """Right after the role token: a recipient header passes to the content whole
+        (True). False when none is there; None while that cannot be told yet."""
+        assert self.markers is not None and self.markers.recipient is not None
+        opener, end = self.markers.recipient
+        buffer = self._buffer
+        if len(buffer) < len(opener) and opener.startswith(buffer):
+            return None
+        self._after_role = False
+        if not buffer.startswith(opener):
+            return False
+        at = buffer.find(end, len(opener), _HEADER_LIMIT)  # the same however it arrives
+        if at == -1:
+            if len(buffer) < _HEADER_LIMIT:
+                self._after_role = True
+                return None
+            return False
+        cut = at + len(end)
+        out.append(ContentDelta(buffer[:cut]))
+        self._buffer = buffer[cut:]
         return True
 
 

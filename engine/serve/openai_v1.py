@@ -81,6 +81,7 @@ class OpenAIv1:
             tools=job.tools or None,
             tool_choice=job.tool_choice,
             template_kwargs=job.template_kwargs,
+            parallel_tool_calls=job.parallel_tool_calls,
         ))
         reply = Reply(served.id, "chat.completion.chunk" if parsed.stream else "chat.completion")
         logprobs = job.config.top_logprobs is not None

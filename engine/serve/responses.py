@@ -44,6 +44,7 @@ from engine.prediction import (
     ReasoningDelta,
     ToolCallArgumentsDelta,
     ToolCallFinished,
+    ToolCallParseError,
     ToolCallStarted,
 )
 
@@ -171,7 +172,9 @@ class _OpenItem:
 
 class ResponseEvents:
     """Engine events as Responses stream events (a ChunkWriter), building the output as
-    it goes, so that `response.completed` holds exactly what the deltas added up to."""
+    it goes, so that `response.completed` holds exactly what the deltas added up to (but
+    for a call that failed after it was announced: done as incomplete, then left out, as
+    the whole response has it)."""
 
     def __init__(self, draft: Draft, on_done: Callable[[dict[str, Any]], None]) -> None:
         self.draft = draft
@@ -180,6 +183,9 @@ class ResponseEvents:
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._in_progress_sent = False
+        self._abandoned: set[str] = set()
+        """Calls that failed after they were announced: done as incomplete, and not in
+        the finished response (whose output is the whole reply's)."""
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -211,6 +217,8 @@ class ResponseEvents:
                                        output_index=current.output_index, delta=event.text))
         elif isinstance(event, ToolCallFinished):
             out += self._call_finished(event)
+        elif isinstance(event, ToolCallParseError):
+            out += self._call_failed()
         elif isinstance(event, Finished):
             out += self._finished(event.result)
         return out
@@ -278,6 +286,20 @@ class ResponseEvents:
             current.text = canonical  # what the deltas spelled did not parse; the call did
         return out + self._close()
 
+    def _call_failed(self) -> list[dict[str, Any]]:
+        """The open call did not parse (its text comes back as content next): its item is
+        done, incomplete; the next call, which takes its index, gets an item of its own."""
+        current = self._open
+        if current is None or current.kind != "function_call":
+            return []
+        self._open = None
+        final = call_item(current.item["id"], current.item["call_id"], current.item["name"],
+                          current.text, "incomplete")
+        self.output[current.output_index] = final
+        self._abandoned.add(final["id"])
+        return [self._event("response.output_item.done", output_index=current.output_index,
+                            item=final)]
+
     def _close(self) -> list[dict[str, Any]]:
         current, self._open = self._open, None
         if current is None:
@@ -316,7 +338,8 @@ class ResponseEvents:
             for item in self.output:
                 if item["type"] == "message":
                     item["status"] = "incomplete"
-        body = self.draft.finished(self.output, result)
+        kept = [item for item in self.output if item["id"] not in self._abandoned]
+        body = self.draft.finished(kept, result)
         self.on_done(body)
         kind = "response.completed" if body["status"] == "completed" else "response.incomplete"
         return out + [self._event(kind, response=body)]
@@ -417,7 +440,7 @@ def routes(api: Api, store: ResponseStore | None = None) -> list[Route]:
         stream = api.track(respond_events(
             served.model, job.chat, job.config, defaults=served.defaults,
             tools=job.tools or None, tool_choice=job.tool_choice,
-            template_kwargs=job.template_kwargs,
+            template_kwargs=job.template_kwargs, parallel_tool_calls=job.parallel_tool_calls,
         ))
         draft = Draft(served.id, parsed)
 

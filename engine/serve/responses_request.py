@@ -21,7 +21,7 @@ from .schemas import RequestBody
 # and our chat endpoint take them; passed on unchanged.
 _PASSED_THROUGH = (
     "top_k", "min_p", "repeat_penalty", "repetition_penalty", "seed", "stop", "grammar",
-    "logit_bias", "stop_token_ids", "enable_thinking",
+    "logit_bias", "stop_token_ids", "enable_thinking", "reasoning_format",
 )
 _ROLES = {"user", "system", "developer", "assistant"}
 _TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
@@ -198,6 +198,7 @@ def chat_request(parsed: ResponsesRequest, raw: dict[str, Any],
                             "temperature": parsed.temperature, "top_p": parsed.top_p,
                             "tools": [_chat_tool(t) for t in function_tools(parsed.tools)] or None,
                             "tool_choice": _chat_tool_choice(parsed.tool_choice),
+                            "parallel_tool_calls": parsed.parallel_tool_calls,
                             "response_format": _response_format(parsed.text)}
     kwargs = dict(parsed.chat_template_kwargs or {})
     effort = parsed.reasoning.effort if parsed.reasoning else None

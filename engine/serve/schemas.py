@@ -151,7 +151,10 @@ class ChatCompletionRequest(_SamplingRequest):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
+    """llama-server's: "none" keeps the reasoning markup in the content as written."""
     enable_thinking: bool | None = None
     """Xinference's request-level switch; `chat_template_kwargs.enable_thinking` works too."""
     chat_template_kwargs: dict[str, Any] | None = None

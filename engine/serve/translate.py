@@ -31,6 +31,7 @@ from engine.prediction import (
     TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallFinished,
+    ToolCallParseError,
     ToolCallStarted,
 )
 
@@ -66,6 +67,7 @@ class ChatJob:
     tools: list[dict[str, Any]]
     tool_choice: Any
     template_kwargs: dict[str, Any]
+    parallel_tool_calls: bool = True
 
 
 def chat_job(request: ChatCompletionRequest) -> ChatJob:
@@ -84,7 +86,10 @@ def chat_job(request: ChatCompletionRequest) -> ChatJob:
     thinking, template_kwargs = _thinking(request)
     if thinking is not None:
         values["enable_thinking"] = thinking
-    return ChatJob(chat, prediction_config(values), tools, tool_choice, template_kwargs)
+    if request.reasoning_format == "none":
+        values["reasoning_parsing"] = {"enabled": False}
+    parallel = request.parallel_tool_calls is not False
+    return ChatJob(chat, prediction_config(values), tools, tool_choice, template_kwargs, parallel)
 
 
 def _chat_of(messages: list[dict[str, Any]]) -> Chat:
@@ -385,6 +390,13 @@ class ChatChunks:
         """Tokens scored since the last content chunk; they ride on the next one."""
         self._started: set[int] = set()
         self._streamed_arguments: set[int] = set()
+        self._wire: dict[int, int] = {}
+        """The chunks' index of each call the engine numbers: a call that fails gives its
+        index to the next one, but a client joins the pieces of one index into one call,
+        so each call streamed gets an index of its own."""
+        self._open: int | None = None
+        """The call started and not finished yet."""
+        self._next_wire = 0
 
     def first(self) -> dict[str, Any]:
         return self._chunk({"role": "assistant", "content": ""})
@@ -398,17 +410,36 @@ class ChatChunks:
         if isinstance(event, ReasoningDelta) and event.text:
             return [self._chunk({"reasoning_content": event.text})]
         if isinstance(event, ToolCallStarted):
+            self._open = event.index
             return [self._call_start(event.index, event.id, event.name)]
         if isinstance(event, ToolCallArgumentsDelta) and event.text:
             self._streamed_arguments.add(event.index)
             return [self._call_arguments(event.index, event.text)]
+        if isinstance(event, ToolCallParseError):
+            self._call_failed()
+            return []
         if isinstance(event, ToolCallFinished):
             return self._call_finished(event)
         if isinstance(event, Finished):
             return self._last(event.result)
         return []
 
+    def _call_failed(self) -> None:
+        """The open call failed: the next call at its index starts afresh."""
+        index, self._open = self._open, None
+        if index is not None:
+            self._started.discard(index)
+            self._streamed_arguments.discard(index)
+            self._wire.pop(index, None)
+
+    def _wire_index(self, index: int) -> int:
+        if index not in self._wire:
+            self._wire[index] = self._next_wire
+            self._next_wire += 1
+        return self._wire[index]
+
     def _call_finished(self, event: ToolCallFinished) -> list[dict[str, Any]]:
+        self._open = None
         # A parser that recognises a call only once it closes never sent its start.
         chunks = []
         if event.index not in self._started:
@@ -421,12 +452,13 @@ class ChatChunks:
 
     def _call_start(self, index: int, call_id: str, name: str) -> dict[str, Any]:
         self._started.add(index)
-        call = {"index": index, "id": call_id, "type": "function",
+        call = {"index": self._wire_index(index), "id": call_id, "type": "function",
                 "function": {"name": name, "arguments": ""}}
         return self._chunk({"tool_calls": [call]})
 
     def _call_arguments(self, index: int, text: str) -> dict[str, Any]:
-        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
+        wire = self._wire_index(index)
+        return self._chunk({"tool_calls": [{"index": wire, "function": {"arguments": text}}]})
 
     def _last(self, result: PredictionResult) -> list[dict[str, Any]]:
         chunks = [self._chunk({}, finish_reason(result), scored=True)]

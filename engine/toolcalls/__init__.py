@@ -27,7 +27,9 @@ Where things are:
   a parsed call (`ToolCallParser.raw_calls`), in order. Whitespace before a call, and
   after the last one, belongs to the call, so that a reply made only of calls has no
   content. A call that does not parse goes back to the content, with a
-  `ToolCallParseError`.
+  `ToolCallParseError`. The one exception is markup a reader drops (`steps.Drop`):
+  Functionary v3.2's `all` recipient line, gpt-oss's message to a built-in tool that
+  was not offered.
 - `output`: `parse_output` for a complete reply; `detect`: `detect_tool_format`;
   `default_format`: the default prompt and history; `grammar` (on `gbnf`): forced calls.
 """

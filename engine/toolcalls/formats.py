@@ -24,7 +24,12 @@ from engine.toolcalls.json_readers import (
     MistralReader,
     TaggedJsonReader,
 )
-from engine.toolcalls.pythonic_readers import Gemma4Reader, PythonicReader, PythonTagReader
+from engine.toolcalls.pythonic_readers import (
+    FunctionaryV32Reader,
+    Gemma4Reader,
+    PythonicReader,
+    PythonTagReader,
+)
 from engine.toolcalls.section_readers import DeepSeekReader, KimiReader
 from engine.toolcalls.steps import Reader
 from engine.toolcalls.tool_specs import Context
@@ -53,6 +58,9 @@ class ToolFormat:
     detect_unlisted: Callable[[str], bool] | None = None
     """A test for templates that never list the tools, yet write calls in the history:
     their models write calls all the same (DeepSeek V3.1). See `detect_call_format`."""
+    starts_in_block: bool = False
+    """The generation prompt ends with an opener (Functionary v3.2's `>>>`): the output
+    starts inside a block, which its reader may reject as plain text."""
     calls_end_reasoning: bool = False
     """Calls inside a reasoning block that never closes end the reasoning: the text
     before them is reasoning (Kimi K2 Thinking). Otherwise it is content (llama.cpp)."""
@@ -94,6 +102,10 @@ def _functionary(opener: str, ctx: Context, at: int) -> Reader:
     return FunctionaryReader(ctx, at + len(opener))
 
 
+def _functionary_v3_2(opener: str, ctx: Context, at: int) -> Reader:
+    return FunctionaryV32Reader(ctx, at + len(opener), first=not opener)
+
+
 def _qwen3_coder(opener: str, ctx: Context, at: int) -> Reader:
     if opener == "<function=":
         return XmlReader(ctx, at, QWEN_XML, None)
@@ -125,11 +137,12 @@ _RECORDS: tuple[ToolFormat, ...] = (
         "gpt_oss",
         _has("<|channel|>", "<|call|>"),
         (
-            "<|start|>assistant to=functions.",
-            "<|channel|>commentary to=functions.",
+            "<|start|>assistant to=",
+            "<|channel|>commentary to=",
             # A call addressed from the analysis channel (llama.cpp reads it too).
-            "<|channel|>analysis to=functions.",
-            "to=functions.",
+            "<|channel|>analysis to=",
+            # The role header's recipient, once the reasoning parser took `<|start|>assistant`.
+            "to=",
         ),
         _after(HarmonyReader),
     ),
@@ -219,6 +232,14 @@ _RECORDS: tuple[ToolFormat, ...] = (
         ("<function=", "<|python_tag|>"),
         _functionary,
         grammar=NamedCallGrammar("<function={name}>", "</function>"),
+    ),
+    ToolFormat(
+        "functionary_v3_2",
+        _has(">>>all"),
+        (">>>",),
+        _functionary_v3_2,
+        grammar=NamedCallGrammar("{name}\n", separator=">>>"),
+        starts_in_block=True,
     ),
     ToolFormat(
         "command_r_plus",

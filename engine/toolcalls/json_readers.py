@@ -366,9 +366,26 @@ class FunctionaryReader(NamedJsonReader):
 class HarmonyReader(NamedJsonReader):
     """gpt-oss: the recipient comes either in the message header
     (`<|start|>assistant to=functions.NAME<|channel|>commentary json<|message|>`) or in the
-    channel (`<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>`)."""
+    channel (`<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>`), on the
+    commentary or the analysis channel. A message to anything but `functions.*` is for a
+    built-in tool (`container.exec`, `browser.search`, `python`) that we never offer:
+    dropped whole, as llama.cpp drops it. A `to=` without a message header is prose."""
 
     closers = ("<|call|>", "<|end|>")
+
+    def _phase_name(self) -> bool:
+        name = self.read_name()
+        if name is None:
+            return False
+        function = name.removeprefix("functions.")
+        if name.startswith("functions.") and function:
+            self.begin(function)
+            self.phase = "header"
+        elif name:
+            self.phase = "builtin"
+        else:
+            self.reject()
+        return True
 
     def header(self) -> bool | None:
         found = self.until("<|message|>", limit=80)
@@ -378,6 +395,31 @@ class HarmonyReader(NamedJsonReader):
             self.fail("expected <|message|> after the recipient")
             return False
         return True
+
+    def _phase_builtin(self) -> bool:
+        found = self.until("<|message|>", limit=80)
+        if found is None:
+            return False
+        if found is False:
+            self.reject()
+        else:
+            self.phase = "unsolicited"
+        return True
+
+    def _phase_unsolicited(self) -> bool:
+        found = self.search(self.closers)
+        if not found:
+            return False
+        self.drop(found[0] + len(found[1]))
+        return True
+
+    def conclude(self) -> None:
+        if self.phase == "unsolicited":
+            self.drop(len(self.text))
+        elif self.phase == "builtin":
+            self.reject()
+        else:
+            super().conclude()
 
 
 class MistralReader(NamedJsonReader):

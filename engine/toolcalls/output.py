@@ -41,7 +41,8 @@ def parse_output(
     listed in `errors`.
 
     `reasoning=False` keeps reasoning markup in the content verbatim (llama.cpp's
-    `reasoning_format=none`); tool calls still parse. `starts_in_reasoning` says
+    `reasoning_format=none`); framing tokens (gpt-oss's message headers) still go, and
+    tool calls still parse. `starts_in_reasoning` says
     whether the generation prompt opened a reasoning block; when it is not given, it
     is guessed from the text (a close marker with no open marker before it).
 
@@ -50,12 +51,14 @@ def parse_output(
     V3.1 and most families), or reasoning where the format's record says so (Kimi K2
     Thinking).
     """
-    markers = markers_for_template(chat_template) if chat_template and reasoning else None
+    markers = markers_for_template(chat_template) if chat_template else None
     tool_format = format or detect_call_format(chat_template)
     starts = _starts_in_reasoning(raw_text, markers) if starts_in_reasoning is None else (
         starts_in_reasoning and markers is not None
     )
-    whole = _parse(raw_text, markers, starts, tool_format, tools)
+    whole = _parse(raw_text, markers, starts, tool_format, tools, raw=not reasoning)
+    if not reasoning:
+        return whole
     unclosed = _unclosed_block(raw_text, markers, starts)
     if unclosed is None:
         return whole
@@ -83,9 +86,11 @@ def _parse(
     starts: bool,
     tool_format: str,
     tools: list[dict[str, Any]] | None,
+    *,
+    raw: bool = False,
 ) -> ParsedOutput:
     pipeline = OutputPipeline(
-        ReasoningParser(markers, starts_in_reasoning=starts),
+        ReasoningParser(markers, starts_in_reasoning=starts, raw=raw),
         ToolCallParser(tool_format, tools=tools),
     )
     events = pipeline.feed(text) + pipeline.finish()
@@ -114,8 +119,8 @@ def _unclosed_block(
 def _starts_in_reasoning(text: str, markers: ReasoningMarkers | None) -> bool:
     """Without the prompt, a close marker with no open marker before it means that the
     template opened the reasoning block (QwQ, the R1 distills, ...)."""
-    if markers is None:
-        return False
+    if markers is None or markers.role:
+        return False  # gpt-oss's prompt ends with a role token, never inside a block
     close = text.find(markers.close)
     if close == -1:
         return False

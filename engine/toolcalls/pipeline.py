@@ -17,6 +17,7 @@ from engine.formatting.reasoning import ReasoningParser
 from engine.prediction import (
     ContentDelta,
     Event,
+    ReasoningDelta,
     ToolCallArgumentsDelta,
     ToolCallFinished,
     ToolCallParseError,
@@ -25,7 +26,7 @@ from engine.prediction import (
 )
 from engine.toolcalls.formats import FORMATS, TOOL_FORMATS
 from engine.toolcalls.scanner import earliest, partial_start
-from engine.toolcalls.steps import Args, Begin, Close, End, Fail, Reader, Step, Tail
+from engine.toolcalls.steps import Args, Begin, Close, Drop, End, Fail, Reader, Step, Tail
 from engine.toolcalls.tool_specs import Context, function_specs
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -99,6 +100,8 @@ class ToolCallParser:
         self._anchored = True
         self._call: _OpenCall | None = None
         self._broken = False
+        if record.starts_in_block:
+            self._open_block("", 0)
 
     def feed(self, text: str) -> list[Event]:
         if not text:
@@ -107,6 +110,19 @@ class ToolCallParser:
 
     def finish(self) -> list[Event]:
         return self._guarded("", at_end=True)
+
+    def feed_verbatim(self, text: str) -> list[Event]:
+        """Text that is content whatever it holds (reasoning kept in the content as
+        written): what is held back goes out first, as it can no longer open a call."""
+        if not text:
+            return []
+        if self._broken or self._reader is not None:
+            return self.feed(text)  # inside a block, it is the block's
+        out: list[Event] = []
+        self._emit_content(self._text[self._start :], out)
+        self._emit_content(text, out)
+        self._text, self._start, self._searched, self._blank_to = "", 0, 0, 0
+        return merge_deltas(out)
 
     def _guarded(self, text: str, *, at_end: bool) -> list[Event]:
         if self._broken:
@@ -276,6 +292,8 @@ class ToolCallParser:
                 self._tail(step.end, out)
         elif isinstance(step, Close):
             self._close(step.end, out)
+        elif isinstance(step, Drop):
+            self._drop(step.end, out)
         else:
             self._reject(out)
 
@@ -353,6 +371,15 @@ class ToolCallParser:
         else:
             self._emit_content(tail, out)
 
+    def _drop(self, end: int, out: list[Event]) -> None:
+        assert self._reader is not None
+        # The whitespace before the block was the text's, not the dropped markup's.
+        lead, self._lead = self._lead, ""
+        self._emit_content(lead, out)
+        self._call = None
+        self._take_raw(end)
+        self._resume_text(self._consumed)
+
     def _reject(self, out: list[Event]) -> None:
         assert self._reader is not None
         self._call = None
@@ -387,6 +414,8 @@ class OutputPipeline:
     def __init__(self, reasoning: ReasoningParser, tools: ToolCallParser | None) -> None:
         self.reasoning = reasoning
         self.tools = tools
+        # Raw reasoning comes to the pipeline marked, so that no call is read inside it.
+        reasoning.raw_event = ReasoningDelta
 
     def feed(self, text: str) -> list[Event]:
         return self._route(self.reasoning.feed(text))
@@ -398,12 +427,19 @@ class OutputPipeline:
         return events
 
     def _route(self, events: list[Event]) -> list[Event]:
+        raw = self.reasoning.raw
         if self.tools is None:
-            return events
+            if not raw:
+                return events
+            return merge_deltas(
+                [ContentDelta(e.text) if isinstance(e, ReasoningDelta) else e for e in events]
+            )
         out: list[Event] = []
         for event in events:
             if isinstance(event, ContentDelta):
                 out.extend(self.tools.feed(event.text))
+            elif raw and isinstance(event, ReasoningDelta):
+                out.extend(self.tools.feed_verbatim(event.text))
             else:
                 out.append(event)
-        return out
+        return merge_deltas(out) if raw else out

@@ -1,13 +1,14 @@
 """Readers for calls whose arguments are found by bracket matching: Python calls
 (LFM2's list, Llama 3's `<|python_tag|>` built-ins and code) and Gemma 4's
-`call:NAME{...}`."""
+`call:NAME{...}`; and the readers of raw code for the code tool (Functionary v3.2's
+recipient messages among them)."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from engine.toolcalls.json_readers import TaggedJsonReader
+from engine.toolcalls.json_readers import NamedJsonReader, TaggedJsonReader
 from engine.toolcalls.scanner import BracketScanner, earliest, partial_start
 from engine.toolcalls.steps import Args, CallListReader, End, Fail, OneCallReader, Reader
 from engine.toolcalls.tool_specs import Context
@@ -162,6 +163,76 @@ class PythonTagReader(Reader):
         if self.phase == "code":
             self._send_code(len(self.text))
             self._finish_code(len(self.text), len(self.text))
+        else:
+            super().conclude()
+
+
+class RawCodeReader(PythonTagReader):
+    """Raw code for the code tool, from the cursor to the end of the message."""
+
+    def __init__(self, ctx: Context, pos: int, code_tool: str = "python") -> None:
+        super().__init__(ctx, pos, code_tool)
+        self.phase = "begin"
+
+    def _phase_begin(self) -> bool:
+        self._start_code()
+        return True
+
+
+class FunctionaryV32Reader(NamedJsonReader):
+    """Functionary v3.2: messages `>>>RECIPIENT\n...`, the first one's `>>>` written by
+    the generation prompt. `all` addresses the user (its line is dropped, the text is
+    content); `NAME\n{json}` is a call; `python\n` takes raw code up to the end."""
+
+    def __init__(self, ctx: Context, pos: int, *, first: bool = False) -> None:
+        super().__init__(ctx, pos)
+        self.recipient = ""
+        self.phase = "repeated" if first else "name"
+
+    def _phase_repeated(self) -> bool:
+        # The output starts after the prompt's `>>>`; a model may write it again.
+        if self.expect(">>>") is None:
+            return False
+        self.phase = "name"
+        return True
+
+    def _phase_name(self) -> bool:
+        name = self.read_name()
+        if name is None:
+            return False
+        self.recipient = name
+        self.phase = "newline"
+        if not name:
+            self.reject()
+        return True
+
+    def _phase_newline(self) -> bool:
+        found = self.expect("\n")
+        if found is None:
+            return False
+        if not found:
+            self.reject()  # not a recipient line: text
+        elif self.recipient == "all":
+            self.drop()
+        else:
+            self.phase = "body"
+        return True
+
+    def _phase_body(self) -> bool:
+        if not self.more():
+            return False
+        if self.text[self.pos] == "{":
+            self.begin(self.recipient)
+            self.start_args()
+        elif self.recipient == "python":
+            self.delegate(RawCodeReader(self.ctx, self.pos))
+        else:
+            self.reject()
+        return True
+
+    def conclude(self) -> None:
+        if self.phase in ("repeated", "name", "newline", "body"):
+            self.reject()
         else:
             super().conclude()
 

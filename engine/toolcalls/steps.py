@@ -59,11 +59,20 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Drop:
+    """The block, up to `end`, is markup meant for no one here, neither content nor a
+    call (Functionary's `all` recipient line, gpt-oss's message to a built-in tool that
+    was not offered); it ends there, and what follows is ordinary text again."""
+
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """The opener was not the start of a call after all (Llama 3's bare `{`)."""
 
 
-Step: TypeAlias = Begin | Args | End | Fail | Tail | Close | Reject
+Step: TypeAlias = Begin | Args | End | Fail | Tail | Close | Drop | Reject
 
 
 class Scanning(Protocol):
@@ -175,6 +184,11 @@ class Reader:
 
     def reject(self) -> None:
         self.emit(Reject())
+        self.done = True
+
+    def drop(self, end: int | None = None) -> None:
+        """The block up to `end` (the cursor) is dropped: see `Drop`."""
+        self.emit(Drop(self.pos if end is None else end))
         self.done = True
 
     def delegate(self, reader: Reader) -> None:

@@ -252,6 +252,23 @@ def test_reasoning_arrives_framed_by_tag_fragments(qwen3: LoadedModel) -> None:
     assert set(kinds[end + 1 :]) <= {"none"}
 
 
+def test_reasoning_parsing_off_keeps_the_block_in_the_text(qwen3: LoadedModel) -> None:
+    registry = ModelRegistry([ServedModel("qwen3", qwen3, DEFAULTS)])
+    grammar = 'root ::= "<think>" [a-z]{1,6} "</think>" [a-z]{1,6}'
+    with UvicornThread(sdk_app(registry, None)) as address, lms.Client(address) as sdk_client:
+        config = {
+            "structured": {"type": "gbnf", "gbnfGrammar": grammar}, "maxTokens": 40,
+            "reasoningParsing": {"enabled": False, "startString": "<think>", "endString": "</think>"},
+        }
+        stream = sdk_client.llm.model("qwen3").respond_stream("Think first", config=config)
+        fragments = [(f.reasoning_type, f.content) for f in stream]
+        result = stream.result()
+    assert {kind for kind, _ in fragments} == {"none"}
+    text = "".join(content for _, content in fragments)
+    assert text.startswith("<think>") and "</think>" in text
+    assert result.content == text
+
+
 def test_the_async_client(host: str) -> None:
     async def main() -> tuple[str, int]:
         async with lms.AsyncClient(host) as async_client:

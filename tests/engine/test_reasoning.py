@@ -411,3 +411,42 @@ def test_reasoning_parser_in_a_real_prediction(tiny_model_path: Path) -> None:
     assert (reasoning, content) == split_reasoning(raw, THINK)
     assert (stream.result.reasoning, stream.result.content) == (reasoning, content)
     assert reasoning and content and "<think>" not in reasoning + content
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=texts,
+    markers=st.sampled_from([m for m in KNOWN_MARKERS if not m.framing]),
+    forced=st.booleans(),
+    data=st.data(),
+)
+def test_raw_keeps_reasoning_markup_in_the_content_verbatim(
+    text: str, markers: ReasoningMarkers, forced: bool, data: st.DataObject
+) -> None:
+    # llama.cpp's reasoning_format none: no reasoning, the text as written.
+    chunks = data.draw(chunkings(text))
+    events = run(ReasoningParser(markers, starts_in_reasoning=forced, raw=True), chunks)
+    assert split(events) == ("", text)
+
+
+def test_raw_harmony_keeps_the_analysis_and_drops_the_headers() -> None:
+    text = (
+        "<|channel|>analysis<|message|>I'm\nthinking<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>Hello"
+    )
+    for size in (1, 5, len(text)):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert split(run(ReasoningParser(HARMONY, raw=True), chunks)) == (
+            "",
+            "<|channel|>analysis<|message|>I'm\nthinking<|end|>Hello",
+        )
+
+
+def test_harmony_recipient_header_is_never_reasoning() -> None:
+    # The role header's recipient, then the analysis channel: a call, for the tool parser.
+    text = ' to=functions.f<|channel|>analysis<|message|>{"a": 1}<|call|>'
+    for size in (1, 3, len(text)):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert split(run(ReasoningParser(HARMONY), chunks)) == ("", text)
+    later = "<|channel|>analysis<|message|>hm<|end|><|start|>assistant" + text
+    assert split_reasoning(later, HARMONY) == ("hm", text)

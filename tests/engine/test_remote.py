@@ -123,6 +123,19 @@ async def test_reasoning_events_match_the_local_engine(
     assert result.stats.stop_reason == "eosFound"
 
 
+async def test_reasoning_parsing_off_matches_the_local_engine(
+    models: dict[str, LoadedModel], server: ServerHandle
+) -> None:
+    grammar = 'root ::= "<think>" [a-z ]{2,12} "</think>" "\\n\\n" [a-z]{1,6}'
+    config = {"maxTokens": 40, "seed": 1, "grammar": grammar, "reasoningParsing": {"enabled": False}}
+    (local, local_result), (remote, result) = await local_and_remote(
+        models, server, "tiny-qwen3", ask("Why?"), config
+    )
+    assert visible(remote) == visible(local)
+    assert result.reasoning == local_result.reasoning == ""
+    assert result.content == local_result.content and result.content.startswith("<think>")
+
+
 async def test_thinking_off_reaches_the_remote_template(
     models: dict[str, LoadedModel], server: ServerHandle
 ) -> None:

@@ -159,6 +159,7 @@ def test_required_tool_call(client: OpenAI, seed: int) -> None:
     response = client.responses.create(
         model="tiny", input="What is the weather in Paris?", tools=TOOLS, tool_choice="required",
         max_output_tokens=400, temperature=1.0, extra_body={"seed": seed},
+        parallel_tool_calls=False,
     )
     calls = calls_of(response)
     assert len(calls) == 1 and len(response.output) == 1
@@ -167,6 +168,22 @@ def test_required_tool_call(client: OpenAI, seed: int) -> None:
     _validate(call.name, call.arguments)
     assert response.status == "completed"
     assert [t.name for t in response.tools] == ["get_weather", "get_current_time"]  # type: ignore[union-attr]
+
+
+def test_required_tool_calls_may_be_several_by_default(client: OpenAI) -> None:
+    counts = []
+    for seed in (1, 2):
+        response = client.responses.create(
+            model="tiny", input="What is the weather in Paris?", tools=TOOLS,
+            tool_choice="required", max_output_tokens=400, temperature=1.0,
+            extra_body={"seed": seed},
+        )
+        assert response.parallel_tool_calls
+        calls = calls_of(response)
+        for call in calls:
+            _validate(call.name, call.arguments)
+        counts.append(len(calls))
+    assert min(counts) >= 1 and max(counts) > 1, counts
 
 
 def test_named_tool_choice_calls_that_tool(client: OpenAI) -> None:

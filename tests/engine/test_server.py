@@ -174,7 +174,7 @@ def _validate(name: str, arguments: str) -> dict[str, Any]:
 def test_required_tool_call(client: OpenAI, seed: int) -> None:
     response = client.chat.completions.create(
         model="tiny", messages=ask(), tools=TOOLS, tool_choice="required",
-        max_tokens=400, seed=seed, temperature=1.0,
+        max_tokens=400, seed=seed, temperature=1.0, parallel_tool_calls=False,
     )
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -184,6 +184,22 @@ def test_required_tool_call(client: OpenAI, seed: int) -> None:
     call = calls[0]
     assert call.type == "function" and call.id
     _validate(call.function.name, call.function.arguments)
+
+
+def test_required_tool_calls_may_be_several_by_default(client: OpenAI) -> None:
+    # parallel_tool_calls is true unless a request says otherwise (OpenAI's default).
+    counts = []
+    for seed in (1, 2):
+        response = client.chat.completions.create(
+            model="tiny", messages=ask(), tools=TOOLS, tool_choice="required",
+            max_tokens=400, seed=seed, temperature=1.0,
+        )
+        assert response.choices[0].finish_reason == "tool_calls"
+        calls = function_calls(response)
+        for call in calls:
+            _validate(call.function.name, call.function.arguments)
+        counts.append(len(calls))
+    assert min(counts) >= 1 and max(counts) > 1, counts
 
 
 def test_named_tool_choice_calls_that_tool(client: OpenAI) -> None:

@@ -10,6 +10,7 @@ same pipeline: the two must agree.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "chat-templates"
 DEEPSEEK_V3_1 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-deepseek-v3-1.cpp"
 KIMI_K2 = "ochafik/llama.cpp@148a605 tests/chat-parsers/test-kimi-k2.cpp"
 GPT_OSS = "ochafik/llama.cpp@1e7262b tests/chat-parsers/test-gpt-oss.cpp"
+FUNCTIONARY_V3_2 = "ochafik/llama.cpp@1e7262b tests/chat-parsers/test-functionary-v3-2.cpp"
+# The template-driven PEG parser's tests (2026): GPT-OSS's block, cited by its comments.
+PEG_GPT_OSS = "ggml-org/llama.cpp@0042e20 tests/test-chat.cpp GPT-OSS"
 
 # DeepSeek's special tokens, spelled once.
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -53,6 +57,9 @@ def kimi_calls(*calls: tuple[str, str]) -> str:
 
 
 ANALYSIS = "<|channel|>analysis<|message|>I'm\nthinking<|end|>"
+HELLO = "Hello, world!\nWhat's up?"
+FINAL = "<|start|>assistant<|channel|>final<|message|>" + HELLO
+PYTHON_HELLO = "<|channel|>analysis<|message|>I will execute python to say hello<|end|>"
 SPECIAL = [("special_function", {"arg1": 1})]
 JOHN = '{"name": "John Doe", "age": 30, "active": true, "score": 95.5}'
 JOHN_VALUE = {"name": "John Doe", "age": 30, "active": True, "score": 95.5}
@@ -202,6 +209,144 @@ CASES: list[Case] = [
         reasoning="I'm\nthinking",
         calls=SPECIAL,
     ),
+    Case(
+        f"{GPT_OSS} case 8 (a commentary message without recipient is content)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + "<|start|>assistant<|channel|>commentary<|message|>" + HELLO,
+        content=HELLO,
+        reasoning="I'm\nthinking",
+    ),
+    Case(
+        f"{GPT_OSS} case 9 (commentary content, then a call)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS
+        + "<|start|>assistant<|channel|>commentary<|message|>"
+        + HELLO
+        + "<|end|><|start|>assistant<|channel|>commentary to=functions.special_function "
+        '<|constrain|>json<|message|>{"arg1": 1}',
+        content=HELLO,
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(  # reasoning_format none: the analysis message stays, the final header goes
+        f"{GPT_OSS} case 13 (reasoning_format none)",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + FINAL,
+        content=ANALYSIS + HELLO,
+        options={"reasoning": False},
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Basic content only - final channel'",
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>final<|message|>" + HELLO,
+        content=HELLO,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Basic content only - commentary channel'",
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>commentary<|message|>" + HELLO,
+        content=HELLO,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Analysis channel (reasoning) with final channel (content) with "
+        "reasoning_format = none'",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS + FINAL,
+        content=ANALYSIS + HELLO,
+        options={"reasoning": False},
+    ),
+    Case(  # the header holds the reasoning marker's text, yet it is the call's
+        f"{PEG_GPT_OSS} 'Tool call with recipient in role header'",
+        "openai-gpt-oss-120b.jinja",
+        ' to=functions.special_function<|channel|>analysis<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Tool call with recipient in channel header'",
+        "openai-gpt-oss-120b.jinja",
+        '<|channel|>analysis to=functions.special_function<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Tool call in commentary channel (channel header variant)'",
+        "openai-gpt-oss-120b.jinja",
+        '<|channel|>commentary to=functions.special_function<|message|>{"arg1": 1}',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Tool call with reasoning + content (analysis first, then tool call)'",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS
+        + '<|start|>assistant to=functions.special_function<|channel|>analysis<|message|>{"arg1": 1}',
+        reasoning="I'm\nthinking",
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Structured output'",
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>analysis<|message|>I need to output the invoice details in JSON<|end|>"
+        '<|start|>assistant<|channel|>final <|constrain|>json<|message|>{"amount": 123.45, '
+        '"date": "2025-12-03"}',
+        content='{"amount": 123.45, "date": "2025-12-03"}',
+        reasoning="I need to output the invoice details in JSON",
+    ),
+    Case(  # not offered: dropped, not shown as content
+        f"{PEG_GPT_OSS} 'Builtin function - recipient in role'",
+        "openai-gpt-oss-120b.jinja",
+        PYTHON_HELLO
+        + "<|start|>assistant to=container.exec<|channel|>commentary<|message|>"
+        "python3 -c 'print(\"hello\")'",
+        reasoning="I will execute python to say hello",
+    ),
+    Case(
+        f"{PEG_GPT_OSS} 'Builtin function - recipient in channel'",
+        "openai-gpt-oss-120b.jinja",
+        PYTHON_HELLO
+        + '<|start|>assistant<|channel|>commentary to=python <|constrain|>code<|message|>print("hello")',
+        reasoning="I will execute python to say hello",
+    ),
+    Case(
+        f"{PEG_GPT_OSS} '\"<|channel|>commentary to=assistant\" before reasoning'",
+        "openai-gpt-oss-120b.jinja",
+        "<|channel|>commentary to=assistant" + ANALYSIS + FINAL,
+        content=HELLO,
+        reasoning="I'm\nthinking",
+    ),
+    Case(
+        f"{PEG_GPT_OSS} '\"<|channel|>commentary to=assistant\" before final message'",
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS
+        + "<|start|>assistant<|channel|>commentary to=assistant<|channel|>final<|message|>"
+        + HELLO,
+        content=HELLO,
+        reasoning="I'm\nthinking",
+    ),
+    # Functionary v3.2: the output starts after the prompt's `>>>`.
+    Case(
+        f"{FUNCTIONARY_V3_2}:44",
+        "meetkai-functionary-medium-v3.2.jinja",
+        "all\nHello, world!\nnono\nWhat's up?>>>special_function\n{\"arg1\": 1}\n",
+        content="Hello, world!\nnono\nWhat's up?",
+        calls=SPECIAL,
+    ),
+    Case(  # raw code for python, not JSON
+        f"{FUNCTIONARY_V3_2}:53",
+        "meetkai-functionary-medium-v3.2.jinja",
+        "python\n# This is a program:\nprint('hey')",
+        calls=[("python", {"code": "# This is a program:\nprint('hey')"})],
+    ),
+    Case(  # trailing whitespace after the JSON is ignored
+        f"{FUNCTIONARY_V3_2}:67",
+        "meetkai-functionary-medium-v3.2.jinja",
+        'special_function\n{"arg1": 1} \n                    ',
+        calls=SPECIAL,
+    ),
+    Case(
+        f"{FUNCTIONARY_V3_2}:73",
+        "meetkai-functionary-medium-v3.2.jinja",
+        "all\n" + HELLO,
+        content=HELLO,
+    ),
     # Kimi K2 (upstream reads its Instruct template; the Thinking one writes the same).
     Case(
         f"{KIMI_K2} 'Test parsing tool calls with thinking'",
@@ -262,18 +407,20 @@ def _outcome(content: str, reasoning: str, calls: list[Any]) -> tuple[Any, ...]:
 def _streamed(case: Case, pieces: list[str]) -> tuple[Any, ...]:
     """The pipeline the engine streams through, fed in pieces."""
     source = _template(case.template)
-    markers = markers_for_template(source) if case.options.get("reasoning", True) else None
+    markers = markers_for_template(source)
+    raw_reasoning = not case.options.get("reasoning", True)
     given = case.options.get("starts_in_reasoning")
     # What parse_output guesses when it is not told: the stream is told the same.
     raw = case.raw
     guessed = (
         markers is not None
+        and not markers.role
         and markers.close in raw
         and (markers.open not in raw or raw.find(markers.open) > raw.find(markers.close))
     )
     starts = (guessed if given is None else bool(given)) and markers is not None
     pipeline = OutputPipeline(
-        ReasoningParser(markers, starts_in_reasoning=starts),
+        ReasoningParser(markers, starts_in_reasoning=starts, raw=raw_reasoning),
         ToolCallParser(detect_call_format(source)),
     )
     events: list[Event] = []
@@ -310,6 +457,11 @@ def test_streamed_agrees_with_one_piece(case: Case) -> None:
     for size in (1, 3, 7, 16):
         pieces = [text[i : i + size] for i in range(0, len(text), size)]
         assert _streamed(case, pieces) == whole, size
+    rng = random.Random(case.source)  # and cut at random, as tokens fall
+    for _ in range(10):
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 12))))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert _streamed(case, pieces) == whole, cuts
 
 
 def test_deepseek_v3_1_writes_its_own_calls_though_its_template_lists_no_tools() -> None:
@@ -319,3 +471,84 @@ def test_deepseek_v3_1_writes_its_own_calls_though_its_template_lists_no_tools()
     assert detect_tool_format(v3_1) == "default"
     # The R1 distills write no calls of their own.
     assert detect_call_format(_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")) == "default"
+
+
+# reasoning=False (llama.cpp's reasoning_format none): each family's reasoning markup
+# stays in the content as written, and the calls after it still parse.
+RAW_REASONING = [
+    (
+        "Qwen-Qwen3-0.6B.jinja",
+        "<think>I'm\nthinking</think>\n\n",
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}\n</tool_call>',
+    ),
+    (
+        "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+        "[THINK]I'm\nthinking[/THINK]",
+        '[TOOL_CALLS]special_function[ARGS]{"arg1": 1}',
+    ),
+    (
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
+        "<|START_THINKING|>I'm\nthinking<|END_THINKING|>",
+        (
+            '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "special_function", '
+            '"parameters": {"arg1": 1}}]<|END_ACTION|>'
+        ),
+    ),
+    (
+        "openai-gpt-oss-120b.jinja",
+        ANALYSIS,
+        (
+            "<|start|>assistant<|channel|>commentary to=functions.special_function "
+            '<|constrain|>json<|message|>{"arg1": 1}'
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("template", "thinking", "call"), RAW_REASONING, ids=[t for t, _, _ in RAW_REASONING]
+)
+def test_raw_reasoning_stays_in_the_content_and_calls_still_parse(
+    template: str, thinking: str, call: str
+) -> None:
+    source = _template(template)
+    raw = thinking + call
+    parsed = parse_output(raw, chat_template=source, reasoning=False)
+    # The whitespace before a call is the call's, as everywhere.
+    assert (parsed.content, parsed.reasoning) == (thinking.rstrip(), "")
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == SPECIAL
+    # Split as usual, the same text gives reasoning.
+    assert parse_output(raw, chat_template=source).reasoning.strip() == "I'm\nthinking"
+    case = Case("", template, raw, options={"reasoning": False, "starts_in_reasoning": False})
+    for size in (1, 4, 9):
+        pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert _streamed(case, pieces) == (thinking.strip(), "", SPECIAL)
+
+
+def test_raw_reasoning_keeps_a_call_written_inside_it_as_text() -> None:
+    # llama.cpp parses the block and puts it in the content whole: the call inside it is
+    # reasoning, written down; the call after it is a call.
+    source = _template("deepseek-ai-DeepSeek-V3.1.jinja")
+    inside = CALLS_BEGIN + deepseek_call("get_time2", '{"city": "Tokyo2"}') + CALLS_END
+    after = CALLS_BEGIN + deepseek_call("get_time", '{"city": "Tokyo"}') + CALLS_END
+    raw = "REASONING" + inside + "REASONING</think>" + after
+    options = {"reasoning": False, "starts_in_reasoning": True}
+    case = Case("", "deepseek-ai-DeepSeek-V3.1.jinja", raw, options=options)
+    expected = ("REASONING" + inside + "REASONING</think>", "", [("get_time", {"city": "Tokyo"})])
+    parsed = parse_output(raw, chat_template=source, **options)  # type: ignore[arg-type]
+    assert _outcome(parsed.content, parsed.reasoning, parsed.tool_calls) == expected
+    for size in (1, 5, len(raw)):
+        pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert _streamed(case, pieces) == expected, size
+
+
+def test_harmony_output_never_starts_in_reasoning() -> None:
+    # `<|end|>` closes every harmony message, not only the analysis: an output that
+    # starts with a commentary message to the user does not start in reasoning.
+    raw = (
+        "<|channel|>commentary<|message|>Let me check the weather.<|end|>"
+        '<|start|>assistant to=functions.get_weather<|channel|>commentary<|message|>{"location": "SF"}'
+    )
+    parsed = parse_output(raw, chat_template=_template("openai-gpt-oss-120b.jinja"))
+    assert (parsed.content, parsed.reasoning) == ("Let me check the weather.", "")
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", {"location": "SF"})]

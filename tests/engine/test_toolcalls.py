@@ -148,8 +148,12 @@ def test_parses_complete_output(case: str) -> None:
 
 
 # A bare Llama 3 JSON call is recognised only at the start of a reply (as llama.cpp
-# does), so Llama 3 has no "text before the call" case.
-@pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][0] != "llama3"))
+# does), so Llama 3 has no "text before the call" case; nor has a Functionary v3.2 call
+# without its `>>>` (the prompt wrote it).
+@pytest.mark.parametrize(
+    "case",
+    sorted(c for c in CASES if CASES[c][0] != "llama3" and c != "functionary_v3_2_after_prompt"),
+)
 def test_text_around_calls_passes_through(case: str) -> None:
     fmt, write = CASES[case]
     text = f"Let me look that up.\n\n{write(CALLS)}\nDone."
@@ -384,6 +388,11 @@ MALFORMED: dict[str, list[tuple[str, str]]] = {
     "nemotron": [('<TOOLCALL>[{"arguments": {}}]</TOOLCALL>', "name")],
     "firefunction": [("functools[get_weather()]", "JSON object"), ('functools[{"name": "a"]', "JSON")],
     "functionary_v3_1": [('<function=get_weather>{"a": tru}</function>', "JSON")],
+    "functionary_v3_2": [
+        ('>>>get_weather\n{"a": tru}', "JSON"),
+        ('get_weather\n{"a": [1}', "JSON"),
+        ("get_weather\n{", "not closed"),
+    ],
     "command_r7b": [('<|START_ACTION|>[{"tool_name": "get_weather", "parameters": 3}]<|END_ACTION|>', "object")],
     "command_r_plus": [('Action:\n```json\n[{"tool_name": "get_weather", "parameters": {}\n```', "JSON")],
     "gpt_oss": [('<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"a"}<|call|>', "JSON")],
@@ -682,7 +691,7 @@ EXPECTED_FORMATS = {
     "ibm-granite-granite-3.3-2B-Instruct.jinja": "granite",
     "llama-cpp-deepseek-r1.jinja": "deepseek_r1",
     "meetkai-functionary-medium-v3.1.jinja": "functionary_v3_1",
-    "meetkai-functionary-medium-v3.2.jinja": "default",  # its recipient format is not parsed
+    "meetkai-functionary-medium-v3.2.jinja": "functionary_v3_2",
     "meta-llama-Llama-3.1-8B-Instruct.jinja": "llama3",
     "meta-llama-Llama-3.2-3B-Instruct.jinja": "llama3",
     "meta-llama-Llama-3.3-70B-Instruct.jinja": "llama3",

@@ -156,3 +156,46 @@ async def test_a_call_to_an_unknown_tool_is_a_card_not_raw_text(
         # The model's own message keeps what it wrote.
         message = screen.current.chat.messages[-1]
         assert isinstance(message, AssistantResponse) and UNKNOWN_CALL in message.content
+
+
+MEMO_TOOL = '''
+[[tool]]
+name = "take_memo"
+description = "Write a memo down."
+command = ["true"]
+
+[tool.parameters]
+type = "object"
+required = ["note"]
+
+[tool.parameters.properties.note]
+type = "string"
+'''
+BROKEN_THEN_GOOD = 'root ::= ' + json.dumps(
+    '[TOOL_REQUEST]{"name": "take_memo", "arguments": {"note": tru}}[END_TOOL_REQUEST]'
+) + " " + json.dumps(
+    '[TOOL_REQUEST]{"name": "take_note", "arguments": {"note": "hi"}}[END_TOOL_REQUEST]'
+)
+"""A call that fails once its name is known (so it was announced), then one that parses
+and takes its index."""
+
+
+async def test_a_call_that_takes_a_failed_calls_index_gets_a_card_of_its_own(
+    make_app: MakeApp, isolated: Path
+) -> None:
+    tools_file = write_tools_file(isolated)
+    tools_file.write_text(tools_file.read_text() + MEMO_TOOL)
+    prediction = PredictionConfig(temperature=0.0, seed=1, max_tokens=400, grammar=BROKEN_THEN_GOOD)
+    app = make_app(prediction=prediction, load=TOOL_LOAD)
+    async with app.run_test(size=TERMINAL_SIZE) as pilot:
+        screen = await open_chat(pilot)
+        screen.current.tools = ToolOptions(enabled=True)
+        await send(pilot, "Note it.", wait=False)
+        card = await wait_for_card(pilot, "pending")
+        (only,) = cards(screen)
+        assert only is card and card.tool_name == "take_note"
+        assert json.loads(card.arguments) == {"note": "hi"}
+        await pilot.press("escape")
+        await wait_for_prediction(pilot)
+        (message,) = [m for m in screen.current.chat.messages if isinstance(m, AssistantResponse)]
+        assert [(c.name, c.id) for c in message.tool_calls] == [("take_note", card.call_id)]

@@ -93,6 +93,7 @@ _PREDICTION_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "llm.prediction.seed": ("seed", lambda v: int(_checkbox(v)[1]) if _checkbox(v)[0] else None),
     "llm.prediction.enableThinking": ("enable_thinking", bool),
     "llm.prediction.reasoning.enabled": ("enable_thinking", bool),
+    "llm.prediction.reasoning.parsing": ("reasoning_parsing", dict),
 }
 # Handled below, not by a plain mapping.
 _SPECIAL_KEYS = {

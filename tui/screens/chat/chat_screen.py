@@ -586,8 +586,8 @@ class ChatScreen(LlamatermScreen):
         view, buffers = reply.view, reply.buffers
         await view.append_reasoning(buffers.reasoning.take())
         await view.append_content(buffers.content.take())
-        for index, buffer in buffers.arguments.items():
-            card = view.card_at(index)
+        for call_id, buffer in buffers.arguments.items():
+            card = view.card_for_call(call_id)
             if card is not None and buffer:
                 card.append_arguments(buffer.take())
 

@@ -55,11 +55,18 @@ class RoundBuffers:
 
     content: TextBuffer = field(default_factory=TextBuffer)
     reasoning: TextBuffer = field(default_factory=TextBuffer)
-    arguments: dict[int, TextBuffer] = field(default_factory=dict)
-    """Tool-call arguments as they stream, by the call's index in the round."""
+    arguments: dict[str, TextBuffer] = field(default_factory=dict)
+    """Tool-call arguments as they stream, by call id: a call that fails gives its index
+    to the next one, whose pieces must not join its own."""
+    call_ids: dict[int, str] = field(default_factory=dict)
+    """The id of the call streaming at each index now."""
 
-    def arguments_of(self, index: int) -> TextBuffer:
-        return self.arguments.setdefault(index, TextBuffer())
+    def start_call(self, index: int, call_id: str) -> None:
+        self.call_ids[index] = call_id
+        self.arguments_of(call_id)
+
+    def arguments_of(self, call_id: str) -> TextBuffer:
+        return self.arguments.setdefault(call_id, TextBuffer())
 
 
 class ApprovalGate:
@@ -213,7 +220,8 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
                 case ReasoningDelta(text=text):
                     buffers.reasoning.add(text)
                 case ToolCallArgumentsDelta(index=index, text=text):
-                    buffers.arguments_of(index).add(text)
+                    if index in buffers.call_ids:
+                        buffers.arguments_of(buffers.call_ids[index]).add(text)
                 case RoundStarted(index=index):
                     buffers = RoundBuffers()
                     post(RoundBegan(tag, index, buffers))
@@ -222,7 +230,7 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
                 case FirstToken(time_to_first_token_sec=seconds):
                     post(PredictionFirstToken(tag, seconds))
                 case ToolCallStarted(index=index, id=call_id, name=name):
-                    buffers.arguments_of(index)
+                    buffers.start_call(index, call_id)
                     post(ToolCallBegan(tag, index, call_id, name))
                 case ToolCallFinished(index=index, call=call):
                     post(ToolCallParsed(tag, index, call))

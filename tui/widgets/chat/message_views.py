@@ -226,6 +226,12 @@ class AssistantMessageView(MessageView):
 
     async def begin_tool_call(self, index: int, call_id: str, name: str) -> ToolCard:
         card = self._cards_by_index.get(index)
+        if card is not None and card.call_id != call_id and card.state == "streaming":
+            # The call there failed (its text went back to the reply) and this one took
+            # its index: a card of its own, not the old one's pieces.
+            self.cards.remove(card)
+            await card.remove()
+            card = None
         if card is None:
             card = ToolCard(name, call_id)
             self.cards.append(card)
