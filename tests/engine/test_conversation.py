@@ -326,7 +326,9 @@ async def test_cancel_stops_a_render_that_runs_long(make_tiny_model: Callable[..
         stream.cancel()
         result = await stream.wait_for_result()
         assert result.stats.stop_reason == "userStopped"
-        assert time.perf_counter() - cancelled_at < 1.0
+        # Well under the render's 5 s limit (so the cancel, not the limit, ended it), with
+        # room for a busy machine.
+        assert time.perf_counter() - cancelled_at < 2.5
     finally:
         model.unload()
 
