@@ -20,6 +20,7 @@ from .agent import (
 )
 from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
 from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
+from .client import AsyncClient, AsyncLLM, Client, DownloadedLlm, list_downloaded_models
 from .errors import (
     ChatFormatError,
     ConfigError,
@@ -64,11 +65,15 @@ __all__ = [
     "ActFinished",
     "ActResult",
     "AssistantResponse",
+    "AsyncClient",
+    "AsyncLLM",
     "BaseModel",
     "Chat",
     "ChatFormatError",
+    "Client",
     "ConfigError",
     "ContentDelta",
+    "DownloadedLlm",
     "EngineError",
     "Event",
     "EventStream",
@@ -116,6 +121,7 @@ __all__ = [
     "ToolRunFinished",
     "UserMessage",
     "detect_tool_format",
+    "list_downloaded_models",
     "list_loaded_models",
     "llm",
     "load_tools",

@@ -48,6 +48,8 @@ FragmentCallback = Callable[[PredictionFragment], Any]
 P = ParamSpec("P")
 
 _loaded: dict[Path, LoadedModel] = {}
+_instances: dict[str, LoadedModel] = {}
+"""Further instances of a model (`load_new_instance`), by identifier."""
 _loaded_lock = threading.Lock()
 
 
@@ -84,7 +86,16 @@ def llm(
     return handle
 
 
-def _load(model_key: str | None, config: Any, settings: Any) -> LoadedModel:
+def _load(
+    model_key: str | None,
+    config: Any,
+    settings: Any,
+    *,
+    instance: str | None = None,
+    on_progress: Callable[[float], Any] | None = None,
+) -> LoadedModel:
+    """The loaded model for `model_key` (loading it if it is not), or with `instance`, a
+    new instance of it known by that identifier (LM Studio's `load_new_instance`)."""
     overrides = config
     if isinstance(config, dict):
         overrides = parse_load_overrides(
@@ -92,11 +103,28 @@ def _load(model_key: str | None, config: Any, settings: Any) -> LoadedModel:
         )
     plan = resolve_load(model_key, settings, overrides=overrides)
     with _loaded_lock:
+        if instance is not None:
+            taken = _instances.get(instance)
+            if instance == plan.key or (taken is not None and taken.is_loaded):
+                raise ValueError(f"a model instance is already loaded as {instance!r}")
+            model = load_model(dataclasses.replace(plan, key=instance), on_progress)
+            _instances[instance] = model
+            return model
         model = _loaded.get(plan.path)
         if model is None or not model.is_loaded:
-            model = load_model(plan)
+            model = load_model(plan, on_progress)
             _loaded[plan.path] = model
     return model
+
+
+def new_instance_identifier(model_key: str) -> str:
+    """LM Studio's identifier for another instance of a model: `key:2`, `key:3`..."""
+    with _loaded_lock:
+        taken = {m.key for m in (*_loaded.values(), *_instances.values()) if m.is_loaded}
+    n = 2
+    while f"{model_key}:{n}" in taken:
+        n += 1
+    return f"{model_key}:{n}"
 
 
 def _block_count(path: Path) -> int | None:
@@ -113,14 +141,21 @@ def list_loaded_models(namespace: str | None = None) -> list[LLM]:
         raise ValueError(f"unknown model namespace {namespace!r}: 'llm' or 'embedding'")
     if namespace == "embedding":
         return []
+    return [LLM(m, PredictionConfig()) for m in loaded_models()]
+
+
+def loaded_models() -> list[LoadedModel]:
+    """Every model `llm()` and the clients loaded that is still loaded."""
     with _loaded_lock:
-        return [LLM(m, PredictionConfig()) for m in _loaded.values() if m.is_loaded]
+        return [m for m in (*_loaded.values(), *_instances.values()) if m.is_loaded]
 
 
 def _forget(model: LoadedModel) -> None:
     with _loaded_lock:
         if _loaded.get(model.path) is model:
             _loaded.pop(model.path, None)
+        if _instances.get(model.key) is model:
+            _instances.pop(model.key, None)
 
 
 def _blocking(
