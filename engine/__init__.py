@@ -20,14 +20,25 @@ from .agent import (
 )
 from .api import LLM, ActResult, PredictionNotFinished, PredictionStream, list_loaded_models, llm
 from .chat import AssistantResponse, Chat, SystemPrompt, ToolCall, ToolResultMessage, UserMessage
-from .client import AsyncClient, AsyncLLM, Client, DownloadedLlm, list_downloaded_models
+from .client import (
+    AsyncClient,
+    AsyncLLM,
+    Client,
+    DownloadedLlm,
+    configure_default_client,
+    get_default_client,
+    list_downloaded_models,
+)
 from .errors import (
     ChatFormatError,
     ConfigError,
     EngineError,
+    LMStudioCancelledError,
+    LMStudioClientError,
     LMStudioError,
     LMStudioModelNotFoundError,
     LMStudioPredictionError,
+    LMStudioServerError,
     LoadConfigError,
     TemplateError,
     ToolError,
@@ -81,9 +92,12 @@ __all__ = [
     "Finished",
     "FirstToken",
     "FunctionTool",
+    "LMStudioCancelledError",
+    "LMStudioClientError",
     "LMStudioError",
     "LMStudioModelNotFoundError",
     "LMStudioPredictionError",
+    "LMStudioServerError",
     "LoadConfig",
     "LoadConfigError",
     "LoadedModel",
@@ -120,7 +134,9 @@ __all__ = [
     "ToolResultMessage",
     "ToolRunFinished",
     "UserMessage",
+    "configure_default_client",
     "detect_tool_format",
+    "get_default_client",
     "list_downloaded_models",
     "list_loaded_models",
     "llm",

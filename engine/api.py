@@ -218,6 +218,22 @@ def prediction_config(
     return merged.model_copy(update=updates) if updates else merged
 
 
+def instance_info(model: LoadedModel, info: ModelInfo | None = None) -> ModelInfo:
+    """`info` (the model's own by default) with LM Studio's instance fields filled in."""
+    try:
+        size = Path(model.path).stat().st_size
+    except OSError:
+        size = 0
+    return dataclasses.replace(
+        info or model.info,
+        size_bytes=size,
+        identifier=model.key,
+        instance_reference=model.key,
+        params_string=model.metadata.get("general.size_label") or None,
+        trained_for_tool_use=model.tool_format != "default",
+    )
+
+
 class LLM:
     """A loaded model, with LM Studio's prediction and model methods."""
 
@@ -257,20 +273,7 @@ class LLM:
         """What the model is, with LM Studio's LlmInstanceInfo fields (model_key, format,
         display_name, path, size_bytes, architecture, vision, trained_for_tool_use,
         max_context_length, context_length, identifier, instance_reference, params_string)."""
-        model = self._live()
-        info = model.info
-        try:
-            size = Path(model.path).stat().st_size
-        except OSError:
-            size = 0
-        return dataclasses.replace(
-            info,
-            size_bytes=size,
-            identifier=model.key,
-            instance_reference=model.key,
-            params_string=model.metadata.get("general.size_label") or None,
-            trained_for_tool_use=model.tool_format != "default",
-        )
+        return instance_info(self._live())
 
     def get_load_config(self) -> LoadConfig:
         """The settings the model was loaded with."""
@@ -344,7 +347,8 @@ class LLM:
         def finish(result: PredictionResult) -> PredictionResult:
             stats = dataclasses.replace(result.stats, num_gpu_layers=layers)
             return dataclasses.replace(
-                result, stats=stats, prediction_config=cfg, load_config=model.config
+                result, stats=stats, prediction_config=cfg, load_config=model.config,
+                model_info=instance_info(model, result.model_info),
             )
 
         return PredictionStream(events, callbacks, finish, idle.end if idle else None)

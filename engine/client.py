@@ -177,6 +177,16 @@ class Client:
     loaded (not those that were loaded already)."""
 
     def __init__(self, api_host: str | None = None, *, settings: Any = None) -> None:
+        self._check_host(api_host)
+        self._scoped = True
+        self.settings = settings if settings is not None else api._settings()
+        self.llm = LlmNamespace(self)
+        self.system = SystemNamespace(self)
+        self._mine: list[LoadedModel] = []
+        self._closed = False
+
+    @staticmethod
+    def _check_host(api_host: str | None) -> None:
         if api_host not in (None, "", "localhost", "127.0.0.1") and not str(api_host).startswith(
             ("localhost:", "127.0.0.1:")
         ):
@@ -184,11 +194,6 @@ class Client:
                 f"api_host {api_host!r}: this client runs models in process; it reaches no "
                 "server (use the lmstudio package for a remote LM Studio)"
             )
-        self.settings = settings if settings is not None else api._settings()
-        self.llm = LlmNamespace(self)
-        self.system = SystemNamespace(self)
-        self._mine: list[LoadedModel] = []
-        self._closed = False
 
     def _handle(
         self,
@@ -200,7 +205,7 @@ class Client:
     ) -> LLM:
         if self._closed:
             raise RuntimeError("the client is closed")
-        if loaded_here:
+        if loaded_here and self._scoped:
             self._mine.append(model)
         handle = LLM(model, self.settings.prediction_defaults())
         handle._reload = reload
@@ -230,8 +235,38 @@ class Client:
         self.close()
 
 
+_default_client: Client | None = None
+
+
+def configure_default_client(api_host: str) -> None:
+    """LM Studio's: the host the default client talks to. Here, only a local host is
+    accepted (there is no server); the default client must not exist yet."""
+    if _default_client is not None:
+        raise RuntimeError("the default client is already created, cannot set its API host")
+    Client._check_host(api_host)
+
+
+def get_default_client(api_host: str | None = None) -> Client:
+    """The client `lms.llm()` and the module-level functions stand for (made on first use,
+    never closed: what it loads stays loaded, as with `lms.llm()`)."""
+    global _default_client
+    if api_host is not None:
+        configure_default_client(api_host)
+    if _default_client is None:
+        _default_client = Client()
+        _default_client._scoped = False
+    return _default_client
+
+
+def _reset_default_client() -> None:
+    """Forget the default client (for tests, as the SDK's own function of that name)."""
+    global _default_client
+    _default_client = None
+
+
 def list_downloaded_models(namespace: str | None = None) -> list[DownloadedLlm]:
-    """The models the catalog finds (LM Studio's `lms.list_downloaded_models()`)."""
+    """The models the catalog finds (LM Studio's `lms.list_downloaded_models()`); the
+    config is read afresh, as `lms.llm()` reads it."""
     return Client().list_downloaded_models(namespace)
 
 
@@ -365,7 +400,8 @@ class AsyncLLM:
         def finish(result: PredictionResult) -> PredictionResult:
             stats = dataclasses.replace(result.stats, num_gpu_layers=float(model.offload.layers))
             return dataclasses.replace(
-                result, stats=stats, prediction_config=cfg, load_config=model.config
+                result, stats=stats, prediction_config=cfg, load_config=model.config,
+                model_info=api.instance_info(model, result.model_info),
             )
 
         return AsyncPredictionStream(
@@ -490,5 +526,7 @@ __all__ = [
     "AsyncPredictionStream",
     "Client",
     "DownloadedLlm",
+    "configure_default_client",
+    "get_default_client",
     "list_downloaded_models",
 ]

@@ -96,3 +96,18 @@ async def test_async_client_streams_over_the_async_event_stream(catalog: Path) -
             "tiny-chat-q8_0"
         ]
     assert loaded_ids() == before
+
+
+def test_the_default_client_is_one_and_stays_open(catalog: Path) -> None:
+    client = lms.get_default_client()
+    assert lms.get_default_client() is client
+    model = client.llm.model("tiny-chat")
+    try:
+        with pytest.raises(RuntimeError, match="already created"):
+            lms.configure_default_client("localhost:1234")
+        assert model.loaded_model.is_loaded
+    finally:
+        model.unload()
+        from engine.client import _reset_default_client
+
+        _reset_default_client()

@@ -142,6 +142,8 @@ def test_fragments_and_result_carry_the_sdks_fields(model: lms.LLM) -> None:
     assert result.load_config.context_length == 2048
     assert result.stats.num_gpu_layers == 0.0  # the CPU build offloads nothing
     assert result.stats.accepted_draft_tokens_count is None
+    assert result.model_info.identifier == model.identifier
+    assert result.model_info.size_bytes == model.get_info().size_bytes > 0
 
 
 # --- prediction keys -----------------------------------------------------------------
