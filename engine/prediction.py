@@ -135,8 +135,6 @@ class PredictionConfig(BaseModel):
     raw_tools: str | None = Field(default=None, alias="rawTools")
     """Chat: tools offered without running them (`{"type": "toolArray", "tools": [...]}`;
     `{"type": "none"}` offers none). Kept as JSON text so the config stays hashable."""
-    draft_model: None = Field(default=None, alias="draftModel")
-    """Not supported (see _NO_DRAFT_MODEL): any value is refused with a clear error."""
 
     @field_validator("max_tokens", mode="before")
     @classmethod
@@ -166,13 +164,6 @@ class PredictionConfig(BaseModel):
         if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
             raise ValueError('expected {"type": "toolArray", "tools": [...]} or {"type": "none"}')
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-    @field_validator("draft_model", mode="before")
-    @classmethod
-    def _no_draft_model(cls, value: Any) -> Any:
-        if value is not None:
-            raise ValueError(_NO_DRAFT_MODEL)
-        return value
 
     @property
     def raw_tool_list(self) -> list[dict[str, Any]] | None:
@@ -227,7 +218,11 @@ class PredictionConfig(BaseModel):
         if isinstance(config, PredictionConfig):
             return config
         if isinstance(config, dict):
-            speculative = sorted(k for k in config if k.startswith("speculativeDecoding"))
+            # LM Studio's speculative decoding keys: named, with the reason, not "unknown".
+            speculative = sorted(
+                k for k in config
+                if k in ("draftModel", "draft_model") or k.startswith("speculativeDecoding")
+            )
             if speculative:
                 raise PredictionConfigError(
                     f"invalid prediction config: {speculative[0]}: {_NO_DRAFT_MODEL}"

@@ -25,7 +25,7 @@ def test_the_example_runs(isolated_dirs: Path, tiny_model_path: Path) -> None:
     config = isolated_dirs / "config" / "llamaterm" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text("[prediction]\nseed = 3\nmax_tokens = 300\n")
-    code = re.search(r"```python\n(.*?)```", section(), re.S)
+    code = re.search(r"```python\n(.*?)```", section(), re.DOTALL)
     assert code is not None
     model = lms.llm("gemma-3-270m")
     try:
