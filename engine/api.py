@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from engine.errors import LMStudioPredictionError, PredictionConfigError
-from engine.errors import PredictionNotFinished  # noqa: F401  (re-exported: older imports)
+from engine.errors import (
+    LMStudioPredictionError,
+    PredictionConfigError,
+    PredictionNotFinished,  # noqa: F401  (re-exported: older imports)
+)
 from engine.formatting.conversation import as_chat, chat_prompt, respond_sync
 from engine.llama import LoadedModel, SyncEventStream
 
