@@ -243,6 +243,13 @@ def instance_info(model: LoadedModel, info: ModelInfo | None = None) -> ModelInf
     )
 
 
+def raw_tools(
+    config: PredictionConfig | dict[str, Any] | None, defaults: PredictionConfig
+) -> list[dict[str, Any]] | None:
+    """The tools a config's `rawTools` offers (None: it sets none)."""
+    return PredictionConfig.parse(config).merged_over(defaults).raw_tool_list
+
+
 class LLM:
     """A loaded model, with LM Studio's prediction and model methods."""
 
@@ -413,13 +420,12 @@ class LLM:
         result's `tool_calls` holds what the model asked for (use `act` to run them).
         """
         model = self._live()
+        if tools is None:
+            tools = raw_tools(config, self._defaults)
         cfg = prediction_config(
             config, self._defaults, response_format=response_format, preset=preset,
             tools_offered=bool(tools),
         )
-        if tools is None and cfg.raw_tools is not None:
-            tools = cfg.raw_tool_list
-            cfg = prediction_config(cfg, self._defaults, tools_offered=bool(tools))
         events = respond_sync(
             model, history, cfg, defaults=self._defaults, tools=tools, tool_choice=tool_choice
         )

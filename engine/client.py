@@ -433,10 +433,10 @@ class AsyncLLM:
     ) -> AsyncPredictionStream:
         _check_callbacks(callbacks)
         handle = self._handle
+        if tools is None:
+            tools = api.raw_tools(config, handle._defaults)
         cfg = api.prediction_config(config, handle._defaults, response_format=response_format,
                                     preset=preset, tools_offered=bool(tools))
-        if tools is None and cfg.raw_tools is not None:
-            tools = cfg.raw_tool_list
         events = handle._live().respond_events(
             history, cfg, defaults=handle._defaults, tools=tools, tool_choice=tool_choice
         )

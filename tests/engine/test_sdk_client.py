@@ -111,3 +111,24 @@ def test_the_default_client_is_one_and_stays_open(catalog: Path) -> None:
         from engine.client import _reset_default_client
 
         _reset_default_client()
+
+
+async def test_async_llm_act_and_structured_response(catalog: Path) -> None:
+    import json
+
+    call = '[TOOL_REQUEST]{"name": "ping", "arguments": {}}[END_TOOL_REQUEST]'
+    seen: list[str] = []
+
+    def ping() -> str:
+        """Ping."""
+        seen.append("ping")
+        return "pong"
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    async with lms.AsyncClient() as client:
+        model = await client.llm.model("tiny-chat")
+        result = await model.act("ping", [ping], {"grammar": f"root ::= {json.dumps(call)}"},
+                                 max_prediction_rounds=2)
+        assert result.rounds == 2 and seen == ["ping"]
+        reply = await model.respond("n?", response_format=schema, config={"seed": 2})
+        assert isinstance(reply.parsed, dict) and isinstance(reply.parsed["n"], int)

@@ -207,6 +207,11 @@ def test_raw_tools_are_offered_and_parsed_but_not_run(model: lms.LLM) -> None:
     assert "AVAILABLE TOOLS" in result.prompt
     plain = model.respond("ping", config={"grammar": f"root ::= {json.dumps(call)}"})
     assert plain.tool_calls == ()
+    # With a structured reply too: the grammar comes from the schema, the tools are offered.
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    both = model.respond("ping", response_format=schema, config={
+        "rawTools": {"type": "toolArray", "tools": [tool]}, "maxTokens": 60, "seed": 1})
+    assert "AVAILABLE TOOLS" in both.prompt and isinstance(both.parsed, dict)
 
 
 def test_draft_model_is_refused_by_name(model: lms.LLM) -> None:
