@@ -7,7 +7,9 @@ stream = model.respond_stream(chat, on_message=chat.append)
 ```
 
 A chat saves to JSON with a schema version, and turns into the HF/OpenAI message
-list that Jinja chat templates expect.
+list that Jinja chat templates expect. It also reads and writes LM Studio's history
+shape (`{"messages": [{"role", "content": [parts]}]}` with `text`, `toolCallRequest`
+and `toolCallResult` parts): `Chat.from_history(...)` and `chat.to_history()`.
 """
 
 from __future__ import annotations
@@ -158,6 +160,119 @@ Converter: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 CONVERTERS: dict[int, Converter] = {}
 
 
+def _sdk_text(parts: list[Any], where: str) -> str:
+    for part in parts:
+        if isinstance(part, dict) and part.get("type") == "file":
+            raise ChatFormatError(
+                f"{where} holds a file (an image?): llamaterm's models have no vision"
+            )
+    return "".join(
+        str(p.get("text", "")) if isinstance(p, dict) else str(p)
+        for p in parts
+        if not (isinstance(p, dict) and p.get("type") in ("toolCallRequest", "toolCallResult"))
+    )
+
+
+def _sdk_request(part: dict[str, Any]) -> Any:
+    """A toolCallRequest part's call: `{"type": "toolCallRequest", "toolCallRequest":
+    {...}}`, or the request itself (`{"id", "name", "arguments"}`, OpenAI's form)."""
+    request = part.get("toolCallRequest", part) if isinstance(part, dict) else part
+    if isinstance(request, dict):
+        request = {k: v for k, v in request.items() if k != "type" or "function" in request}
+    return request
+
+
+def normalize_messages(messages: list[Any]) -> list[Any]:
+    """Messages in LM Studio's shape (content as a list of parts) as ours: text parts
+    joined, toolCallRequest parts as `tool_calls`, and each toolCallResult part of a
+    `tool` message as a tool message of its own (named after the call it answers).
+    Messages already in our shape (or OpenAI's) pass through."""
+    out: list[Any] = []
+    names: dict[str, str] = {}
+    for n, message in enumerate(messages):
+        where = f"messages.{n}"
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            if isinstance(message, dict):
+                for call in message.get("tool_calls") or []:
+                    if isinstance(call, dict) and call.get("id"):
+                        function = call.get("function", call)
+                        names[str(call["id"])] = str(function.get("name", ""))
+            out.append(message)
+            continue
+        parts = message["content"]
+        role = message.get("role")
+        if role == "tool":
+            results = [p for p in parts if isinstance(p, dict) and p.get("type") == "toolCallResult"]
+            if results:
+                for part in results:
+                    call_id = str(part.get("toolCallId") or part.get("tool_call_id") or "")
+                    content = part.get("content", "")
+                    out.append({
+                        "role": "tool",
+                        "tool_call_id": call_id,
+                        "name": part.get("name") or names.get(call_id, ""),
+                        "content": content if isinstance(content, str)
+                        else json.dumps(content, ensure_ascii=False),
+                    })
+                continue
+        converted = {k: v for k, v in message.items() if k != "content"}
+        converted["content"] = _sdk_text(parts, where)
+        if role == "assistant":
+            requests = [
+                _sdk_request(p) for p in parts
+                if isinstance(p, dict) and p.get("type") == "toolCallRequest"
+            ]
+            if requests:
+                converted["tool_calls"] = [*converted.get("tool_calls", []), *requests]
+                for request in requests:
+                    if isinstance(request, dict) and request.get("id"):
+                        names[str(request["id"])] = str(request.get("name", ""))
+        out.append(converted)
+    return out
+
+
+def _call_of(request: Any) -> ToolCall:
+    """A ToolCall from what LM Studio's `add_assistant_response` takes as a request."""
+    if isinstance(request, ToolCall):
+        return request
+    if isinstance(request, dict):
+        try:
+            return ToolCall.model_validate(_sdk_request(request))
+        except ValidationError as err:
+            raise ChatFormatError(_describe(err)) from None
+    raise ChatFormatError(f"not a tool call request: {request!r}")
+
+
+def _response_parts(response: Any) -> tuple[str, str, list[Any]]:
+    """(content, reasoning, tool calls) of what `add_assistant_response` takes: text, a
+    `{"text": ...}` part, or a PredictionResult (or anything with `content`)."""
+    if isinstance(response, str):
+        return response, "", []
+    if isinstance(response, dict) and isinstance(response.get("text"), str):
+        return response["text"], "", []
+    content = getattr(response, "content", None)
+    if isinstance(content, str):
+        return content, str(getattr(response, "reasoning", "") or ""), list(
+            getattr(response, "tool_calls", ()) or ()
+        )
+    raise ChatFormatError(f"cannot read an assistant response from {response!r}")
+
+
+def _text_input(content: Any, what: str) -> str:
+    """The text of a system prompt or user message: a string, a `{"text": ...}` part, or
+    a list of those (joined); files and images are refused (no vision)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        if content.get("type") == "file" or "identifier" in content:
+            raise ChatFormatError(f"{what}: files and images are not supported (no vision)")
+        if isinstance(content.get("text"), str):
+            return content["text"]
+    if isinstance(content, (list, tuple)):
+        return "".join(_text_input(part, what) for part in content)
+    raise ChatFormatError(f"{what}: cannot read {content!r}")
+
+
 class Chat(BaseModel):
     """A conversation: an optional system prompt, then user, assistant and tool turns."""
 
@@ -183,39 +298,114 @@ class Chat(BaseModel):
         if not isinstance(history, dict) or not isinstance(history.get("messages"), list):
             raise ChatFormatError('a chat history is a string or {"messages": [...]}')
         try:
-            return cls.model_validate({"messages": history["messages"]})
+            return cls.model_validate({"messages": normalize_messages(history["messages"])})
         except ValidationError as err:
             raise ChatFormatError(_describe(err)) from None
 
-    def add_system_prompt(self, content: str) -> SystemPrompt:
-        return self._add(SystemPrompt(content=content))
+    def add_system_prompt(self, content: Any) -> SystemPrompt:
+        """A system prompt: text, or LM Studio's `{"text": ...}` part."""
+        return self._add(SystemPrompt(content=_text_input(content, "system prompt")))
 
-    def add_user_message(self, content: str) -> UserMessage:
-        return self._add(UserMessage(content=content))
+    def add_user_message(self, content: Any, *, images: Iterable[Any] = ()) -> UserMessage:
+        """A user message: text, a `{"text": ...}` part, or a list of them (joined)."""
+        if list(images):
+            raise ChatFormatError("user message: images are not supported (no vision)")
+        return self._add(UserMessage(content=_text_input(content, "user message")))
 
     def add_assistant_response(
         self,
-        content: str,
+        response: Any,
+        tool_call_requests: Iterable[Any] = (),
         *,
         reasoning: str = "",
         tool_calls: Iterable[ToolCall | dict[str, Any]] = (),
     ) -> AssistantResponse:
-        calls = [ToolCall.model_validate(c) if isinstance(c, dict) else c for c in tool_calls]
-        return self._add(AssistantResponse(content=content, reasoning=reasoning, tool_calls=calls))
+        """The assistant's turn: text, or a PredictionResult (its content, reasoning and
+        tool calls), plus the tool calls it made (`tool_call_requests`, LM Studio's
+        argument; `tool_calls`, ours: ToolCalls or dicts in either shape)."""
+        content, result_reasoning, result_calls = _response_parts(response)
+        calls = [_call_of(c) for c in (*tool_call_requests, *tool_calls)] or [
+            _call_of(c) for c in result_calls
+        ]
+        return self._add(
+            AssistantResponse(
+                content=content, reasoning=reasoning or result_reasoning, tool_calls=calls
+            )
+        )
 
-    def add_tool_result(self, tool_call_id: str, content: str, name: str = "") -> ToolResultMessage:
-        return self._add(ToolResultMessage(tool_call_id=tool_call_id, name=name, content=content))
+    def add_tool_result(
+        self, result: str | dict[str, Any], content: str | None = None, name: str = ""
+    ) -> ToolResultMessage:
+        """A tool's result: LM Studio's `{"toolCallId": ..., "content": ...}`, or ours,
+        `add_tool_result(tool_call_id, content, name)`. Without a name, the name of the
+        call it answers (if the chat holds that call)."""
+        if isinstance(result, dict):
+            if content is not None:
+                raise TypeError("add_tool_result takes a result dict or (id, content), not both")
+            call_id = result.get("toolCallId", result.get("tool_call_id"))
+            if call_id is None or "content" not in result:
+                raise ChatFormatError(
+                    f'a tool result is {{"toolCallId": ..., "content": ...}}; got {result!r}'
+                )
+            text = result["content"]
+            name = name or str(result.get("name", ""))
+        else:
+            if content is None:
+                raise TypeError("add_tool_result(tool_call_id, content): content is missing")
+            call_id, text = result, content
+        call_id = str(call_id)
+        if not isinstance(text, str):
+            text = json.dumps(text, ensure_ascii=False)
+        return self._add(
+            ToolResultMessage(
+                tool_call_id=call_id, name=name or self._call_name(call_id), content=text
+            )
+        )
+
+    def add_tool_results(self, results: Iterable[dict[str, Any]]) -> list[ToolResultMessage]:
+        """Several tool results, one message each (LM Studio keeps them in one message)."""
+        return [self.add_tool_result(result) for result in results]
+
+    def add_entry(self, role: str, content: Any) -> Any:
+        """A message by role name (system, user, assistant, tool), LM Studio's way: content
+        is text, a part, or a list of parts (an assistant's text then its tool call
+        requests; a tool message's results)."""
+        if role == "system":
+            return self.add_system_prompt(content)
+        if role == "user":
+            return self.add_user_message(content)
+        if role == "assistant":
+            if isinstance(content, (list, tuple)):
+                message = normalize_messages([{"role": "assistant", "content": list(content)}])[0]
+                return self.append(message)
+            return self.add_assistant_response(content)
+        if role == "tool":
+            parts = content if isinstance(content, (list, tuple)) else [content]
+            added = [self.add_tool_result(p) for p in parts]
+            return added[-1] if added else None
+        raise ChatFormatError(f"unknown history role: {role!r}")
+
+    def _call_name(self, call_id: str) -> str:
+        for message in reversed(self.messages):
+            if isinstance(message, AssistantResponse):
+                for call in message.tool_calls:
+                    if call.id == call_id:
+                        return call.name
+        return ""
 
     def append(self, message: Any) -> Any:
         """Add a message object (e.g. the AssistantResponse `on_message` hands over) or a
-        dict with a `role`. The chat keeps its own copy."""
+        dict with a `role`, in our shape or LM Studio's. The chat keeps its own copy."""
         if isinstance(message, _MESSAGE_TYPES):
             return self._add(message.model_copy(deep=True))
         if isinstance(message, dict):
-            try:
-                return self._add(_message_adapter().validate_python(message))
-            except ValidationError as err:
-                raise ChatFormatError(_describe(err)) from None
+            added = None
+            for item in normalize_messages([message]):
+                try:
+                    added = self._add(_message_adapter().validate_python(item))
+                except ValidationError as err:
+                    raise ChatFormatError(_describe(err)) from None
+            return added
         raise TypeError(f"cannot add a {type(message).__name__} to a chat")
 
     def _add(self, message: Any) -> Any:
@@ -243,6 +433,36 @@ class Chat(BaseModel):
 
     # --- JSON -----------------------------------------------------------------------
 
+    def to_history(self) -> dict[str, Any]:
+        """The chat in LM Studio's history shape (what `Chat.from_history` reads back):
+        content as parts; each tool result a message with one `toolCallResult` part."""
+        messages: list[dict[str, Any]] = []
+        for message in self.messages:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+            if isinstance(message, AssistantResponse):
+                parts += [
+                    {
+                        "type": "toolCallRequest",
+                        "toolCallRequest": {
+                            "type": "function", "id": c.id, "name": c.name,
+                            "arguments": dict(c.arguments),
+                        },
+                    }
+                    for c in message.tool_calls
+                ]
+            if isinstance(message, ToolResultMessage):
+                parts = [
+                    {
+                        "type": "toolCallResult", "toolCallId": message.tool_call_id,
+                        "content": message.content,
+                        **({"name": message.name} if message.name else {}),
+                    }
+                ]
+            messages.append({"role": message.role, "content": parts})
+        return {"messages": messages}
+
+    _get_history = to_history
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **self.model_dump(mode="json")}
 
@@ -252,8 +472,11 @@ class Chat(BaseModel):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Chat:
         data = _upgrade(data)
+        messages = data.get("messages", [])
         try:
-            return cls.model_validate({"messages": data.get("messages", [])})
+            return cls.model_validate(
+                {"messages": normalize_messages(messages) if isinstance(messages, list) else messages}
+            )
         except ValidationError as err:
             raise ChatFormatError(_describe(err)) from None
 

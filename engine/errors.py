@@ -143,6 +143,8 @@ LMStudioError = EngineError
 LMStudioModelNotFoundError = ModelNotFoundError
 LMStudioPredictionError = EngineError
 LMStudioCancelledError = PredictionCancelled
+LMStudioClientError = EngineError
+LMStudioServerError = EngineError
 
 __all__ = [
     "AccessDenied",
@@ -154,9 +156,11 @@ __all__ = [
     "HubError",
     "HubUnavailable",
     "LMStudioCancelledError",
+    "LMStudioClientError",
     "LMStudioError",
     "LMStudioModelNotFoundError",
     "LMStudioPredictionError",
+    "LMStudioServerError",
     "LoadConfigError",
     "ModelLoadError",
     "ModelNotFoundError",

@@ -6,6 +6,7 @@ defined here; none re-implements generation.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Hashable
@@ -16,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import PredictionConfigError
+from engine.structured import StructuredSetting, parse_structured
 
 StopReason: TypeAlias = Literal[
     "eosFound",
@@ -30,6 +32,40 @@ StopReason: TypeAlias = Literal[
 FragmentKind: TypeAlias = Literal["content", "reasoning"]
 
 ContextOverflowPolicy: TypeAlias = Literal["stopAtLimit", "truncateMiddle", "rollingWindow"]
+
+_NO_DRAFT_MODEL = (
+    "speculative decoding with a draft model is not supported: llama-cpp-python 0.3.36 "
+    "has no draft-model API (only prompt-lookup decoding); leave it out"
+)
+
+
+class PromptTemplate(BaseModel):
+    """LM Studio's `promptTemplate`: a Jinja chat template used for one prediction instead
+    of the model's own (rendered in the same sandbox, with the same limits). Also accepted
+    as the Jinja source alone. The `manual` kind (before/after strings) is not supported."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    type: Literal["jinja"] = "jinja"
+    template: str = Field(min_length=1)
+    stop_strings: tuple[str, ...] = Field(default=(), alias="stopStrings")
+
+    @classmethod
+    def _from_sdk(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"template": value}
+        if isinstance(value, dict):
+            if value.get("type") == "manual":
+                raise ValueError(
+                    "the manual prompt template kind is not supported: give a Jinja template "
+                    '({"type": "jinja", "jinjaPromptTemplate": {"template": ...}})'
+                )
+            jinja = value.get("jinjaPromptTemplate")
+            if isinstance(jinja, dict):
+                rest = {k: v for k, v in value.items() if k not in ("jinjaPromptTemplate",
+                                                                   "manualPromptTemplate")}
+                return {**rest, "template": jinja.get("template", "")}
+        return value
 
 
 class ReasoningParsing(BaseModel):
@@ -101,6 +137,54 @@ class PredictionConfig(BaseModel):
     """Chat: `{"enabled": false}` keeps the model's reasoning markup in the content as
     written, no reasoning split out (llama.cpp's `reasoning_format: none`); tool calls
     still parse."""
+    structured: StructuredSetting | None = None
+    """The reply must be JSON of a schema (or text of a GBNF grammar); `result.parsed`
+    holds the parsed object. As `response_format=` (see engine.structured)."""
+    cpu_threads: int | None = Field(default=None, ge=1, le=1024, alias="cpuThreads")
+    """CPU threads for this prediction (the model's load setting otherwise)."""
+    prompt_template: PromptTemplate | None = Field(default=None, alias="promptTemplate")
+    """Chat: a Jinja template for this prediction instead of the model's own."""
+    tool_call_stop_strings: tuple[str, ...] | None = Field(
+        default=None, alias="toolCallStopStrings"
+    )
+    """Chat with tools offered: more stop strings, used only when tools are offered."""
+    raw_tools: str | None = Field(default=None, alias="rawTools")
+    """Chat: tools offered without running them (`{"type": "toolArray", "tools": [...]}`;
+    `{"type": "none"}` offers none). Kept as JSON text so the config stays hashable."""
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _max_tokens_false(cls, value: Any) -> Any:
+        # LM Studio's `maxTokens: false` means no limit.
+        return -1 if value is False else value
+
+    @field_validator("prompt_template", mode="before")
+    @classmethod
+    def _prompt_template_forms(cls, value: Any) -> Any:
+        return PromptTemplate._from_sdk(value)
+
+    @field_validator("tool_call_stop_strings", mode="before")
+    @classmethod
+    def _tool_stop_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("raw_tools", mode="before")
+    @classmethod
+    def _raw_tools_text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, dict) and value.get("type") == "none":
+            return "[]"
+        if isinstance(value, dict) and value.get("type") == "toolArray":
+            value = value.get("tools") or []
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            raise ValueError('expected {"type": "toolArray", "tools": [...]} or {"type": "none"}')
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def raw_tool_list(self) -> list[dict[str, Any]] | None:
+        """The `rawTools` as OpenAI function schemas (None when not set)."""
+        return json.loads(self.raw_tools) if self.raw_tools is not None else None
 
     @field_validator("max_tokens")
     @classmethod
@@ -149,6 +233,16 @@ class PredictionConfig(BaseModel):
             return cls()
         if isinstance(config, PredictionConfig):
             return config
+        if isinstance(config, dict):
+            # LM Studio's speculative decoding keys: named, with the reason, not "unknown".
+            speculative = sorted(
+                k for k in config
+                if k in ("draftModel", "draft_model") or k.startswith("speculativeDecoding")
+            )
+            if speculative:
+                raise PredictionConfigError(
+                    f"invalid prediction config: {speculative[0]}: {_NO_DRAFT_MODEL}"
+                )
         try:
             return cls.model_validate(config)
         except ValidationError as err:
@@ -168,7 +262,7 @@ def _describe_validation_error(err: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown prediction setting {key!r}")
         else:
-            problems.append(f"{key}: {item['msg']}")
+            problems.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
     return "invalid prediction config: " + "; ".join(problems)
 
 
@@ -191,6 +285,25 @@ class ModelInfo:
     """False when neither the model file nor the config gives a chat template: a base
     model, most likely, which continues text rather than answers (the fallback format
     in use makes its replies repeat the prompt)."""
+    # LM Studio's LlmInstanceInfo fields besides (the model handle's get_info() fills
+    # them; a prediction result's copy may leave them at these defaults).
+    format: str = "gguf"
+    size_bytes: int = 0
+    identifier: str = ""
+    instance_reference: str = ""
+    params_string: str | None = None
+    """The parameter count as the file's metadata gives it ("270M", "7B"), if it does."""
+    vision: bool = False
+    """Always False: llamaterm loads no vision projector."""
+    trained_for_tool_use: bool = False
+    """The chat template renders tools (it has a native tool-call format)."""
+
+    @property
+    def max_context_length(self) -> int:
+        """The context length the model was trained with (LM Studio's name)."""
+        return self.trained_context_length or self.context_length
+
+    type = "llm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +323,14 @@ class PredictionStats:
     """The stop string that ended generation, when stop_reason is stopStringFound."""
     context_overflow: str | None = None
     """What the context policy did when the prompt did not fit, if anything."""
+    num_gpu_layers: float | None = None
+    """Layers llama.cpp offloaded to the GPU for this model (0 on CPU), as LM Studio's."""
+    # Speculative decoding is not supported (see PredictionConfig.draft_model): always None.
+    used_draft_model_key: str | None = None
+    total_draft_tokens_count: int | None = None
+    accepted_draft_tokens_count: int | None = None
+    rejected_draft_tokens_count: int | None = None
+    ignored_draft_tokens_count: int | None = None
 
     @property
     def total_tokens_count(self) -> int:
@@ -246,10 +367,25 @@ class PredictionResult:
     tool_calls: tuple[Any, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
     """Each generated token's log-probability, when the config's `top_logprobs` asked."""
+    prediction_config: PredictionConfig | None = None
+    """The settings the prediction ran with (the Python API fills it in)."""
+    load_config: Any = None
+    """The LoadConfig of the model that ran it (the Python API fills it in)."""
 
     @property
-    def parsed(self) -> str:
-        return self.content
+    def parsed(self) -> Any:
+        """The reply parsed as a JSON object for a structured prediction, else the content
+        (as in LM Studio's SDK: a structured reply that is not a JSON object, or one that
+        was stopped, stays text)."""
+        setting = self.prediction_config.structured if self.prediction_config else None
+        if setting is None or not setting.is_on or self.stats.stop_reason == "userStopped":
+            return self.content
+        value = parse_structured(self.content)
+        return self.content if value is None else value
+
+    @property
+    def structured(self) -> bool:
+        return not isinstance(self.parsed, str)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: content, reasoning, tool calls, stats and model info."""
@@ -268,12 +404,21 @@ class PredictionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PredictionRoundResult(PredictionResult):
+    """The result of one round of `act` (LM Studio's), with the round's index."""
+
+    round_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PredictionFragment:
     """One piece of streamed text, as the sync and async stream APIs yield it."""
 
     content: str
     kind: FragmentKind = "content"
     tokens_count: int = 0
+    contains_drafted: bool = False
+    """Whether a draft model proposed these tokens: always False (no speculative decoding)."""
 
     @property
     def reasoning_type(self) -> str:

@@ -237,6 +237,8 @@ class RemoteModel:
             "messages": openai_messages(as_chat(chat)),
             **_sampling(parsed),
         }
+        if parsed.top_logprobs is not None:
+            body.update(logprobs=True, top_logprobs=parsed.top_logprobs)
         if tools:
             body["tools"] = tools
             body["tool_choice"] = _openai_tool_choice(tool_choice)
@@ -251,7 +253,10 @@ class RemoteModel:
         self, prompt: str, config: PredictionConfig | dict[str, Any] | None = None
     ) -> EventStream:
         """Raw completion of `prompt` as an async stream of engine events."""
-        body = {"prompt": prompt, **_sampling(PredictionConfig.parse(config))}
+        parsed = PredictionConfig.parse(config)
+        body = {"prompt": prompt, **_sampling(parsed)}
+        if parsed.top_logprobs is not None:
+            body["logprobs"] = parsed.top_logprobs  # the completions API's spelling
         return self._start("/completions", body, TextReader())
 
     def _start(self, path: str, body: dict[str, Any], reader: ChunkReader) -> EventStream:
@@ -300,6 +305,8 @@ def _sampling(config: PredictionConfig) -> dict[str, Any]:
         "top_k": config.top_k,
         "min_p": config.min_p,
         "repeat_penalty": config.repeat_penalty,
+        "presence_penalty": config.presence_penalty,
+        "frequency_penalty": config.frequency_penalty,
         "seed": config.seed if config.seed is not None and config.seed >= 0 else None,
         "stop": list(config.stop_strings) if config.stop_strings else None,
         "grammar": config.grammar,

@@ -118,6 +118,12 @@ def render_chat(
 ) -> str:
     """The prompt for `messages`; TemplateLimitError past `limits` (see formatting.limits)."""
     template: ChatTemplate = model.chat_template
+    if config.prompt_template is not None:
+        # LM Studio's promptTemplate: this prediction only, in the same sandbox and limits.
+        template = ChatTemplate(
+            config.prompt_template.template, "file", "the prediction's promptTemplate",
+            "promptTemplate",
+        )
     thinking = True if config.enable_thinking is None else config.enable_thinking
     kwargs = dict(template_kwargs or {})
     # DeepSeek V3.1 and Granite name the switch `thinking`; the others `enable_thinking`.

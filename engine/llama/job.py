@@ -99,6 +99,24 @@ def abort_on(llama: Any, cancelled: threading.Event) -> Iterator[None]:
         llama_cpp.llama_set_abort_callback(llama._ctx.ctx, llama_cpp.ggml_abort_callback(), None)
 
 
+@contextmanager
+def threads_for(llama: Any, threads: int | None) -> Iterator[None]:
+    """While inside, llama.cpp computes with `threads` CPU threads (LM Studio's
+    `cpuThreads` for one prediction); the model's own count comes back after."""
+    if not threads or llama is None:
+        yield
+        return
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    before = (llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx))
+    llama_cpp.llama_set_n_threads(ctx, threads, threads)
+    try:
+        yield
+    finally:
+        llama_cpp.llama_set_n_threads(ctx, *before)
+
+
 def tokenize_text(llama: Any, text: str, add_special: bool) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 
@@ -140,7 +158,8 @@ class PredictionJob:
     def run(self) -> None:
         started = time.perf_counter()
         try:
-            result = self._predict(started)
+            with threads_for(self.model._llama, self.config.cpu_threads):
+                result = self._predict(started)
         except Exception as err:  # every failure reaches the consumer as an event
             self._log("error", "prediction", f"prediction failed: {err}")
             self.sink(Failed(err))

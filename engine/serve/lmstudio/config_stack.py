@@ -13,7 +13,6 @@ and `PredictionSettings.raw_completion` says so.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,15 +155,14 @@ def _structured(value: Any) -> tuple[str | None, bool]:
         return grammar, True
     if kind != "json":
         return None, False
-    schema = value.get("jsonSchema") or {"type": "object"}
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from engine.structured import StructuredSetting, structured_grammar
 
+    schema = value.get("jsonSchema") or {"type": "object"}
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema))), True
-    except Exception as err:  # noqa: BLE001 - the converter raises anything on odd schemas
-        raise LmsError(
-            f"llm.prediction.structured: cannot turn this schema into a grammar: {err}"
-        ) from None
+        # The in-process API's grammar (the schema's own property order kept).
+        return structured_grammar(StructuredSetting(type="json", jsonSchema=schema)), True
+    except (PredictionConfigError, ValueError) as err:
+        raise LmsError(f"llm.prediction.{err}") from None
 
 
 def _tools(value: Any) -> list[dict[str, Any]]:
