@@ -584,6 +584,8 @@ class ChatScreen(LlamatermScreen):
         if reply is None or reply.view is None:
             return
         view, buffers = reply.view, reply.buffers
+        if not reply.stopping and self.status.phase == "generating":
+            self.status.show_rate(buffers.rate)
         await view.append_reasoning(buffers.reasoning.take())
         await view.append_content(buffers.content.take())
         for index, buffer in buffers.arguments.items():
@@ -642,7 +644,7 @@ class ChatScreen(LlamatermScreen):
 
     def on_prediction_progress(self, message: PredictionProgress) -> None:
         if self._live(message.tag) is not None:
-            self.status.progress = message.fraction
+            self.status.show_prompt_progress(message.fraction, message.done, message.total)
 
     def on_prediction_first_token(self, message: PredictionFirstToken) -> None:
         reply = self._live(message.tag)

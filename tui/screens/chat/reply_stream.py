@@ -47,6 +47,7 @@ from engine.prediction import (
 from engine.tools import ToolResult
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.stream_buffer import TextBuffer
+from tui.token_rate import TokenRate
 
 
 @dataclass
@@ -57,6 +58,8 @@ class RoundBuffers:
     reasoning: TextBuffer = field(default_factory=TextBuffer)
     arguments: dict[int, TextBuffer] = field(default_factory=dict)
     """Tool-call arguments as they stream, by the call's index in the round."""
+    rate: TokenRate = field(default_factory=TokenRate)
+    """The round's tokens so far (answer and reasoning), for the live speed."""
 
     def arguments_of(self, index: int) -> TextBuffer:
         return self.arguments.setdefault(index, TextBuffer())
@@ -206,19 +209,21 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
     try:
         async for event in run:
             match event:
-                case ContentDelta(text=text):
+                case ContentDelta(text=text, tokens_count=tokens):
+                    buffers.rate.count(tokens)
                     if hidden:
                         text, hidden = _without_prefix(text, hidden)
                     buffers.content.add(text)
-                case ReasoningDelta(text=text):
+                case ReasoningDelta(text=text, tokens_count=tokens):
+                    buffers.rate.count(tokens)
                     buffers.reasoning.add(text)
                 case ToolCallArgumentsDelta(index=index, text=text):
                     buffers.arguments_of(index).add(text)
                 case RoundStarted(index=index):
                     buffers = RoundBuffers()
                     post(RoundBegan(tag, index, buffers))
-                case PromptProgress(fraction=fraction):
-                    post(PredictionProgress(tag, fraction))
+                case PromptProgress(fraction=fraction, processed_tokens=done, total_tokens=total):
+                    post(PredictionProgress(tag, fraction, done, total))
                 case FirstToken(time_to_first_token_sec=seconds):
                     post(PredictionFirstToken(tag, seconds))
                 case ToolCallStarted(index=index, id=call_id, name=name):
