@@ -46,8 +46,10 @@ from engine.prediction import (
 )
 from engine.tools import ToolResult
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
+from tui.store.saved_chats import SavedChat
 from tui.stream_buffer import TextBuffer
 from tui.token_rate import TokenRate
+from tui.widgets.chat.message_views import AssistantMessageView
 
 
 @dataclass
@@ -95,6 +97,19 @@ class ApprovalGate:
         for future in self._answers.values():
             if not future.done():
                 future.set_result(False)
+
+
+@dataclass
+class ReplyInProgress:
+    """The reply being generated, and where its parts go."""
+
+    tag: str
+    saved: SavedChat
+    run: Run
+    gate: ApprovalGate
+    view: AssistantMessageView | None = None
+    buffers: RoundBuffers = field(default_factory=RoundBuffers)
+    stopping: bool = False
 
 
 # --- messages to the screen, all tagged with the reply they belong to -----------------
