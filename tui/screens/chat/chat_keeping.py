@@ -1,6 +1,6 @@
 """The saved chats on the Chat screen: which one is shown, saving, opening, renaming
-and deleting them, the chat list beside the conversation, and "chat: open" in the
-palette.
+and deleting them, deleting one message of one, the chat list beside the
+conversation, and "chat: open" in the palette.
 
 Every message ends in `_save`, which writes the chat's file at once. Opening another
 chat or starting a new one while a reply runs stops the reply first (`_stop_then`),
@@ -26,12 +26,13 @@ from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
 from tui.store.saved_chats import ChatStore, SavedChat, ToolOptions, new_chat_id, newest_first
 from tui.widgets.chat.chat_list import ChatList
+from tui.widgets.chat.chat_view import ChatView
+from tui.wording import plural
 
 if TYPE_CHECKING:
     from tui.screens.chat.reply_stream import ReplyInProgress
     from tui.widgets.chat.chat_input import ChatInput
     from tui.widgets.chat.chat_status import ChatStatus
-    from tui.widgets.chat.chat_view import ChatView
 
 WIDE = 100
 """From this many columns the chat list shows unless the person hid it."""
@@ -123,18 +124,19 @@ class ChatKeeping(LlamatermScreen):
         except (OSError, TypeError):
             pass  # only a convenience: the newest chat opens instead
 
-    def _save(self, saved: SavedChat) -> None:
-        """Write the chat's file; every message ends here."""
+    def _save(self, saved: SavedChat) -> bool:
+        """Write the chat's file; every message ends here. False (and said) if it failed."""
         new = not self.is_saved(saved)
         try:
             self.store.save(saved)
         except OSError as err:
             self.notify(f"could not save the chat: {err}", title="Not saved", severity="error")
-            return
+            return False
         self.chats[saved.id] = saved
         if new:
             self._remember(saved)
         self._refresh_list()
+        return True
 
     async def open_chat(self, chat_id: str) -> None:
         """Show a saved chat; a running reply is stopped first."""
@@ -199,6 +201,52 @@ class ChatKeeping(LlamatermScreen):
             await self._show(remaining[0] if remaining else self._new_chat())
         else:
             self._refresh_list()
+
+    # --- one message ------------------------------------------------------------------
+
+    def on_chat_view_delete_requested(self, message: ChatView.DeleteRequested) -> None:
+        saved = self.current
+        index = message.index
+        if self._reply is not None:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        if not 0 <= index < len(saved.chat.messages):
+            return
+        doomed = saved.chat.messages[index]
+        calls = len(getattr(doomed, "tool_calls", ()))
+        what = {"system": "the system prompt", "user": "your message"}.get(
+            doomed.role, f"this {doomed.role} message"
+        )
+        also = f" Its {plural(calls, 'tool call')} and their results go with it." if calls else ""
+        preview = " ".join(getattr(doomed, "content", "").split())
+        preview = preview if len(preview) <= 60 else preview[:59] + "…"
+
+        async def delete(yes: bool | None) -> None:
+            if yes and saved is self.current and self._reply is None:
+                await self._delete_message(saved, index)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Delete message",
+                f"Delete {what}{f' “{preview}”' if preview else ''}?{also}",
+            ),
+            delete,
+        )
+
+    async def _delete_message(self, saved: SavedChat, index: int) -> None:
+        position = self.chat_view.selected
+        gone = saved.delete_message(index)
+        saved.retitle()
+        saved_ok = self._save(saved) if self.is_saved(saved) else True
+        await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
+        self._show_context(saved.stats.get(max(saved.stats)) if saved.stats else None)
+        if position is not None and self.chat_view.messages():
+            self.chat_view.selected = min(position, len(self.chat_view.messages()) - 1)
+        if saved_ok:
+            self.notify(
+                f"Deleted {plural(len(gone), 'message')}; the chat is saved.",
+                title="Message deleted",
+            )
 
     async def action_new_chat(self) -> None:
         if self._reply is not None:

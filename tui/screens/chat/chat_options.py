@@ -36,7 +36,7 @@ class ChatOptionsHandling(LlamatermScreen):
         _tool_errors: list[str]
         _tool_warnings: list[str]
 
-        def _save(self, saved: SavedChat) -> None: ...
+        def _save(self, saved: SavedChat) -> bool: ...
 
     def action_settings(self) -> None:
         saved = self.current

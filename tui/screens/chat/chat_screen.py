@@ -67,6 +67,7 @@ from tui.store.saved_chats import (
     ChatStore,
     SavedChat,
     ToolRun,
+    UnknownCall,
     new_chat_id,
 )
 from tui.stream_buffer import flush_interval
@@ -317,6 +318,7 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
                 streaming=True, show_reasoning=self.context.settings.ui.show_reasoning
             )
             reply.view, reply.buffers = view, message.buffers
+            reply.unknown_calls = []
             await self.chat_view.add(view)
         if message.index > 0:
             self.status.start()
@@ -348,6 +350,7 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
             async with self._flush_lock:
                 await self._drain()
                 await reply.view.show_unknown_tool(unknown, message.raw_text)
+            reply.unknown_calls.append(UnknownCall(unknown, message.raw_text))
             return
         # A call cut short by Esc is not worth a warning.
         if reply is not None and not reply.stopping:
@@ -384,7 +387,12 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
                 tool_calls=list(result.tool_calls),
             )
         )
-        saved.stats[len(saved.chat.messages) - 1] = result.stats
+        index = len(saved.chat.messages) - 1
+        saved.stats[index] = result.stats
+        if reply.unknown_calls:
+            saved.unknown_calls[index] = reply.unknown_calls
+        if reply.view is not None:
+            self.chat_view.set_index(reply.view, index)
         self._save(saved)
         self._show_context(result.stats)
         if not reply.stopping:

@@ -46,7 +46,7 @@ from engine.prediction import (
 )
 from engine.tools import ToolResult
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
-from tui.store.saved_chats import SavedChat
+from tui.store.saved_chats import SavedChat, UnknownCall
 from tui.stream_buffer import TextBuffer
 from tui.token_rate import TokenRate
 from tui.widgets.chat.message_views import AssistantMessageView
@@ -110,6 +110,8 @@ class ReplyInProgress:
     view: AssistantMessageView | None = None
     buffers: RoundBuffers = field(default_factory=RoundBuffers)
     stopping: bool = False
+    unknown_calls: list[UnknownCall] = field(default_factory=list)
+    """This round's calls to tools the chat does not have (saved with its message)."""
 
 
 # --- messages to the screen, all tagged with the reply they belong to -----------------

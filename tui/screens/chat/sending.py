@@ -43,7 +43,7 @@ class ChatSending(LlamatermScreen):
         _after_stop: list[Callable[[], Any]]
         _reply_when_loaded: SavedChat | None
 
-        def _save(self, saved: SavedChat) -> None: ...
+        def _save(self, saved: SavedChat) -> bool: ...
         def _start_reply(self) -> None: ...
         def _no_model(self) -> None: ...
         def action_stop(self) -> None: ...
@@ -116,7 +116,7 @@ class ChatSending(LlamatermScreen):
         self._save(saved)
         if not keep_input:
             self.chat_input.clear()
-        await self.chat_view.add(UserMessageView(text))
+        await self.chat_view.add(UserMessageView(text), len(saved.chat.messages) - 1)
         if self.context.model is None:
             self._reply_when_loaded = saved
             self.notify(
