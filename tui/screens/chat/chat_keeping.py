@@ -11,8 +11,11 @@ This mixin declares below what it uses of the rest of the screen.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import events
@@ -22,8 +25,15 @@ from textual.content import Content
 from engine.prediction import PredictionStats
 from tui.palette import highlight_plain
 from tui.screens.base import LlamatermScreen
-from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+from tui.screens.dialogs import ConfirmScreen, ExportChatScreen, RenameChatScreen
 from tui.store.app_state import LAST_CHAT_KEY
+from tui.store.chat_export import (
+    ExportError,
+    ExportFormat,
+    default_path,
+    export_chat,
+    format_of,
+)
 from tui.store.saved_chats import ChatStore, SavedChat, ToolOptions, new_chat_id, newest_first
 from tui.widgets.chat.chat_list import ChatList
 from tui.widgets.chat.chat_view import ChatView
@@ -50,19 +60,33 @@ class ChatCommands(Provider):
         assert isinstance(screen, ChatKeeping)
         return partial(screen.open_chat, chat_id)
 
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str | None]]:
+        screen = self.screen
+        if not isinstance(screen, ChatKeeping):
+            return []
+        exports = [
+            (f"chat: export as {name}", partial(screen.action_export, format), help_text)
+            for name, format, help_text in (
+                ("Markdown", "markdown", "Write this chat to a .md file (asks where)"),
+                ("JSON", "json", "Write this chat to a .json file (asks where)"),
+            )
+        ]
+        opens = [
+            (f"chat: open {saved.title}", self._open(saved.id), None) for saved in self._chats()
+        ]
+        return [*exports, *opens]
+
     async def discover(self) -> Hits:
-        for saved in self._chats():
-            title = f"chat: open {saved.title}"
-            yield DiscoveryHit(Content(title), self._open(saved.id), text=title)
+        for title, run, help_text in self._commands():
+            yield DiscoveryHit(Content(title), run, text=title, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for saved in self._chats():
-            title = f"chat: open {saved.title}"
+        for title, run, help_text in self._commands():
             score = matcher.match(title)
             if score > 0:
                 # A title is the person's text, not markup.
-                yield Hit(score, highlight_plain(matcher, title), self._open(saved.id), text=title)
+                yield Hit(score, highlight_plain(matcher, title), run, text=title, help=help_text)
 
 
 class ChatKeeping(LlamatermScreen):
@@ -201,6 +225,34 @@ class ChatKeeping(LlamatermScreen):
             await self._show(remaining[0] if remaining else self._new_chat())
         else:
             self._refresh_list()
+
+    # --- export -----------------------------------------------------------------------
+
+    def action_export(self, format: ExportFormat = "markdown") -> None:
+        saved = self.current
+        if saved.is_empty:
+            self.notify("Nothing to export yet: this chat has no messages.", severity="warning")
+            return
+
+        async def export(path: Path | None) -> None:
+            if path is not None:
+                await self._export(saved, path)
+
+        proposed = default_path(self.context.data_dir, saved, format)
+        self.app.push_screen(ExportChatScreen(saved.title, proposed), export)
+
+    async def _export(self, saved: SavedChat, path: Path) -> None:
+        # A copy: a reply may add to the chat while the file is written off the loop.
+        snapshot = replace(
+            saved, chat=saved.chat.copy(), stats=dict(saved.stats), tool_runs=dict(saved.tool_runs)
+        )
+        try:
+            written = await asyncio.to_thread(export_chat, snapshot, path)
+        except ExportError as err:
+            self.notify(str(err), title="Not exported", severity="error", timeout=15)
+            return
+        kind = "JSON" if format_of(written) == "json" else "Markdown"
+        self.notify(str(written), title=f"Chat exported as {kind}", timeout=10)
 
     # --- one message ------------------------------------------------------------------
 

@@ -135,6 +135,14 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
             tooltip="Show or hide the list of saved chats",
         ),
         Binding(
+            "ctrl+s",
+            "export",
+            "Export",
+            id="chat.export",
+            tooltip="Export this chat as Markdown or JSON (asks where; exports/ in the data directory)",
+            show=False,
+        ),
+        Binding(
             "ctrl+f",
             "find",
             "Find",
