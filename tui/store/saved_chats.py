@@ -20,6 +20,7 @@ by hand: nothing a person wrote is destroyed by one key press.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -204,6 +205,62 @@ def matches(chat: SavedChat, query: str) -> bool:
     """Search by title: every word of the query appears in it, in any case."""
     title = chat.title.casefold()
     return all(word in title for word in query.casefold().split())
+
+
+SNIPPET_BEFORE = 8
+"""Characters shown before a match inside a message (the list is narrow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchMatch:
+    """Where a chat matched a search: in its title, or inside a message."""
+
+    role: str = ""
+    """The role of the message that matched ("" when the title holds every word)."""
+    snippet: str = ""
+    """The text around the match, on one line, with … where it was cut."""
+    start: int = 0
+    """Where the matched word starts in `snippet`."""
+    length: int = 0
+
+
+def chat_text(chat: SavedChat) -> list[tuple[str, str]]:
+    """What a search looks in besides the title: (role, text) of each message, the
+    reasoning and tool results included."""
+    parts: list[tuple[str, str]] = []
+    for message in chat.chat.messages:
+        for text in (getattr(message, "content", ""), getattr(message, "reasoning", "")):
+            if text:
+                parts.append((message.role, text))
+    return parts
+
+
+def search_chat(title: str, texts: list[tuple[str, str]], query: str) -> SearchMatch | None:
+    """Every word of `query`, in any case, in the title or some message; None if not.
+
+    A word the title lacks is looked for in the messages, and the first message holding
+    it is where the chat is said to match.
+    """
+    words = query.casefold().split()
+    folded_title = title.casefold()
+    missing = [word for word in words if word not in folded_title]
+    if not missing:
+        return SearchMatch()
+    folded = [text.casefold() for _, text in texts]
+    if not all(any(word in text for text in folded) for word in missing):
+        return None
+    word = missing[0]
+    role, text = next(texts[i] for i, low in enumerate(folded) if word in low)
+    # Offsets from a case-blind search of the text itself (casefold may change lengths).
+    found = re.search(re.escape(word), text, re.IGNORECASE)
+    at = found.start() if found else 0
+    length = len(found.group()) if found else 0
+    start = max(0, at - SNIPPET_BEFORE)
+    head = "…" if start else ""
+    piece = " ".join(text[start:].split())
+    lead = " ".join(text[start:at].split())
+    offset = len(head) + len(lead) + (1 if lead and text[at - 1 : at].isspace() else 0)
+    return SearchMatch(role, head + piece, offset, length)
 
 
 # --- the file format ----------------------------------------------------------------

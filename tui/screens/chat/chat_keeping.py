@@ -34,7 +34,14 @@ from tui.store.chat_export import (
     export_chat,
     format_of,
 )
-from tui.store.saved_chats import ChatStore, SavedChat, ToolOptions, new_chat_id, newest_first
+from tui.store.saved_chats import (
+    ChatStore,
+    SavedChat,
+    ToolOptions,
+    chat_text,
+    new_chat_id,
+    newest_first,
+)
 from tui.widgets.chat.chat_list import ChatList
 from tui.widgets.chat.chat_view import ChatView
 from tui.wording import plural
@@ -101,6 +108,8 @@ class ChatKeeping(LlamatermScreen):
         chat_input: ChatInput
         status: ChatStatus
         show_list: bool | None
+        _search_texts: dict[str, tuple[str, int, list[tuple[str, str]]]]
+        """Each chat's search text, with the (updated, message count) it was taken at."""
         _reply: ReplyInProgress | None
 
         def _stop_then(self, then: Callable[[], Any], *, clears_input: bool = False) -> None: ...
@@ -135,10 +144,24 @@ class ChatKeeping(LlamatermScreen):
         if self.is_saved(saved):
             self._remember(saved)
 
+    def _texts_of(self, chat_id: str) -> list[tuple[str, str]]:
+        """What the list's search looks in for a chat; kept until the chat changes."""
+        saved = self.chats.get(chat_id) or (self.current if self.current.id == chat_id else None)
+        if saved is None:
+            return []
+        cache = self._search_texts
+        stamp = (saved.updated, len(saved.chat.messages))
+        known = cache.get(chat_id)
+        if known is None or known[:2] != stamp:
+            known = (*stamp, chat_text(saved))
+            cache[chat_id] = known
+        return known[2]
+
     def _refresh_list(self) -> None:
         ordered = newest_first(self.chats.values())
         if not self.is_saved(self.current):
             ordered.insert(0, self.current)
+        self.chat_list.text_of = self._texts_of
         self.chat_list.entries = tuple((saved.id, saved.title) for saved in ordered)
         self.chat_list.current = self.current.id
 

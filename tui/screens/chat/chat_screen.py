@@ -147,7 +147,7 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
             "find",
             "Find",
             id="chat.find",
-            tooltip="Search the saved chats by title",
+            tooltip="Search the saved chats: titles and what the messages say",
             show=False,
         ),
     ]
@@ -185,6 +185,7 @@ class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
         self._tools: list[ToolDefinition] = []
         self._tool_errors: list[str] = []
         self._tool_warnings: list[str] = []
+        self._search_texts: dict[str, tuple[str, int, list[tuple[str, str]]]] = {}
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-body"):
