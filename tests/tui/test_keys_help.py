@@ -18,9 +18,11 @@ MakeApp = Callable[..., LlamatermApp]
 
 
 def keys_shown(app: LlamatermApp) -> str:
+    """What the modal shows, row by row: keys, then what they do."""
     screen = app.screen
     assert isinstance(screen, KeysScreen), screen
-    return str(screen.query_one("#keys-list", Static).render())
+    cells = [str(cell.render()) for cell in screen.query("#keys-list Static").results(Static)]
+    return "\n".join(f"{keys}  {what}" for keys, what in zip(cells[::2], cells[1::2]))
 
 
 def rows_by_id(app: LlamatermApp) -> dict[str, KeyRow]:

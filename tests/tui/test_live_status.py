@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from chat_testing import chat_screen, open_chat
+from held_testing import HeldEvents, hold_chat, second_batch
 from key_testing import burst
 from textual.widgets import Static
 from tui_testing import TERMINAL_SIZE, wait_for_model, wait_for_prediction, wait_until
@@ -23,7 +24,6 @@ from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta, PredictionConfig, PromptProgress
 from tui.app import LlamatermApp
 from tui.screens.chat.chat_screen import ChatScreen
-from tui.screens.chat.reply_stream import Run
 from tui.screens.complete import complete_screen as complete_module
 from tui.screens.complete.complete_screen import CompleteScreen
 from tui.token_rate import TokenRate
@@ -34,53 +34,6 @@ MakeApp = Callable[..., LlamatermApp]
 SMALL_BATCH = LoadConfig(context_length=512, threads=1, batch_size=8)
 """Eight prompt tokens a batch: a prompt of a few dozen tokens reports progress often."""
 PREDICTION = PredictionConfig(temperature=0.0, seed=42, max_tokens=40)
-
-
-class HeldEvents:
-    """Passes a run's events on, and holds at the first event `hold_at` accepts until
-    `release()`: the line can be read while the prediction waits there."""
-
-    def __init__(self, run: Any, hold_at: Callable[[object], bool]) -> None:
-        self.run = run
-        self.hold_at = hold_at
-        self.held = asyncio.Event()
-        self.released = asyncio.Event()
-        self.seen: list[object] = []
-
-    def cancel(self) -> None:
-        self.released.set()
-        self.run.cancel()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[Any]:
-        async for event in self.run:
-            self.seen.append(event)
-            yield event
-            if not self.held.is_set() and self.hold_at(event):
-                self.held.set()
-                await self.released.wait()
-
-
-def second_batch(event: object) -> bool:
-    return isinstance(event, PromptProgress) and event.processed_tokens == 8
-
-
-def hold_chat(monkeypatch: pytest.MonkeyPatch, hold_at: Callable[[object], bool]) -> list[HeldEvents]:
-    runs: list[HeldEvents] = []
-    original = ChatScreen.open_run
-
-    def open_run(self: ChatScreen, *args: Any, **kwargs: Any) -> Run:
-        held = HeldEvents(original(self, *args, **kwargs), hold_at)
-        runs.append(held)
-        return held
-
-    monkeypatch.setattr(ChatScreen, "open_run", open_run)
-    return runs
 
 
 def chat_line(screen: ChatScreen) -> str:

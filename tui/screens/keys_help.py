@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
@@ -32,14 +32,16 @@ class KeyRow:
 
 
 def key_rows(screen: Screen[object]) -> list[KeyRow]:
-    """One row per active, enabled binding of `screen` (its keys together), in the
-    order the screen offers them: the focused widget's first, the app's last."""
+    """One row per active, enabled binding of `screen` that has an id (its keys
+    together), in the order the screen offers them: the focused widget's first, the
+    app's last. Textual's own bindings without an id (scrolling, Tab) are left out:
+    they work as everywhere, and would bury the app's keys at 24 lines."""
     app = screen.app
     grouped: dict[tuple[int, str], list[str]] = {}
     found: dict[tuple[int, str], Binding] = {}
     for active in screen.active_bindings.values():
         binding = active.binding
-        if not active.enabled or binding.system:
+        if not active.enabled or binding.system or not binding.id:
             continue
         group = (id(active.node), binding.action)
         keys = grouped.setdefault(group, [])
@@ -56,17 +58,8 @@ def key_rows(screen: Screen[object]) -> list[KeyRow]:
 
 
 def rows_content(rows: list[KeyRow]) -> Content:
-    """The rows as plain text in two columns, keys stressed."""
-    width = min(18, max((len(row.keys) for row in rows), default=0))
-    lines = []
-    for row in rows:
-        lines.append(
-            Content.assemble(
-                (row.keys.ljust(width), "bold $accent"),
-                "  ",
-                row.description,
-            )
-        )
+    """The rows as plain text, one a line (what the modal shows, for reading in tests)."""
+    lines = [Content.assemble((row.keys, "bold $accent"), "  ", row.description) for row in rows]
     return Content("\n").join(lines) if lines else Content("No keys here.")
 
 
@@ -96,6 +89,9 @@ class KeysScreen(ModalScreen[None]):
             padding: 0 1;
         }
         & VerticalScroll { height: auto; max-height: 1fr; }
+        & .keys--row { height: auto; }
+        & .keys--key { width: 14; color: $accent; text-style: bold; }
+        & .keys--what { width: 1fr; }
         & .keys--help { color: $text-muted; }
     }
     """
@@ -108,8 +104,14 @@ class KeysScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = Content(f"Keys: {self.screen_name}")
-            with VerticalScroll():
-                yield Static(rows_content(self.rows), id="keys-list")
+            with VerticalScroll(id="keys-list"):
+                for row in self.rows:
+                    # Content, not markup: "[" and "/" are keys here.
+                    with Horizontal(classes="keys--row"):
+                        yield Static(Content(row.keys), classes="keys--key")
+                        yield Static(Content(row.description), classes="keys--what")
+                if not self.rows:
+                    yield Static("No keys here.")
             yield Static(
                 "Ctrl+P finds every command by name · Escape closes", classes="keys--help"
             )

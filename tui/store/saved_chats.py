@@ -256,6 +256,10 @@ def search_chat(title: str, texts: list[tuple[str, str]], query: str) -> SearchM
     at = found.start() if found else 0
     length = len(found.group()) if found else 0
     start = max(0, at - SNIPPET_BEFORE)
+    if start and not text[start - 1].isspace():
+        # Begin at a word: the rest of a cut one reads as noise.
+        space = text.find(" ", start, at)
+        start = space + 1 if space != -1 else at
     head = "…" if start else ""
     piece = " ".join(text[start:].split())
     lead = " ".join(text[start:at].split())
