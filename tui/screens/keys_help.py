@@ -92,7 +92,7 @@ class KeysScreen(ModalScreen[None]):
         & .keys--row { height: auto; }
         & .keys--key { width: 14; color: $accent; text-style: bold; }
         & .keys--what { width: 1fr; }
-        & .keys--help { color: $text-muted; }
+        & .keys--help { color: $text-muted; dock: bottom; }
     }
     """
 
