@@ -83,20 +83,22 @@ class ChatStatus(PromptProgressLine):
             return
         text = self.query_one("#chat-status-text", Static)
         if self.phase:
-            text.update(
-                phase_text(
-                    self.phase,
-                    progress=self.progress,
-                    prompt_done=self.prompt_done,
-                    prompt_total=self.prompt_total,
-                    generated=self.generated,
-                    rate=self.rate,
-                )
+            shown: str | Content = phase_text(
+                self.phase,
+                progress=self.progress,
+                prompt_done=self.prompt_done,
+                prompt_total=self.prompt_total,
+                generated=self.generated,
+                rate=self.rate,
             )
         elif self.error:
-            text.update(Content.assemble(("failed: ", "$error"), self.error))
+            shown = Content.assemble(("failed: ", "$error"), self.error)
         else:
-            text.update(context_text(self.context_used, self.context_length))
+            shown = context_text(self.context_used, self.context_length)
+        # One line of fixed size: no layout pass. While a reply streams this changes up
+        # to `stream_refresh_rate` times a second, and a layout of the whole screen each
+        # time would cost the streaming what it gains from batching.
+        text.update(shown, layout=False)
 
     def start(self) -> None:
         """A reply began: an empty bar."""
