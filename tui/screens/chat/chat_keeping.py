@@ -71,12 +71,13 @@ class ChatCommands(Provider):
         screen = self.screen
         if not isinstance(screen, ChatKeeping):
             return []
-        exports = [
+        formats: list[tuple[str, ExportFormat, str]] = [
+            ("Markdown", "markdown", "Write this chat to a .md file (asks where)"),
+            ("JSON", "json", "Write this chat to a .json file (asks where)"),
+        ]
+        exports: list[tuple[str, Callable[[], Any], str | None]] = [
             (f"chat: export as {name}", partial(screen.action_export, format), help_text)
-            for name, format, help_text in (
-                ("Markdown", "markdown", "Write this chat to a .md file (asks where)"),
-                ("JSON", "json", "Write this chat to a .json file (asks where)"),
-            )
+            for name, format, help_text in formats
         ]
         opens = [
             (f"chat: open {saved.title}", self._open(saved.id), None) for saved in self._chats()

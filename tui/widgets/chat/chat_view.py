@@ -76,8 +76,8 @@ def build_messages(
                     card = ToolCard(call.name, call.id, arguments=format_arguments(call.arguments))
                     card.state = "called"
                     cards[call.id] = view.add_card(card, position)
-                for call in unknown:
-                    view.add_card(unknown_tool_card(call))
+                for unknown_call in unknown:
+                    view.add_card(unknown_tool_card(unknown_call))
                 views.append((view, index))
             case ToolResultMessage():
                 known = cards.get(message.tool_call_id)
