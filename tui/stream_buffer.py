@@ -72,6 +72,8 @@ async def pump_prediction(
     the tokens are counted in `rate`, for the live speed.
     Runs in an async worker: it never touches a widget.
     """
+    if rate is not None:
+        rate.start()
     try:
         async for event in stream:
             _dispatch(event, buffer, target, tag, rate)
@@ -92,6 +94,8 @@ def _dispatch(
         case PromptProgress(fraction=fraction, processed_tokens=done, total_tokens=total):
             target.post_message(PredictionProgress(tag, fraction, done, total))
         case FirstToken(time_to_first_token_sec=seconds):
+            if rate is not None:
+                rate.first_token(seconds)
             target.post_message(PredictionFirstToken(tag, seconds))
         case Finished(result=result):
             target.post_message(PredictionFinished(tag, result))

@@ -165,6 +165,9 @@ def pause_replies(monkeypatch: pytest.MonkeyPatch, after: int) -> list[PausedRun
     speed measured on a clock that ticks 10 ms a token (the same figure every run)."""
     ticks = count()
     monkeypatch.setattr(token_rate, "monotonic", lambda: next(ticks) / 100)
+    # The engine's measured time to first token would move the figure: from the first
+    # token's arrival instead, on the steady clock.
+    monkeypatch.setattr(token_rate.TokenRate, "first_token", lambda self, seconds: None)
     runs: list[PausedRun] = []
     original = ChatScreen.open_run
 

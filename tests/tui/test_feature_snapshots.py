@@ -52,6 +52,9 @@ def steady_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The live speed measured on a clock that ticks 10 ms a token: 100.0 tok/s."""
     ticks = count()
     monkeypatch.setattr(token_rate, "monotonic", lambda: next(ticks) / 100)
+    # The engine's measured time to first token would move the figure: from the first
+    # token's arrival instead, on the steady clock.
+    monkeypatch.setattr(token_rate.TokenRate, "first_token", lambda self, seconds: None)
 
 
 def test_chat_prompt_progress_in_tokens(

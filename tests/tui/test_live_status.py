@@ -71,6 +71,20 @@ def test_token_rate_measures_from_the_first_token() -> None:
     assert rate.generated == 4 and rate.per_second == pytest.approx(3.0)
 
 
+def test_token_rate_takes_the_first_token_time_from_the_engine() -> None:
+    # The loop was busy: the first tokens arrive 2 s after the engine sampled the
+    # first one, then 9 more at once. Measured on arrival, that is 90 tokens a second.
+    times = iter([0.0, 2.5, 2.6])
+    rate = TokenRate(clock=lambda: next(times))
+    rate.start()
+    rate.first_token(0.5)  # sampled at 0.5 s
+    rate.count(1)
+    rate.count(9)
+    assert rate.generated == 10
+    # Nine tokens after the first, in the 2.1 s since it was sampled.
+    assert rate.per_second == pytest.approx(9 / 2.1)
+
+
 async def test_chat_line_counts_prompt_tokens_then_the_reply_speed(
     make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:

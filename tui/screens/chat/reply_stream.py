@@ -238,10 +238,12 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
                     buffers.arguments_of(index).add(text)
                 case RoundStarted(index=index):
                     buffers = RoundBuffers()
+                    buffers.rate.start()
                     post(RoundBegan(tag, index, buffers))
                 case PromptProgress(fraction=fraction, processed_tokens=done, total_tokens=total):
                     post(PredictionProgress(tag, fraction, done, total))
                 case FirstToken(time_to_first_token_sec=seconds):
+                    buffers.rate.first_token(seconds)
                     post(PredictionFirstToken(tag, seconds))
                 case ToolCallStarted(index=index, id=call_id, name=name):
                     buffers.arguments_of(index)
