@@ -442,6 +442,10 @@ class PromptProgress:
     """Prompt processing progress, 0.0 to 1.0, monotone, once per evaluated batch."""
 
     fraction: float
+    processed_tokens: int = 0
+    """Prompt tokens evaluated so far (of `total_tokens`); 0 when not counted (a remote model)."""
+    total_tokens: int = 0
+    """Prompt tokens to evaluate: the prompt less what the cache already holds; 0 when unknown."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from tui.palette import ModelCommands, binding_commands, plain_command
 from tui.screens.base import LlamatermScreen
 from tui.screens.chat.chat_screen import ChatScreen
 from tui.screens.complete.complete_screen import CompleteScreen
+from tui.screens.keys_help import KeysScreen, key_rows
 from tui.screens.logs.logs_screen import LogRecordScreen, LogsScreen
 from tui.screens.models.models_screen import ModelsScreen
 from tui.screens.prediction_settings import PredictionSettingsScreen
@@ -129,6 +130,15 @@ class LlamatermApp(KeysInOrderApp[int]):
             "Unload",
             id="model.unload",
             tooltip="Unload the model and free its memory",
+            show=False,
+        ),
+        # Not a priority: a text field that takes "?" types it (tui.screens.keys_help).
+        Binding(
+            "question_mark",
+            "show_keys",
+            "Keys",
+            id="app.keys",
+            tooltip="Show the keys of this screen and what they do",
             show=False,
         ),
     ]
@@ -452,6 +462,13 @@ class LlamatermApp(KeysInOrderApp[int]):
             return True if self.model is not None else None
         return True
 
+    def action_show_keys(self) -> None:
+        screen = self.screen
+        if isinstance(screen, KeysScreen):
+            return
+        name = getattr(screen, "MODE", "") or type(screen).__name__.removesuffix("Screen")
+        self.push_screen(KeysScreen(str(name).capitalize(), key_rows(screen)))
+
     def action_unload_model(self) -> None:
         self.unload_model()
 
@@ -581,7 +598,7 @@ def known_binding_ids() -> set[str]:
 def known_binding_classes() -> list[type]:
     """The app, its screens, dialogs and widgets that have bindings of their own."""
     from tui.screens.chat.chat_settings import ChatSettingsScreen
-    from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+    from tui.screens.dialogs import ConfirmScreen, ExportChatScreen, RenameChatScreen
     from tui.screens.logs.logs_screen import LogTable
     from tui.screens.models.model_dialogs import AddRemoteScreen, LoadSettingsScreen
     from tui.widgets.chat.chat_input import ChatInput
@@ -599,6 +616,8 @@ def known_binding_classes() -> list[type]:
         ChatSettingsScreen,
         RenameChatScreen,
         ConfirmScreen,
+        ExportChatScreen,
+        KeysScreen,
         LoadSettingsScreen,
         AddRemoteScreen,
         CompleteScreen,

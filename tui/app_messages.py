@@ -41,10 +41,13 @@ class ModelLoadCancelled(Message):
 
 @dataclass
 class PredictionProgress(Message):
-    """Prompt processing progress, 0.0 to 1.0."""
+    """Prompt processing progress, 0.0 to 1.0, and the tokens done of those to do
+    (0 of 0 when the model does not count them)."""
 
     tag: str
     fraction: float
+    done: int = 0
+    total: int = 0
 
 
 @dataclass

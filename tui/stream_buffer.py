@@ -29,6 +29,7 @@ from tui.app_messages import (
     PredictionFirstToken,
     PredictionProgress,
 )
+from tui.token_rate import TokenRate
 
 
 def flush_interval(refresh_rate: int) -> float:
@@ -58,30 +59,43 @@ class TextBuffer:
 
 
 async def pump_prediction(
-    stream: EventStream, buffer: TextBuffer, target: MessagePump, tag: str
+    stream: EventStream,
+    buffer: TextBuffer,
+    target: MessagePump,
+    tag: str,
+    rate: TokenRate | None = None,
 ) -> None:
     """Consume a raw completion's events until it ends.
 
     Text goes into `buffer`; progress, the first token and the end are posted to
-    `target` as messages carrying `tag`, so one screen can tell its predictions apart.
+    `target` as messages carrying `tag`, so one screen can tell its predictions apart;
+    the tokens are counted in `rate`, for the live speed.
     Runs in an async worker: it never touches a widget.
     """
+    if rate is not None:
+        rate.start()
     try:
         async for event in stream:
-            _dispatch(event, buffer, target, tag)
+            _dispatch(event, buffer, target, tag, rate)
     except asyncio.CancelledError:
         # The worker was cancelled (screen closed, app quitting): stop the model too.
         stream.cancel()
         raise
 
 
-def _dispatch(event: object, buffer: TextBuffer, target: MessagePump, tag: str) -> None:
+def _dispatch(
+    event: object, buffer: TextBuffer, target: MessagePump, tag: str, rate: TokenRate | None
+) -> None:
     match event:
-        case ContentDelta(text=text):
+        case ContentDelta(text=text, tokens_count=tokens):
             buffer.add(text)
-        case PromptProgress(fraction=fraction):
-            target.post_message(PredictionProgress(tag, fraction))
+            if rate is not None:
+                rate.count(tokens)
+        case PromptProgress(fraction=fraction, processed_tokens=done, total_tokens=total):
+            target.post_message(PredictionProgress(tag, fraction, done, total))
         case FirstToken(time_to_first_token_sec=seconds):
+            if rate is not None:
+                rate.first_token(seconds)
             target.post_message(PredictionFirstToken(tag, seconds))
         case Finished(result=result):
             target.post_message(PredictionFinished(tag, result))

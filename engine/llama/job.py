@@ -222,7 +222,7 @@ class PredictionJob:
         fresh = min(model._fresh_prefix, reused - reused % batch)
         model._fresh_prefix = fresh
         aligned = fresh == reused
-        self.sink(PromptProgress(0.0))
+        self.sink(PromptProgress(0.0, 0, len(to_eval)))
         with abort_on(llama, self.control.cancelled):
             for start in range(0, len(to_eval), batch):
                 if self.control.cancelled.is_set():
@@ -238,7 +238,8 @@ class PredictionJob:
                     return self._result(started, "userStopped", n_prompt, start, 0, None, None)
                 if aligned and len(chunk) == batch:
                     model._fresh_prefix += batch
-                self.sink(PromptProgress(min(1.0, (start + batch) / len(to_eval))))
+                done = min(len(to_eval), start + batch)
+                self.sink(PromptProgress(done / len(to_eval), done, len(to_eval)))
         prompt_done = time.perf_counter()
         n_evaluated = len(to_eval)
 

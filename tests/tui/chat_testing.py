@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import sys
 from collections.abc import AsyncIterator
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tui_testing import wait_for_model, wait_for_prediction, wait_until
 
 from engine.load_config import LoadConfig
 from engine.prediction import ContentDelta, PredictionConfig, PredictionStats, ReasoningDelta
+from tui import token_rate
 from tui.screens.chat.chat_screen import ChatScreen
 from tui.screens.chat.reply_stream import Run
 from tui.widgets.chat.message_views import AssistantMessageView
@@ -159,7 +161,13 @@ class PausedRun:
 
 
 def pause_replies(monkeypatch: pytest.MonkeyPatch, after: int) -> list[PausedRun]:
-    """Make every reply of the Chat screen pause after `after` text deltas."""
+    """Make every reply of the Chat screen pause after `after` text deltas, its live
+    speed measured on a clock that ticks 10 ms a token (the same figure every run)."""
+    ticks = count()
+    monkeypatch.setattr(token_rate, "monotonic", lambda: next(ticks) / 100)
+    # The engine's measured time to first token would move the figure: from the first
+    # token's arrival instead, on the steady clock.
+    monkeypatch.setattr(token_rate.TokenRate, "first_token", lambda self, seconds: None)
     runs: list[PausedRun] = []
     original = ChatScreen.open_run
 

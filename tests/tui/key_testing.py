@@ -12,7 +12,7 @@ from tui_testing import wait_until
 
 def key_event(key: str) -> events.Key:
     """The event a terminal driver makes for `key` (a character or a key name)."""
-    character = key if len(key) == 1 else {"space": " ", "slash": "/"}.get(key)
+    character = key if len(key) == 1 else _CHARACTERS.get(key)
     return events.Key(key, character)
 
 
@@ -44,6 +44,9 @@ def _split(key: str) -> list[str]:
     return list(key)
 
 
-_KEY_NAMES = {key.value for key in Keys} | {
-    "space", "slash", "backslash", "enter", "backspace", "tab", "escape", "delete",
+_CHARACTERS = {"space": " ", "slash": "/", "question_mark": "?", "left_square_bracket": "["}
+"""Printable keys a terminal names (Textual's driver sends `?` as "question_mark")."""
+
+_KEY_NAMES = {key.value for key in Keys} | set(_CHARACTERS) | {
+    "backslash", "enter", "backspace", "tab", "escape", "delete",
 }

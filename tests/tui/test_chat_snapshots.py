@@ -34,7 +34,7 @@ from tui_testing import NARROW_SIZE, TERMINAL_SIZE
 
 from engine.prediction import PredictionConfig
 from tui.app import LlamatermApp
-from tui.screens.chat import chat_screen as chat_screen_module
+from tui.screens.chat import chat_options as chat_options_module
 from tui.store.saved_chats import ToolOptions
 
 MakeApp = Callable[..., LlamatermApp]
@@ -140,7 +140,7 @@ def test_chat_settings_modal_narrow(
 ) -> None:
     # The form names the tools file; a fixed path keeps the test's temporary one out.
     monkeypatch.setattr(
-        chat_screen_module, "tools_path", lambda settings, data_dir: SHOWN_TOOLS_FILE
+        chat_options_module, "tools_path", lambda settings, data_dir: SHOWN_TOOLS_FILE
     )
 
     async def run_before(pilot: Pilot[Any]) -> None:

@@ -4,8 +4,10 @@ A file holds the engine's `Chat` (messages, the system prompt first when there i
 one) and what the app knows besides: the title, when it was made and last changed,
 the chat's own prediction settings (only those the person changed, so later edits
 of the config file still apply), whether tools are on and which, and for the
-replies their stats and for the tool runs their outcome, so a restored chat
-looks as it did.
+replies their stats, for the tool runs their outcome, and the calls a reply made to
+tools the chat did not have (shown on cards, not as raw text), so a restored chat
+looks as it did. What is kept by message is keyed by the message's index, and moves
+with it when a message is inserted or deleted.
 
 Writes are atomic (engine.store). A file that does not parse, or does not match
 its schema (one holding `null` included), is set aside as `<name>.corrupt-<n>` and
@@ -18,8 +20,9 @@ by hand: nothing a person wrote is destroyed by one key press.
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.chat import Chat, ChatFormatError, SystemPrompt, UserMessage
+from engine.chat import Chat, ChatFormatError, SystemPrompt, ToolResultMessage, UserMessage
 from engine.paths import chats_dir
 from engine.prediction import PredictionConfig, PredictionConfigError, PredictionStats
 from engine.store import (
@@ -67,6 +70,15 @@ class ToolRun:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnknownCall:
+    """A call the model wrote to a tool the chat did not have: its name and raw text,
+    which stays in the message (it is what the model wrote) and shows as a card."""
+
+    name: str
+    raw_text: str
+
+
 @dataclass(slots=True)
 class ToolOptions:
     enabled: bool = False
@@ -94,6 +106,8 @@ class SavedChat:
     """Stats of each reply, by the index of its message in `chat.messages`."""
     tool_runs: dict[str, ToolRun] = field(default_factory=dict)
     """Outcome of each tool run, by tool call id."""
+    unknown_calls: dict[int, list[UnknownCall]] = field(default_factory=dict)
+    """Calls to tools the chat did not have, by the index of the reply that made them."""
 
     @property
     def system_prompt(self) -> str:
@@ -108,10 +122,23 @@ class SavedChat:
         elif text:
             messages.insert(0, SystemPrompt(content=text))
             # Stats are keyed by message index: everything moved down by one.
-            self.stats = {index + 1: stats for index, stats in self.stats.items()}
+            self._move_indices(lambda index: index + 1)
         elif has_system:
             del messages[0]
-            self.stats = {index - 1: stats for index, stats in self.stats.items() if index > 0}
+            self._move_indices(lambda index: index - 1 if index > 0 else None)
+
+    def _move_indices(self, new_index: Callable[[int], int | None]) -> None:
+        """Re-key what is kept by message index; None drops the entry."""
+        self.stats = {
+            moved: stats
+            for index, stats in self.stats.items()
+            if (moved := new_index(index)) is not None
+        }
+        self.unknown_calls = {
+            moved: calls
+            for index, calls in self.unknown_calls.items()
+            if (moved := new_index(index)) is not None
+        }
 
     @property
     def is_empty(self) -> bool:
@@ -128,11 +155,43 @@ class SavedChat:
     def truncate(self, length: int) -> None:
         """Keep the first `length` messages, and the stats and tool runs that belong to them."""
         del self.chat.messages[length:]
-        self.stats = {i: s for i, s in self.stats.items() if i < length}
+        self._move_indices(lambda index: index if index < length else None)
+        self._keep_runs_of_kept_calls()
+
+    def _keep_runs_of_kept_calls(self) -> None:
         kept_calls = {
             call.id for message in self.chat.messages for call in getattr(message, "tool_calls", ())
         }
         self.tool_runs = {k: v for k, v in self.tool_runs.items() if k in kept_calls}
+
+    def delete_message(self, index: int) -> list[int]:
+        """Delete the message at `index` and what would be left invalid without it: the
+        results of an assistant message's tool calls go with it (a result whose call is
+        gone is one no template can place). Returns the indices deleted, in order.
+
+        The system prompt is deleted like any message (the chat then has none).
+        """
+        messages = self.chat.messages
+        message = messages[index]
+        calls = {call.id for call in getattr(message, "tool_calls", ())}
+        doomed = {index} | {
+            position
+            for position, other in enumerate(messages)
+            if isinstance(other, ToolResultMessage) and calls and other.tool_call_id in calls
+        }
+        messages[:] = [other for position, other in enumerate(messages) if position not in doomed]
+        ordered = sorted(doomed)
+
+        def new_index(old: int) -> int | None:
+            if old in doomed:
+                return None
+            return old - sum(1 for gone in ordered if gone < old)
+
+        self._move_indices(new_index)
+        if isinstance(message, ToolResultMessage):
+            self.tool_runs.pop(message.tool_call_id, None)
+        self._keep_runs_of_kept_calls()
+        return ordered
 
 
 def title_from(text: str) -> str:
@@ -146,6 +205,66 @@ def matches(chat: SavedChat, query: str) -> bool:
     """Search by title: every word of the query appears in it, in any case."""
     title = chat.title.casefold()
     return all(word in title for word in query.casefold().split())
+
+
+SNIPPET_BEFORE = 8
+"""Characters shown before a match inside a message (the list is narrow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchMatch:
+    """Where a chat matched a search: in its title, or inside a message."""
+
+    role: str = ""
+    """The role of the message that matched ("" when the title holds every word)."""
+    snippet: str = ""
+    """The text around the match, on one line, with … where it was cut."""
+    start: int = 0
+    """Where the matched word starts in `snippet`."""
+    length: int = 0
+
+
+def chat_text(chat: SavedChat) -> list[tuple[str, str]]:
+    """What a search looks in besides the title: (role, text) of each message, the
+    reasoning and tool results included."""
+    parts: list[tuple[str, str]] = []
+    for message in chat.chat.messages:
+        for text in (getattr(message, "content", ""), getattr(message, "reasoning", "")):
+            if text:
+                parts.append((message.role, text))
+    return parts
+
+
+def search_chat(title: str, texts: list[tuple[str, str]], query: str) -> SearchMatch | None:
+    """Every word of `query`, in any case, in the title or some message; None if not.
+
+    A word the title lacks is looked for in the messages, and the first message holding
+    it is where the chat is said to match.
+    """
+    words = query.casefold().split()
+    folded_title = title.casefold()
+    missing = [word for word in words if word not in folded_title]
+    if not missing:
+        return SearchMatch()
+    folded = [text.casefold() for _, text in texts]
+    if not all(any(word in text for text in folded) for word in missing):
+        return None
+    word = missing[0]
+    role, text = next(texts[i] for i, low in enumerate(folded) if word in low)
+    # Offsets from a case-blind search of the text itself (casefold may change lengths).
+    found = re.search(re.escape(word), text, re.IGNORECASE)
+    at = found.start() if found else 0
+    length = len(found.group()) if found else 0
+    start = max(0, at - SNIPPET_BEFORE)
+    if start and not text[start - 1].isspace():
+        # Begin at a word: the rest of a cut one reads as noise.
+        space = text.find(" ", start, at)
+        start = space + 1 if space != -1 else at
+    head = "…" if start else ""
+    piece = " ".join(text[start:].split())
+    lead = " ".join(text[start:at].split())
+    offset = len(head) + len(lead) + (1 if lead and text[at - 1 : at].isspace() else 0)
+    return SearchMatch(role, head + piece, offset, length)
 
 
 # --- the file format ----------------------------------------------------------------
@@ -168,6 +287,13 @@ class _ToolRunV1(BaseModel):
     exit_code: int | None = None
 
 
+class _UnknownCallV1(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    raw_text: str
+
+
 class _ChatFileV1(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -181,6 +307,8 @@ class _ChatFileV1(BaseModel):
     chat: dict[str, Any]
     stats: dict[int, dict[str, Any]] = Field(default_factory=dict)
     tool_runs: dict[str, _ToolRunV1] = Field(default_factory=dict)
+    unknown_calls: dict[int, list[_UnknownCallV1]] = Field(default_factory=dict)
+    """Added within version 1: older files have none, older readers ignore it."""
 
 
 _STATS_FIELDS = {f.name for f in fields(PredictionStats)}
@@ -208,6 +336,10 @@ def _from_v1(chat_id: str, data: Any) -> SavedChat:
         tools=ToolOptions(saved.tools.enabled, saved.tools.names, saved.tools.choice),
         stats=stats,
         tool_runs={k: ToolRun(**v.model_dump()) for k, v in saved.tool_runs.items()},
+        unknown_calls={
+            i: [UnknownCall(c.name, c.raw_text) for c in calls]
+            for i, calls in saved.unknown_calls.items()
+        },
     )
 
 
@@ -235,6 +367,10 @@ def to_file(saved: SavedChat) -> dict[str, Any]:
         "chat": saved.chat.to_dict(),
         "stats": {str(i): asdict(s) for i, s in sorted(saved.stats.items())},
         "tool_runs": {k: asdict(v) for k, v in saved.tool_runs.items()},
+        "unknown_calls": {
+            str(i): [asdict(call) for call in calls]
+            for i, calls in sorted(saved.unknown_calls.items())
+        },
     }
 
 

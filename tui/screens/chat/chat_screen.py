@@ -6,50 +6,51 @@ handlers here own every change: widgets, the chat, and its file, which is saved
 after every message. One reply runs at a time; switching chats while it runs
 stops it first.
 
-Over 600 lines on purpose: it is one screen's handlers for the life of a reply
-(rounds, tool calls, approvals, the end), which share the reply in progress and
-its widgets; split across mixins, who changes a widget would be harder to see.
-What is not a handler lives beside it (reply_stream, chat_settings, the widgets).
-Sending (queued while a reply stops or a model loads, refused past the context) added
-to it; the next split takes sending and queueing out into a module of its own, leaving
-this one the reply's life.
+This module holds the screen itself (its keys, its widgets, start-up and quitting)
+and the reply's life: starting it, its rounds, tool calls and approvals, its end.
+The rest of the screen is in mixins beside it, one part each, with the screen's
+state they touch declared at their top:
+
+- `sending`: Enter, and what waits to be sent (while a reply stops or a model
+  loads), refused past the context; editing the last message, regenerating;
+- `chat_keeping`: the saved chats: which is shown, saving, opening, renaming,
+  deleting, the chat list, "chat: open" in the palette;
+- `chat_options`: the chat's settings dialog and the tools its replies offer.
+
+The handlers of the reply share the reply in progress and its widgets, so they stay
+together here. What is not a handler lives beside them (reply_stream, the widgets).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
 from itertools import count
-from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import Provider
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
 from textual.reactive import reactive
 
 from engine.agent import ActRun, act_events
 from engine.chat import AssistantResponse, UserMessage
 from engine.contract import ChatModel
 from engine.prediction import PredictionConfig, PredictionStats
-from engine.tools import ToolDefinition, read_configured_tools, tools_path
+from engine.tools import ToolDefinition
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
 from tui.context import AppContext
 from tui.model_state import ModelState
-from tui.palette import highlight_plain
-from tui.screens.base import LlamatermScreen
-from tui.screens.chat.chat_settings import ChatOptions, ChatSettingsScreen
+from tui.screens.chat.chat_keeping import ChatCommands, ChatKeeping
+from tui.screens.chat.chat_options import ChatOptionsHandling
 from tui.screens.chat.reply_stream import (
     ApprovalGate,
     ApprovalRequested,
     ReplyEnded,
+    ReplyInProgress,
     RoundBegan,
-    RoundBuffers,
     RoundEnded,
     Run,
     ToolCallBegan,
@@ -60,73 +61,29 @@ from tui.screens.chat.reply_stream import (
     pump_reply,
     unknown_tool_name,
 )
-from tui.screens.dialogs import ConfirmScreen, RenameChatScreen
+from tui.screens.chat.sending import ChatSending
 from tui.store.app_state import LAST_CHAT_KEY
 from tui.store.saved_chats import (
     ChatStore,
     SavedChat,
-    ToolOptions,
     ToolRun,
+    UnknownCall,
     new_chat_id,
-    newest_first,
 )
 from tui.stream_buffer import flush_interval
 from tui.widgets.chat.chat_input import ChatInput
 from tui.widgets.chat.chat_list import ChatList
 from tui.widgets.chat.chat_status import ChatStatus
 from tui.widgets.chat.chat_view import BASE_MODEL_NOTE, ChatView
-from tui.widgets.chat.message_views import AssistantMessageView, UserMessageView
+from tui.widgets.chat.message_views import AssistantMessageView
 from tui.widgets.chat.tool_card import ToolCard
 from tui.wording import plural
-
-WIDE = 100
-"""From this many columns the chat list shows unless the person hid it."""
 
 MAX_ROUNDS = 8
 """Model turns per message when tools are on (each tool result gets one)."""
 
 
-@dataclass
-class ReplyInProgress:
-    """The reply being generated, and where its parts go."""
-
-    tag: str
-    saved: SavedChat
-    run: Run
-    gate: ApprovalGate
-    view: AssistantMessageView | None = None
-    buffers: RoundBuffers = field(default_factory=RoundBuffers)
-    stopping: bool = False
-
-
-class ChatCommands(Provider):
-    """ "chat: open <title>" for every saved chat."""
-
-    def _chats(self) -> list[SavedChat]:
-        screen = self.screen
-        return newest_first(screen.chats.values()) if isinstance(screen, ChatScreen) else []
-
-    def _open(self, chat_id: str) -> Callable[[], Any]:
-        screen = self.screen
-        assert isinstance(screen, ChatScreen)
-        return partial(screen.open_chat, chat_id)
-
-    async def discover(self) -> Hits:
-        for saved in self._chats():
-            title = f"chat: open {saved.title}"
-            yield DiscoveryHit(Content(title), self._open(saved.id), text=title)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for saved in self._chats():
-            title = f"chat: open {saved.title}"
-            score = matcher.match(title)
-            if score > 0:
-                # A title is the person's text, not markup.
-                yield Hit(score, highlight_plain(matcher, title), self._open(saved.id), text=title)
-
-
-class ChatScreen(LlamatermScreen):
+class ChatScreen(ChatSending, ChatKeeping, ChatOptionsHandling):
     MODE = "chat"
 
     COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {ChatCommands}
@@ -178,11 +135,19 @@ class ChatScreen(LlamatermScreen):
             tooltip="Show or hide the list of saved chats",
         ),
         Binding(
+            "ctrl+s",
+            "export",
+            "Export",
+            id="chat.export",
+            tooltip="Export this chat as Markdown or JSON (asks where; exports/ in the data directory)",
+            show=False,
+        ),
+        Binding(
             "ctrl+f",
             "find",
             "Find",
             id="chat.find",
-            tooltip="Search the saved chats by title",
+            tooltip="Search the saved chats: titles and what the messages say",
             show=False,
         ),
     ]
@@ -220,6 +185,7 @@ class ChatScreen(LlamatermScreen):
         self._tools: list[ToolDefinition] = []
         self._tool_errors: list[str] = []
         self._tool_warnings: list[str] = []
+        self._search_texts: dict[str, tuple[str, int, list[tuple[str, str]]]] = {}
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="chat-body"):
@@ -273,248 +239,7 @@ class ChatScreen(LlamatermScreen):
             self._reply.run.cancel()
             self._reply.gate.deny_all()
 
-    # --- chats ----------------------------------------------------------------------
-
-    def _new_chat(self) -> SavedChat:
-        """An empty chat with the config's [chat] defaults: system prompt and tools."""
-        saved = SavedChat(new_chat_id())
-        chat = self.context.settings.chat
-        if chat.system_prompt:
-            saved.system_prompt = chat.system_prompt
-        saved.tools = ToolOptions(enabled=chat.tools, choice=chat.tool_choice)
-        return saved
-
-    def is_saved(self, saved: SavedChat) -> bool:
-        return saved.id in self.chats
-
-    async def _show(self, saved: SavedChat, *, keep_input: bool = False) -> None:
-        """Show `saved`; the message box is emptied, unless `keep_input` (an action
-        that waited for a reply to stop emptied it when it was asked for: what was
-        typed after it stays)."""
-        self.current = saved
-        self._end_editing(restore=False)
-        if not keep_input:
-            self.chat_input.clear()
-        await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
-        last = saved.stats.get(max(saved.stats)) if saved.stats else None
-        self.status.error = ""
-        self._show_context(last)
-        self._refresh_list()
-        if self.is_saved(saved):
-            self._remember(saved)
-
-    def _refresh_list(self) -> None:
-        ordered = newest_first(self.chats.values())
-        if not self.is_saved(self.current):
-            ordered.insert(0, self.current)
-        self.chat_list.entries = tuple((saved.id, saved.title) for saved in ordered)
-        self.chat_list.current = self.current.id
-
-    def _remember(self, saved: SavedChat) -> None:
-        try:
-            self.context.state.remember(LAST_CHAT_KEY, saved.id)
-        except (OSError, TypeError):
-            pass  # only a convenience: the newest chat opens instead
-
-    def _save(self, saved: SavedChat) -> None:
-        """Write the chat's file; every message ends here."""
-        new = not self.is_saved(saved)
-        try:
-            self.store.save(saved)
-        except OSError as err:
-            self.notify(f"could not save the chat: {err}", title="Not saved", severity="error")
-            return
-        self.chats[saved.id] = saved
-        if new:
-            self._remember(saved)
-        self._refresh_list()
-
-    async def open_chat(self, chat_id: str) -> None:
-        """Show a saved chat; a running reply is stopped first."""
-        saved = self.chats.get(chat_id)
-        if saved is None or saved is self.current:
-            return
-        if self._reply is not None:
-            self._stop_then(partial(self._open_after_stop, chat_id), clears_input=True)
-            return
-        await self._show(saved)
-
-    async def _open_after_stop(self, chat_id: str) -> None:
-        saved = self.chats.get(chat_id)
-        if saved is not None and saved is not self.current:
-            await self._show(saved, keep_input=True)
-
-    def _stop_then(self, then: Callable[[], Any], *, clears_input: bool = False) -> None:
-        """Stop the reply, and run `then` once it has ended, after what was asked before.
-
-        Keys typed meanwhile take effect in order: an action that will empty the
-        message box (a new chat, another chat) empties it now, and does not later,
-        so a message typed after it is still there (or queued, see `_send_later`).
-        """
-        self._after_stop.append(then)
-        if clears_input:
-            self._end_editing(restore=False)
-            self.chat_input.clear()
-        self.action_stop()
-
-    async def on_chat_list_opened(self, message: ChatList.Opened) -> None:
-        await self.open_chat(message.chat_id)
-        self.chat_input.focus()
-
-    def on_chat_list_rename_requested(self, message: ChatList.RenameRequested) -> None:
-        saved = self.chats.get(message.chat_id) or (
-            self.current if self.current.id == message.chat_id else None
-        )
-        if saved is None:
-            return
-
-        def rename(title: str | None) -> None:
-            if title:
-                saved.title = title
-                saved.named = True
-                self._save(saved)
-
-        self.app.push_screen(RenameChatScreen(saved.title), rename)
-
-    def on_chat_list_delete_requested(self, message: ChatList.DeleteRequested) -> None:
-        saved = self.chats.get(message.chat_id)
-        if saved is None:
-            return
-        if self._reply is not None and self._reply.saved is saved:
-            self.notify("Stop the reply first (Esc).", severity="warning")
-            return
-
-        async def delete(yes: bool | None) -> None:
-            if yes:
-                await self._delete(saved)
-
-        self.app.push_screen(
-            ConfirmScreen("Delete chat", f"Move “{saved.title}” to the trash?"), delete
-        )
-
-    async def _delete(self, saved: SavedChat) -> None:
-        try:
-            self.store.delete(saved)
-        except OSError as err:
-            self.notify(f"could not delete the chat: {err}", severity="error")
-            return
-        self.chats.pop(saved.id, None)
-        self.notify(f"“{saved.title}” moved to chats/trash.", title="Chat deleted")
-        if saved is self.current:
-            remaining = newest_first(self.chats.values())
-            await self._show(remaining[0] if remaining else self._new_chat())
-        else:
-            self._refresh_list()
-
-    # --- sending --------------------------------------------------------------------
-
-    async def on_chat_input_submitted(self, message: ChatInput.Submitted) -> None:
-        text = message.text
-        if not text.strip():
-            return
-        reply = self._reply
-        if reply is not None and reply.stopping:
-            # Enter right after Esc: the message goes as soon as the reply has stopped.
-            self._send_later(text)
-            return
-        if reply is not None:
-            self.notify(
-                "A reply is running: your message stays in the box. "
-                "Send it once the reply ends, or stop the reply with Esc.",
-                severity="warning",
-            )
-            return
-        if self.context.model is None and self.context.model_state.status != "loading":
-            self._no_model()
-            return
-        await self._send(text)
-
-    def _send_later(self, text: str) -> None:
-        editing = self.chat_input.editing
-        self._end_editing(restore=False)
-        self.chat_input.clear()
-        self._after_stop.append(partial(self._send_after_stop, text, editing))
-        self.notify("Your message goes as soon as the reply has stopped.", title="Queued")
-
-    async def _send_after_stop(self, text: str, editing: bool) -> None:
-        if self.context.model is None and self.context.model_state.status != "loading":
-            # Nothing to send it to: give the text back, in front of what was typed since.
-            typed = self.chat_input.text
-            self.chat_input.set_text(f"{text}\n{typed}" if typed else text)
-            self._no_model()
-            return
-        self.chat_input.editing = editing
-        await self._send(text, keep_input=True)
-
-    async def _send(self, text: str, *, keep_input: bool = False) -> None:
-        """Add the person's message to the chat, save it, and start the reply; while the
-        model loads, the reply starts once it has loaded."""
-        if await self._longer_than_the_context(text):
-            return
-        saved = self.current
-        if self.chat_input.editing:
-            index = self._last_user_index()
-            if index is not None:
-                saved.truncate(index)
-                await self._remove_views_from_last_user(include_it=True)
-            self._end_editing(restore=False)
-        saved.chat.add_user_message(text)
-        saved.retitle()
-        self._save(saved)
-        if not keep_input:
-            self.chat_input.clear()
-        await self.chat_view.add(UserMessageView(text))
-        if self.context.model is None:
-            self._reply_when_loaded = saved
-            self.notify(
-                "Your message is saved; the reply starts once the model has loaded.",
-                title="Model loading",
-            )
-            return
-        self._start_reply()
-
-    async def _longer_than_the_context(self, text: str) -> bool:
-        """Refuse (with what to do) a message that cannot fit the context at all: sent,
-        it would come back as 0 tokens and `contextLengthReached`. The text stays."""
-        model = self.context.model
-        if model is None or model.is_remote:
-            return False  # a server counts its own tokens
-        length = model.info.context_length
-        # A token is at least a character: a shorter text fits, no need to count.
-        if not length or len(text) < length:
-            return False
-        try:
-            count = len(await asyncio.to_thread(model.tokenize, text, False))
-        except Exception:  # noqa: BLE001 - an unloaded model: the send reports it
-            return False
-        if count < length:
-            return False
-        self.notify(
-            f"This message is {plural(count, 'token')}; the context holds {length}. "
-            "Shorten it, or raise the context length in the model's load settings "
-            "(Models screen, e), then load it again.",
-            title="Message too long",
-            severity="warning",
-            timeout=15,
-        )
-        return True
-
-    def _last_user_index(self) -> int | None:
-        messages = self.current.chat.messages
-        for index in range(len(messages) - 1, -1, -1):
-            if isinstance(messages[index], UserMessage):
-                return index
-        return None
-
-    async def _remove_views_from_last_user(self, *, include_it: bool) -> None:
-        views = self.chat_view.messages()
-        users = [i for i, view in enumerate(views) if isinstance(view, UserMessageView)]
-        if not users:
-            return
-        start = users[-1] if include_it else users[-1] + 1
-        for view in views[start:]:
-            await view.remove()
-        self.chat_view.selected = None
+    # --- the reply --------------------------------------------------------------------
 
     def open_run(
         self,
@@ -584,6 +309,8 @@ class ChatScreen(LlamatermScreen):
         if reply is None or reply.view is None:
             return
         view, buffers = reply.view, reply.buffers
+        if not reply.stopping and self.status.phase == "generating":
+            self.status.show_rate(buffers.rate)
         await view.append_reasoning(buffers.reasoning.take())
         await view.append_content(buffers.content.take())
         for call_id, buffer in buffers.arguments.items():
@@ -600,6 +327,7 @@ class ChatScreen(LlamatermScreen):
                 streaming=True, show_reasoning=self.context.settings.ui.show_reasoning
             )
             reply.view, reply.buffers = view, message.buffers
+            reply.unknown_calls = []
             await self.chat_view.add(view)
         if message.index > 0:
             self.status.start()
@@ -631,6 +359,7 @@ class ChatScreen(LlamatermScreen):
             async with self._flush_lock:
                 await self._drain()
                 await reply.view.show_unknown_tool(unknown, message.raw_text)
+            reply.unknown_calls.append(UnknownCall(unknown, message.raw_text))
             return
         # A call cut short by Esc is not worth a warning.
         if reply is not None and not reply.stopping:
@@ -642,7 +371,7 @@ class ChatScreen(LlamatermScreen):
 
     def on_prediction_progress(self, message: PredictionProgress) -> None:
         if self._live(message.tag) is not None:
-            self.status.progress = message.fraction
+            self.status.show_prompt_progress(message.fraction, message.done, message.total)
 
     def on_prediction_first_token(self, message: PredictionFirstToken) -> None:
         reply = self._live(message.tag)
@@ -667,7 +396,12 @@ class ChatScreen(LlamatermScreen):
                 tool_calls=list(result.tool_calls),
             )
         )
-        saved.stats[len(saved.chat.messages) - 1] = result.stats
+        index = len(saved.chat.messages) - 1
+        saved.stats[index] = result.stats
+        if reply.unknown_calls:
+            saved.unknown_calls[index] = reply.unknown_calls
+        if reply.view is not None:
+            self.chat_view.set_index(reply.view, index)
         self._save(saved)
         self._show_context(result.stats)
         if not reply.stopping:
@@ -814,59 +548,6 @@ class ChatScreen(LlamatermScreen):
         reply.gate.deny_all()
         self.status.phase = "stopping"
 
-    async def action_new_chat(self) -> None:
-        if self._reply is not None:
-            self._stop_then(self._new_chat_after_stop, clears_input=True)
-            return
-        if not self.current.is_empty or self.is_saved(self.current):
-            await self._show(self._new_chat())
-        self.chat_input.focus()
-
-    async def _new_chat_after_stop(self) -> None:
-        if not self.current.is_empty or self.is_saved(self.current):
-            await self._show(self._new_chat(), keep_input=True)
-        self.chat_input.focus()
-
-    async def action_regenerate(self) -> None:
-        if self._reply is not None:
-            return
-        if self.context.model is None:
-            self._no_model()
-            return
-        index = self._last_user_index()
-        if index is None:
-            self.notify("Nothing to regenerate yet: send a message first.", severity="warning")
-            return
-        self.current.truncate(index + 1)
-        self._save(self.current)
-        await self._remove_views_from_last_user(include_it=False)
-        self._start_reply()
-
-    def action_edit_last(self) -> None:
-        if self._reply is not None:
-            return
-        index = self._last_user_index()
-        if index is None:
-            self.notify("No message of yours to edit yet.", severity="warning")
-            return
-        message = self.current.chat.messages[index]
-        assert isinstance(message, UserMessage)
-        if not self.chat_input.editing:
-            self._draft = self.chat_input.text
-        self.chat_input.set_text(message.content)
-        self.chat_input.editing = True
-        self.chat_input.focus()
-        self.refresh_bindings()
-
-    def _end_editing(self, *, restore: bool) -> None:
-        if not self.chat_input.editing:
-            return
-        self.chat_input.editing = False
-        if restore:
-            self.chat_input.set_text(self._draft)
-        self._draft = ""
-        self.refresh_bindings()
-
     def action_copy_message(self) -> None:
         view = self.chat_view.selected_message() if self.chat_view.has_focus else None
         if view is None:
@@ -877,94 +558,3 @@ class ChatScreen(LlamatermScreen):
             return
         self.app.copy_to_clipboard(text)
         self.notify(f"Copied the {view.role} message ({len(text)} characters).")
-
-    def action_settings(self) -> None:
-        saved = self.current
-        self._reload_tools()
-
-        async def apply(options: ChatOptions | None) -> None:
-            if options is not None:
-                await self._apply_settings(saved, options)
-
-        self.app.push_screen(
-            ChatSettingsScreen(
-                saved.system_prompt,
-                saved.prediction.merged_over(self._defaults),
-                saved.tools,
-                [tool.name for tool in self._tools],
-                tools_file=self._tools_file(),
-            ),
-            apply,
-        )
-
-    async def _apply_settings(self, saved: SavedChat, options: ChatOptions) -> None:
-        defaults = self._defaults.model_dump()
-        changed = {
-            name: value
-            for name, value in options.config.model_dump(exclude_none=True).items()
-            if defaults.get(name) != value
-        }
-        saved.prediction = PredictionConfig.model_validate(changed)
-        saved.tools = options.tools
-        prompt_changed = options.system_prompt != saved.system_prompt
-        saved.system_prompt = options.system_prompt
-        self._save(saved)
-        if prompt_changed and saved is self.current and self._reply is None:
-            await self.chat_view.show(saved, self.context.settings.ui.show_reasoning)
-        if saved.tools.enabled and not self._tools_for(saved):
-            self.notify("Tools are on, but there are none to offer.", severity="warning")
-
-    def action_toggle_list(self) -> None:
-        self.show_list = not self.chat_list.display
-        # Shown, the list takes the keys; hidden, they go back to the message box.
-        if self.chat_list.display:
-            self.chat_list.focus_list()
-        else:
-            self.chat_input.focus()
-
-    def action_find(self) -> None:
-        self.show_list = True
-        self.chat_list.focus_search()
-
-    def watch_show_list(self) -> None:
-        self._apply_list_visibility()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._apply_list_visibility()
-
-    def _apply_list_visibility(self) -> None:
-        wanted = self.show_list
-        self.chat_list.display = wanted if wanted is not None else self.size.width >= WIDE
-
-    # --- tools ----------------------------------------------------------------------
-
-    def _tools_file(self) -> Path:
-        """The tools file the app reads ([tools] file, else beside the config, else data)."""
-        return tools_path(self.context.settings, self.context.data_dir)
-
-    def _reload_tools(self) -> None:
-        """Read the tools file again (it may have been edited); report new problems once:
-        errors (a tool left out) as errors, warnings (loaded, but likely not meant) as
-        warnings."""
-        found = read_configured_tools(self.context.settings, self.context.data_dir)
-        self._tools = found.tools
-        if found.errors and found.errors != self._tool_errors:
-            self.notify(
-                "\n".join(found.errors), title="Tools file", severity="error", timeout=15
-            )
-        if found.warnings and found.warnings != self._tool_warnings:
-            self.notify(
-                "\n".join(found.warnings),
-                title="Tools file warnings",
-                severity="warning",
-                timeout=15,
-            )
-        self._tool_errors = list(found.errors)
-        self._tool_warnings = list(found.warnings)
-
-    def _tools_for(self, saved: SavedChat) -> list[ToolDefinition]:
-        if not saved.tools.enabled:
-            return []
-        self._reload_tools()
-        names = saved.tools.names
-        return [tool for tool in self._tools if names is None or tool.name in names]

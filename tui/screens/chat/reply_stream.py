@@ -46,7 +46,10 @@ from engine.prediction import (
 )
 from engine.tools import ToolResult
 from tui.app_messages import PredictionFailed, PredictionFirstToken, PredictionProgress
+from tui.store.saved_chats import SavedChat, UnknownCall
 from tui.stream_buffer import TextBuffer
+from tui.token_rate import TokenRate
+from tui.widgets.chat.message_views import AssistantMessageView
 
 
 @dataclass
@@ -60,6 +63,8 @@ class RoundBuffers:
     to the next one, whose pieces must not join its own."""
     call_ids: dict[int, str] = field(default_factory=dict)
     """The id of the call streaming at each index now."""
+    rate: TokenRate = field(default_factory=TokenRate)
+    """The round's tokens so far (answer and reasoning), for the live speed."""
 
     def start_call(self, index: int, call_id: str) -> None:
         self.call_ids[index] = call_id
@@ -99,6 +104,21 @@ class ApprovalGate:
         for future in self._answers.values():
             if not future.done():
                 future.set_result(False)
+
+
+@dataclass
+class ReplyInProgress:
+    """The reply being generated, and where its parts go."""
+
+    tag: str
+    saved: SavedChat
+    run: Run
+    gate: ApprovalGate
+    view: AssistantMessageView | None = None
+    buffers: RoundBuffers = field(default_factory=RoundBuffers)
+    stopping: bool = False
+    unknown_calls: list[UnknownCall] = field(default_factory=list)
+    """This round's calls to tools the chat does not have (saved with its message)."""
 
 
 # --- messages to the screen, all tagged with the reply they belong to -----------------
@@ -213,21 +233,25 @@ async def pump_reply(run: Run, target: MessagePump, tag: str) -> None:
     try:
         async for event in run:
             match event:
-                case ContentDelta(text=text):
+                case ContentDelta(text=text, tokens_count=tokens):
+                    buffers.rate.count(tokens)
                     if hidden:
                         text, hidden = _without_prefix(text, hidden)
                     buffers.content.add(text)
-                case ReasoningDelta(text=text):
+                case ReasoningDelta(text=text, tokens_count=tokens):
+                    buffers.rate.count(tokens)
                     buffers.reasoning.add(text)
                 case ToolCallArgumentsDelta(index=index, text=text):
                     if index in buffers.call_ids:
                         buffers.arguments_of(buffers.call_ids[index]).add(text)
                 case RoundStarted(index=index):
                     buffers = RoundBuffers()
+                    buffers.rate.start()
                     post(RoundBegan(tag, index, buffers))
-                case PromptProgress(fraction=fraction):
-                    post(PredictionProgress(tag, fraction))
+                case PromptProgress(fraction=fraction, processed_tokens=done, total_tokens=total):
+                    post(PredictionProgress(tag, fraction, done, total))
                 case FirstToken(time_to_first_token_sec=seconds):
+                    buffers.rate.first_token(seconds)
                     post(PredictionFirstToken(tag, seconds))
                 case ToolCallStarted(index=index, id=call_id, name=name):
                     buffers.start_call(index, call_id)

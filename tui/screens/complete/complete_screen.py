@@ -42,6 +42,7 @@ from tui.store.text_sessions import (
     sessions_dir,
 )
 from tui.stream_buffer import TextBuffer, flush_interval, pump_prediction
+from tui.token_rate import TokenRate
 from tui.widgets.complete.completion_area import CompletionArea
 from tui.widgets.status.prediction_status import PredictionStatus
 
@@ -123,6 +124,7 @@ class CompleteScreen(LlamatermScreen):
         self._defaults = PredictionConfig()
         self._overrides = PredictionConfig()
         self._buffer = TextBuffer()
+        self._rate = TokenRate()
         self._stream: EventStream | None = None
         self._tag = ""
         self._tags = count(1)
@@ -297,10 +299,11 @@ class CompleteScreen(LlamatermScreen):
         area.read_only = True
         area.begin_generation()
         self.generating = True
+        self._rate = TokenRate()
         self.status.start()
         self._flush_timer.resume()
         self.run_worker(
-            pump_prediction(stream, self._buffer, self, self._tag),
+            pump_prediction(stream, self._buffer, self, self._tag, self._rate),
             name=f"{pane} prediction",
             group="prediction",
             exclusive=True,
@@ -309,12 +312,14 @@ class CompleteScreen(LlamatermScreen):
 
     def _flush(self) -> None:
         text = self._buffer.take()
+        if self.status.phase == "generating":
+            self.status.show_rate(self._rate)
         if text and self._target is not None:
             self._target.append_generated(text)
 
     def on_prediction_progress(self, message: PredictionProgress) -> None:
         if message.tag == self._tag:
-            self.status.progress = message.fraction
+            self.status.show_prompt_progress(message.fraction, message.done, message.total)
 
     def on_prediction_first_token(self, message: PredictionFirstToken) -> None:
         if message.tag == self._tag and self.status.phase != "stopping":

@@ -1,7 +1,13 @@
-"""The saved chats, newest first, with a search by title."""
+"""The saved chats, newest first, with a search of their titles and messages.
+
+A chat matches when each word of the search is in its title or in one of its messages
+(reasoning and tool results included), in any case. A chat found inside a message
+says where, on a second line: whose message, and the words around the match.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,6 +21,8 @@ from textual.reactive import reactive
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from tui.store.saved_chats import SearchMatch, search_chat
+
 NO_MATCH = "no chats match"
 """What the list says when the search finds nothing (it would be blank otherwise)."""
 
@@ -25,8 +33,27 @@ ChatEntry = tuple[str, str]
 """(chat id, title)"""
 
 
+ROLE_NAMES = {"user": "you", "assistant": "reply", "system": "system", "tool": "tool"}
+
+
 def fit_title(title: str, width: int = LIST_WIDTH - 4) -> str:
     return title if len(title) <= width else title[: width - 1] + "…"
+
+
+def where_matched(found: SearchMatch, width: int = LIST_WIDTH - 4) -> Content:
+    """`you: …words around it` with the match stressed, cut to `width`."""
+    label = f"{ROLE_NAMES.get(found.role, found.role)}: "
+    room = width - len(label)
+    snippet = found.snippet
+    start, end = found.start, found.start + found.length
+    if end > room:
+        # Keep the match in view: cut the front.
+        cut = end - room + 1
+        snippet, start, end = "…" + snippet[cut + 1 :], start - cut, end - cut
+    if len(snippet) > room:
+        snippet = snippet[: room - 1] + "…"
+    line = Content(label + snippet).stylize("dim")
+    return line.stylize("bold reverse", len(label) + max(0, start), len(label) + min(end, room))
 
 
 class ChatList(Vertical):
@@ -64,6 +91,9 @@ class ChatList(Vertical):
     entries: reactive[tuple[ChatEntry, ...]] = reactive((), init=False)
     current: reactive[str] = reactive("", init=False)
     """The id of the chat shown on the right."""
+    text_of: Callable[[str], list[tuple[str, str]]] | None = None
+    """The (role, text) of a chat's messages, by its id: what the search looks in
+    besides the title (asked only while there is a search)."""
 
     @dataclass
     class Opened(Message):
@@ -105,18 +135,33 @@ class ChatList(Vertical):
             self.post_message(self.Opened(option.id))
 
     def visible_entries(self) -> list[ChatEntry]:
-        words = self.search.value.casefold().split()
-        return [e for e in self.entries if all(w in e[1].casefold() for w in words)]
+        return [entry for entry, _ in self._found()]
+
+    def _found(self) -> list[tuple[ChatEntry, SearchMatch]]:
+        query = self.search.value
+        if not query.strip():
+            return [(entry, SearchMatch()) for entry in self.entries]
+        found = []
+        for entry in self.entries:
+            texts = self.text_of(entry[0]) if self.text_of is not None else []
+            where = search_chat(entry[1], texts, query)
+            if where is not None:
+                found.append((entry, where))
+        return found
 
     def _fill(self) -> None:
-        visible = self.visible_entries()
+        found = self._found()
+        visible = [entry for entry, _ in found]
         options = self.options
+
+        def prompt(chat_id: str, title: str, where: SearchMatch) -> Content:
+            line = Content.assemble(("● " if chat_id == self.current else "  "), fit_title(title))
+            if not where.role:
+                return line
+            return Content.assemble(line, "\n  ", where_matched(where))
+
         options.set_options(
-            Option(
-                Content.assemble(("● " if chat_id == self.current else "  "), fit_title(title)),
-                id=chat_id,
-            )
-            for chat_id, title in visible
+            Option(prompt(chat_id, title, where), id=chat_id) for (chat_id, title), where in found
         )
         if not visible and self.search.value.strip():
             options.add_option(Option(Content.styled(f"  {NO_MATCH}", "dim"), disabled=True))

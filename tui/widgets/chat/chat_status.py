@@ -1,5 +1,6 @@
-"""Under the conversation: prompt-processing progress while a reply starts, what the
-reply is doing, and otherwise how full the model's context is.
+"""Under the conversation: prompt-processing progress while a reply starts (with its
+token counts), what the reply is doing (while it streams: its tokens and tok/s), and
+otherwise how full the model's context is.
 
 Each reply carries its own stats line, so this line does not repeat them.
 """
@@ -11,7 +12,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
 
-from tui.widgets.status.prediction_status import PromptProgressLine
+from tui.widgets.status.prediction_status import PromptProgressLine, phase_text
 from tui.wording import plural
 
 
@@ -64,19 +65,43 @@ class ChatStatus(PromptProgressLine):
     def watch_context_length(self) -> None:
         self._show()
 
+    def watch_progress(self, progress: float) -> None:
+        super().watch_progress(progress)
+        self._show()
+
+    def watch_prompt_done(self) -> None:
+        self._show()
+
+    def watch_generated(self) -> None:
+        self._show()
+
+    def watch_rate(self) -> None:
+        self._show()
+
     def _show(self) -> None:
         if not self.is_mounted:
             return
         text = self.query_one("#chat-status-text", Static)
         if self.phase:
-            text.update(f"{self.phase}…")
+            shown: str | Content = phase_text(
+                self.phase,
+                progress=self.progress,
+                prompt_done=self.prompt_done,
+                prompt_total=self.prompt_total,
+                generated=self.generated,
+                rate=self.rate,
+            )
         elif self.error:
-            text.update(Content.assemble(("failed: ", "$error"), self.error))
+            shown = Content.assemble(("failed: ", "$error"), self.error)
         else:
-            text.update(context_text(self.context_used, self.context_length))
+            shown = context_text(self.context_used, self.context_length)
+        # One line of fixed size: no layout pass. While a reply streams this changes up
+        # to `stream_refresh_rate` times a second, and a layout of the whole screen each
+        # time would cost the streaming what it gains from batching.
+        text.update(shown, layout=False)
 
     def start(self) -> None:
         """A reply began: an empty bar."""
         self.error = ""
-        self.progress = 0.0
+        self.reset_counts()
         self.phase = "processing prompt"
