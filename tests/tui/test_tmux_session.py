@@ -101,6 +101,17 @@ def app_in_tmux(tmp_path: Path, tiny_model_path: Path) -> Iterator[tuple[Tmux, P
         subprocess.run(["tmux", "kill-server"], env=env, capture_output=True)
 
 
+def titles(data: Path) -> set[str]:
+    """The titles of the chats saved so far (a file being replaced is skipped)."""
+    found = set()
+    for path in (data / "chats").glob("*.json"):
+        try:
+            found.add(json.loads(path.read_text())["title"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
 def test_a_session_typed_in_bursts(app_in_tmux: tuple[Tmux, Path]) -> None:
     tmux, data = app_in_tmux
     bursts = [
@@ -117,7 +128,14 @@ def test_a_session_typed_in_bursts(app_in_tmux: tuple[Tmux, Path]) -> None:
     tmux.keys("End", "C-u", "Go on and on", "Enter")
     tmux.wait_for(lambda s: "generating" in s)
     tmux.keys("Escape", "C-n", "Hello again", "Enter")
-    tmux.wait_for(lambda s: "Hello again" in s and "generating" in s)
+    # The message shows in the box at once, and the first reply's "generating" may linger
+    # on a busy machine: wait for the second chat on disk (it is saved when it is sent,
+    # after the first reply stopped), then for its reply to stream.
+    deadline = time.monotonic() + 60
+    while "Hello again" not in titles(data):
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.1)
+    tmux.wait_for(lambda s: "generating" in s and "Hello again" not in input_line(s))
     # Ctrl+Q while the second reply streams: it is saved, marked as stopped.
     tmux.keys("C-q")
     deadline = time.monotonic() + 30
