@@ -119,10 +119,11 @@ def _load(
             model = load_model(dataclasses.replace(plan, key=instance), on_progress)
             _instances[instance] = model
             return model
-        model = _loaded.get(plan.path)
-        if model is None or not model.is_loaded:
-            model = load_model(plan, on_progress)
-            _loaded[plan.path] = model
+        cached = _loaded.get(plan.path)
+        if cached is not None and cached.is_loaded:
+            return cached
+        model = load_model(plan, on_progress)
+        _loaded[plan.path] = model
     return model
 
 

@@ -43,7 +43,7 @@ class StructuredSetting(pydantic.BaseModel):
         return value
 
     @property
-    def schema(self) -> dict[str, Any]:
+    def schema_object(self) -> dict[str, Any]:
         return json.loads(self.json_schema) if self.json_schema else {"type": "object"}
 
     @property
@@ -56,7 +56,7 @@ def structured_setting(response_format: Any) -> StructuredSetting:
     if isinstance(response_format, StructuredSetting):
         return response_format
     if isinstance(response_format, type) and hasattr(response_format, "model_json_schema"):
-        return StructuredSetting(type="json", jsonSchema=response_format.model_json_schema())
+        return StructuredSetting(type="json", json_schema=response_format.model_json_schema())
     if isinstance(response_format, dict):
         if response_format.get("type") in ("json", "gbnf", "none") and (
             {"jsonSchema", "gbnfGrammar"} & response_format.keys()
@@ -68,7 +68,7 @@ def structured_setting(response_format: Any) -> StructuredSetting:
                 raise PredictionConfigError(f"response_format: {err.errors()[0]['msg']}") from None
         if "type" in response_format or "properties" in response_format:
             # Any other dict with a type is a JSON schema itself, as the SDK reads it.
-            return StructuredSetting(type="json", jsonSchema=response_format)
+            return StructuredSetting(type="json", json_schema=response_format)
     raise PredictionConfigError(
         "response_format: expected a pydantic model class, an lms.BaseModel subclass, "
         f"a JSON-schema dict or {{'type': 'json', 'jsonSchema': ...}}; got {response_format!r}"
@@ -85,7 +85,7 @@ def structured_grammar(setting: StructuredSetting) -> str | None:
         return setting.gbnf_grammar
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    schema = setting.schema
+    schema = setting.schema_object
     # The schema's own property order (the converter's default is alphabetical).
     order = list(schema.get("properties") or {}) if isinstance(schema, dict) else []
     try:

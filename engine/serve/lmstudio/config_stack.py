@@ -160,7 +160,7 @@ def _structured(value: Any) -> tuple[str | None, bool]:
     schema = value.get("jsonSchema") or {"type": "object"}
     try:
         # The in-process API's grammar (the schema's own property order kept).
-        return structured_grammar(StructuredSetting(type="json", jsonSchema=schema)), True
+        return structured_grammar(StructuredSetting(type="json", json_schema=schema)), True
     except (PredictionConfigError, ValueError) as err:
         raise LmsError(f"llm.prediction.{err}") from None
 
