@@ -39,8 +39,14 @@ class LoadConfig(BaseModel):
     """Lock the weights in RAM so they are never swapped out."""
     seed: int = -1
     """Default sampling seed for this model; -1 picks a random one per prediction."""
-    swa_full: bool = Field(default=True, alias="swaFull")
-    """Keep the full sliding-window KV cache, so that later turns can reuse it (Gemma 3)."""
+    parallel: int = Field(default=4, ge=1, le=64, alias="maxConcurrentPredictions")
+    """Predictions that run at once on this model (LM Studio's "max concurrent
+    predictions"), decoded together in one batch per token; each has a slot of the
+    shared context that keeps its conversation's cache warm. 1: one at a time."""
+    swa_full: bool = Field(default=False, alias="swaFull")
+    """Keep the whole sliding-window KV cache (Gemma 3) rather than the window only, as
+    llama-server's `--swa-full`: costs decoding speed at depth; without it an edit further
+    back than the window re-evaluates that conversation."""
     template_seconds: float = Field(default=5.0, gt=0, le=600, alias="templateSeconds")
     """Seconds one render of the chat template may take. A template from a downloaded model
     is untrusted code: past this (or past its step and output limits) the prediction fails

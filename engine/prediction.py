@@ -175,6 +175,11 @@ class ModelInfo:
     """False when neither the model file nor the config gives a chat template: a base
     model, most likely, which continues text rather than answers (the fallback format
     in use makes its replies repeat the prompt)."""
+    parallel: int = 1
+    """Predictions the model runs at once (its slots)."""
+    kv_unified: bool = False
+    """Whether the slots share one KV cache, each able to use the whole context length
+    (otherwise each slot has `context_length` / `parallel` of it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """When each prediction runs on the model thread: the seam for batching.
 
-Today predictions run one after another, each to its end (`SerialScheduler`). The
-batching scheduler to come (slots, one `llama_batch` per step for all active
-sequences) implements the same `Scheduler` protocol, so `LoadedModel` and its
-consumers do not change.
+With `parallel = 1` predictions run one after another, each to its end
+(`SerialScheduler`, the path of old, kept as it was). With more, the batching scheduler
+(`batching.BatchScheduler`: slots, one `llama_batch` per step for all active sequences)
+implements the same `Scheduler` protocol, so `LoadedModel`'s consumers do not change.
 """
 
 from __future__ import annotations

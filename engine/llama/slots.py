@@ -1,0 +1,129 @@
+"""The slots of a batching context: one llama.cpp sequence each, and what its KV cache holds.
+
+A slot remembers the tokens whose cells its sequence holds, so that a request can take
+the free slot sharing the longest prefix with its prompt (a chat's next turn lands back
+on its own slot) and evaluate only the rest. `cut_to` drops a sequence's cells past a
+prefix, falling back to a fresh sequence where the cache cannot keep that prefix (a
+sliding-window layer has already forgotten cells the prefix's last tokens attend to).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_USES = itertools.count(1)
+"""Ticks of a clock that orders slots by last use (least recently used is parked first)."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def window_keeps(llama_cpp: Any, memory: Any, seq_id: int, prefix: int, n_swa: int) -> bool:
+    """Whether sequence `seq_id` still holds every cell that a token after `prefix` needs.
+
+    With a sliding window of `n_swa` and the SWA cache not kept whole (`swa_full=False`),
+    cells older than the window are dropped as the sequence grows; cutting back to
+    `prefix` is only sound while the cells from `prefix - n_swa` on are there (what
+    llama-server checks before it reuses a slot's cache)."""
+    if prefix <= 0 or n_swa <= 0:
+        return True
+    pos_min = llama_cpp.llama_memory_seq_pos_min(memory, seq_id)
+    return pos_min <= max(0, prefix - n_swa)
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One sequence of the context and the tokens its cells hold, in order from 0."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    fresh: int = 0
+    """Leading tokens whose cells were computed as a fresh evaluation computes them:
+    whole batches from position 0 (see `PredictionConfig.reproducible`)."""
+    busy: bool = False
+    last_used: int = 0
+
+    def touch(self) -> None:
+        self.last_used = next(_USES)
+
+
+class KvCache:
+    """The context's sequences as slots, and the sequence-level cache operations on them."""
+
+    def __init__(self, llama: Any, slots: int) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self.llama = llama
+        self.memory = llama_cpp.llama_get_memory(llama._ctx.ctx)
+        self.n_swa = int(llama_cpp.llama_model_n_swa(llama._model.model))
+        self.slots = [Slot(i) for i in range(slots)]
+
+    def free_slots(self) -> list[Slot]:
+        return [s for s in self.slots if not s.busy]
+
+    def best_free(self, tokens: Sequence[int]) -> tuple[Slot, int] | None:
+        """The free slot for a prompt of `tokens`, and how many tokens its cache shares.
+
+        The one sharing the longest prefix, among those whose cache that prefix is at
+        least half of (as llama-server's slot similarity): a prompt that shares only a
+        system prompt's first words with another conversation must not take that
+        conversation's slot. Failing that, an empty slot, else the least recently used."""
+        free = self.free_slots()
+        if not free:
+            return None
+        best: tuple[Slot, int] | None = None
+        for slot in free:
+            shared = common_prefix(slot.tokens, tokens)
+            if shared and 2 * shared >= len(slot.tokens) and (best is None or shared > best[1]):
+                best = (slot, shared)
+        if best is not None:
+            return best
+        slot = min(free, key=lambda s: (bool(s.tokens), s.last_used))
+        return slot, common_prefix(slot.tokens, tokens)
+
+    def cut_to(self, slot: Slot, prefix: int) -> int:
+        """Keep the first `prefix` tokens of `slot`'s sequence; how many were kept."""
+        if prefix < len(slot.tokens):
+            keeps = window_keeps(self._llama_cpp, self.memory, slot.seq_id, prefix, self.n_swa)
+            if prefix <= 0 or not keeps or not self._rm(slot.seq_id, prefix):
+                self.clear(slot)
+                return 0
+            del slot.tokens[prefix:]
+            slot.fresh = min(slot.fresh, prefix)
+        return min(prefix, len(slot.tokens))
+
+    def clear(self, slot: Slot) -> None:
+        self._rm(slot.seq_id, -1)
+        slot.tokens.clear()
+        slot.fresh = 0
+
+    def copy(self, source: Slot, target: Slot) -> None:
+        """Make `target`'s sequence share every cell of `source`'s (no evaluation)."""
+        self.clear(target)
+        self._llama_cpp.llama_memory_seq_cp(self.memory, source.seq_id, target.seq_id, -1, -1)
+        target.tokens = list(source.tokens)
+        target.fresh = source.fresh
+
+    def drop_from(self, slot: Slot, position: int) -> None:
+        """Forget cells from `position` on, after a failed decode left them undefined."""
+        if not self._rm(slot.seq_id, position):
+            self.clear(slot)
+            return
+        del slot.tokens[position:]
+        slot.fresh = min(slot.fresh, position)
+
+    def cached_tokens(self) -> int:
+        return sum(len(s.tokens) for s in self.slots)
+
+    def _rm(self, seq_id: int, start: int) -> bool:
+        return bool(self._llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1))
