@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from engine.paths import checked_path
 
@@ -53,6 +53,16 @@ class LoadConfig(BaseModel):
     with a TemplateError naming the limit, and the model stays usable."""
     chat_template_file: CheckedPath | None = Field(default=None, alias="chatTemplateFile")
     """A Jinja chat template to use instead of the one in the GGUF."""
+
+    @model_validator(mode="after")
+    def _slots_fit_a_batch(self) -> LoadConfig:
+        # Every step decodes one token of each generating slot plus prompt chunks, within
+        # one batch: with more slots than that, a prompt could wait for ever.
+        if self.parallel > self.batch_size:
+            raise ValueError(
+                f"parallel ({self.parallel}) must not exceed batch_size ({self.batch_size})"
+            )
+        return self
 
     @property
     def n_gpu_layers(self) -> int:

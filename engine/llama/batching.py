@@ -209,7 +209,7 @@ class BatchScheduler:
                 break  # in order: its leader is admitted first
             self._waiting.popleft()
             if leader is not None and leader.evaluating:
-                slot = min(cache.free_slots(), key=lambda s: s.last_used)
+                slot = cache.emptiest_free()
                 self._park_if_worth(slot, 0)
                 cache.clear(slot)
                 self._take(run, slot)
@@ -229,7 +229,7 @@ class BatchScheduler:
         assert parking is not None
         parked = parking.best(tokens)
         if parked is not None and parked[1] > shared:
-            slot = min(cache.free_slots(), key=lambda s: s.last_used)
+            slot = cache.emptiest_free()
             self._park_if_worth(slot, common_prefix(slot.tokens, tokens))
             if parking.restore(parked[0], slot):
                 shared = common_prefix(slot.tokens, tokens)

@@ -88,8 +88,12 @@ class KvCache:
                 best = (slot, shared)
         if best is not None:
             return best
-        slot = min(free, key=lambda s: (bool(s.tokens), s.last_used))
+        slot = self.emptiest_free()
         return slot, common_prefix(slot.tokens, tokens)
+
+    def emptiest_free(self) -> Slot:
+        """A free slot to overwrite: an empty one, else the least recently used."""
+        return min(self.free_slots(), key=lambda s: (bool(s.tokens), s.last_used))
 
     def cut_to(self, slot: Slot, prefix: int) -> int:
         """Keep the first `prefix` tokens of `slot`'s sequence; how many were kept."""

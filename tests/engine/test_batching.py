@@ -3,6 +3,7 @@ slot per conversation, conversations parked in host memory, shared prompt evalua
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,18 @@ def test_unloading_stops_every_slot(tiny_model_path: Path) -> None:
     model.unload()
     results = [finish(s)[1] for s in streams]
     assert all(r.stats.stop_reason == "userStopped" for r in results)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"parallel": 0}, "greater than or equal to 1"),
+        ({"parallel": 65}, "less than or equal to 64"),
+        ({"parallel": 8, "batch_size": 4}, "parallel (8) must not exceed batch_size (4)"),
+    ],
+)
+def test_parallel_is_checked(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LoadConfig.model_validate(config)
+    # LM Studio's name for it is taken too.
+    assert LoadConfig.model_validate({"maxConcurrentPredictions": 2}).parallel == 2
