@@ -121,7 +121,7 @@ class BatchScheduler:
 
     def _setup(self, llama: Any) -> KvCache:
         if self._cache is None or self._cache.llama is not llama:
-            self._cache = KvCache(llama, self.n_slots)
+            self._cache = KvCache(llama, self.n_slots, self._model.config.swa_full)
             self._parking = Parking(self._cache)
             self._batch = StepBatch(max(1, self._model.config.batch_size), self.n_slots)
         return self._cache
@@ -244,10 +244,12 @@ class BatchScheduler:
             prefix = min(prefix, slot.fresh)
             prefix -= prefix % batch
         kept = cache.cut_to(slot, prefix)
-        if kept < prefix:
+        if kept < prefix or cache.restored is not None:
             run.job._log(
                 "info", "cache", f"slot {slot.seq_id} cannot keep {prefix} cached tokens "
-                "(a sliding window has dropped cells they need); evaluating anew",
+                "as they are (a sliding window has dropped cells they need): "
+                + (f"back to its checkpoint at {kept}" if cache.restored else "evaluating anew"),
+                kept=kept,
             )
         slot.fresh = min(slot.fresh, kept - kept % batch)
         run.reused = kept
@@ -356,6 +358,8 @@ class BatchScheduler:
                 run.job.sink(PromptProgress(min(1.0, done / todo)))
         for run, index in outputs:
             if run.generation is None:
+                assert run.slot is not None
+                cache.checkpoint(run.slot)
                 run.start_generating(llama, now)
                 for follower in run.followers:
                     assert follower.slot is not None and run.slot is not None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..logbus import LOG_BUS
-from .slots import KvCache, Slot, common_prefix
+from .slots import Checkpoint, KvCache, Slot, common_prefix
 
 PARK_BYTES = 1 << 30
 """Host memory parked conversations may take, per model."""
@@ -27,6 +27,7 @@ class Parked:
     tokens: list[int]
     fresh: int
     state: ctypes.Array[ctypes.c_uint8]
+    checkpoints: list[Checkpoint]
 
 
 class Parking:
@@ -43,7 +44,7 @@ class Parking:
 
     @property
     def size(self) -> int:
-        return sum(len(p.state) for p in self.parked)
+        return sum(len(p.state) + sum(len(c.state) for c in p.checkpoints) for p in self.parked)
 
     def worth_parking(self, slot: Slot, kept: int) -> bool:
         """Whether reusing `slot` for a prompt sharing `kept` tokens loses a conversation."""
@@ -58,7 +59,7 @@ class Parking:
         state = (ctypes.c_uint8 * size)()
         if not lib.llama_state_seq_get_data_ext(self._ctx, state, size, slot.seq_id, 0):
             return
-        self.parked.append(Parked(list(slot.tokens), slot.fresh, state))
+        self.parked.append(Parked(list(slot.tokens), slot.fresh, state, list(slot.checkpoints)))
         while self.size > self.limit_bytes:
             self.parked.pop(0)
         LOG_BUS.emit(
@@ -86,6 +87,7 @@ class Parking:
             return False
         slot.tokens = parked.tokens
         slot.fresh = parked.fresh
+        slot.checkpoints = parked.checkpoints
         LOG_BUS.emit(
             "debug", "cache", f"restored {len(slot.tokens)} parked tokens into slot {slot.seq_id}",
             slot=slot.seq_id, tokens=len(slot.tokens),
