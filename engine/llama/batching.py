@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelLoadError
 from ..prediction import PredictionResult, PromptProgress
-from .batch_step import StepBatch
+from .batch_step import StepBatch, StepCosts
 from .job import PredictionJob
 from .model_thread import ModelThread
 from .parking import Parking
@@ -62,6 +62,7 @@ class BatchScheduler:
         self._cache: KvCache | None = None
         self._parking: Parking | None = None
         self._batch: StepBatch | None = None
+        self._costs = StepCosts()
         self._turn = 0
 
     # --- from any thread --------------------------------------------------------
@@ -283,6 +284,24 @@ class BatchScheduler:
         )
 
     def _decode_step(self, llama: Any, cache: KvCache) -> None:
+        generating = [r for r in self._active if r.pending is not None]
+        if generating:
+            # Round robin, in case there are more sequences than tokens in a batch.
+            self._turn = (self._turn + 1) % len(generating)
+            generating = generating[self._turn :] + generating[: self._turn]
+        if len(generating) < 2 or any(r.evaluating for r in self._active):
+            # With prompt work in the step, the tokens of generation ride along: one batch.
+            self._decode(llama, cache, generating, prompts=True)
+            return
+        size = self._costs.group_size(len(generating))
+        for start in range(0, len(generating), size):
+            self._decode(llama, cache, generating[start : start + size], prompts=False)
+
+    def _decode(
+        self, llama: Any, cache: KvCache, generating: list[Running], prompts: bool
+    ) -> None:
+        """One decode: the next tokens of `generating`, and (`prompts`) prompt chunks of
+        the sequences evaluating; then each sequence with logits samples."""
         step = self._batch
         assert step is not None
         n_ctx = llama.n_ctx()
@@ -290,11 +309,6 @@ class BatchScheduler:
         step.clear()
         outputs: list[tuple[Running, int]] = []
         chunks: list[tuple[Running, list[int]]] = []
-        generating = [r for r in self._active if r.pending is not None]
-        if generating:
-            # Round robin, in case there are more sequences than tokens in a batch.
-            self._turn = (self._turn + 1) % len(generating)
-            generating = generating[self._turn :] + generating[: self._turn]
         for run in generating:
             if not step.room:
                 break
@@ -302,7 +316,7 @@ class BatchScheduler:
             index = step.add([run.pending], run.position, run.slot.seq_id, True)
             chunks.append((run, [run.pending]))
             outputs.append((run, index))
-        for run in self._active:
+        for run in self._active if prompts else ():
             if not step.room:
                 break
             if not run.evaluating:
@@ -319,9 +333,12 @@ class BatchScheduler:
                 outputs.append((run, index))
         if not chunks:
             return
-        prompts = [r for r, chunk in chunks if r.generation is None and len(chunk) > 1]
-        with self._abortable(llama, prompts):
+        evaluating = [r for r, chunk in chunks if r.generation is None and len(chunk) > 1]
+        with self._abortable(llama, evaluating):
+            started = time.perf_counter()
             rc = step.decode(llama._ctx.ctx)
+            if rc == 0 and len(outputs) == len(chunks):  # single tokens only
+                self._costs.record(len(chunks), time.perf_counter() - started)
             if rc == NO_ROOM and self._evict_idle(cache):
                 rc = step.decode(llama._ctx.ctx)
         if rc != 0:
@@ -331,7 +348,7 @@ class BatchScheduler:
             if rc == ABORTED:
                 # A prediction evaluating its prompt was cancelled inside the decode: it
                 # leaves; the others of the step do its work again in the next.
-                for run in prompts:
+                for run in evaluating:
                     if run.cancelled:
                         self._leave(run, "userStopped")
                 return
