@@ -272,14 +272,19 @@ def main() -> None:
     parser.add_argument("--depths", default="1500,3000",
                         help="prompt lengths to measure decoding after ('' for none)")
     parser.add_argument("--only-depths", action="store_true", help="measure decoding at depth only")
+    parser.add_argument("--parallel", type=int, default=LoadConfig().parallel,
+                        help="our model's slots ([load] parallel)")
+    parser.add_argument("--swa-full", action="store_true", help="[load] swa_full on both sides")
     parser.add_argument("--model", type=Path, help="GGUF file (default: the starter model)")
     parser.add_argument("--allow-eos", action="store_true",
                         help="let the model end its text (default: ban end-of-generation tokens)")
     args = parser.parse_args()
 
     path = args.model or ensure_starter_model(Path(tempfile.gettempdir()) / "llamaterm-bench")
-    config = LoadConfig(context_length=4096, batch_size=256)
+    config = LoadConfig(context_length=4096, batch_size=256, parallel=args.parallel,
+                        swa_full=args.swa_full)
     print(f"model: {path.name}, threads {config.n_threads}, batch {config.batch_size}, "
+          f"our parallel {config.parallel}, swa_full {config.swa_full}, "
           f"llama-cpp-python {llama_cpp.__version__}, rounds {args.rounds}, "
           f"end of generation {'allowed' if args.allow_eos else 'banned'}")
     ours = Ours(path, config, ban_eog=not args.allow_eos)
@@ -303,6 +308,10 @@ def main() -> None:
 
         return measure
 
+    # Warm-up: the first prediction pages the weights in, which the other side then
+    # finds in memory.
+    ours.generate(STORY, 8)
+    raw.generate_loop(STORY, 8)
     story_tokens = len(ours.model.tokenize(STORY, add_special=False))
     for depth in [int(d) for d in args.depths.split(",") if d.strip()]:
         deep = STORY * max(1, depth // story_tokens)
