@@ -323,8 +323,11 @@ class BatchScheduler:
                 continue
             assert run.slot is not None
             position = run.position
-            # Chunks end on batch boundaries, as a fresh evaluation's do (see Slot.fresh).
-            count = min(len(run.tokens) - position, step.room, batch_size - position % batch_size)
+            # Chunks of batch_size from where the evaluation starts, as the one-slot path
+            # makes them (the same chunks give the same logits); for a reproducible
+            # prediction that start is on a batch boundary (see Slot.fresh).
+            offset = (position - run.reused) % batch_size
+            count = min(len(run.tokens) - position, step.room, batch_size - offset)
             chunk = run.tokens[position : position + count]
             last = position + count == len(run.tokens)
             index = step.add(chunk, position, run.slot.seq_id, last)
