@@ -8,6 +8,9 @@ ratio (ours / raw; above 1 means we are faster):
   against `Llama.create_completion(stream=True)` (goal >= 1.0), for 100 and
   1,500 generated tokens;
 - prompt tokens/s with progress reporting against a bare `Llama.eval` (goal >= 0.97);
+- decoding tokens/s at depth: 100 tokens after a prompt of about 1,500 and 3,000 tokens
+  (`--depths`), against the bare loop (with the loaded `[load]` defaults: a sliding-window
+  model keeps only its window, `swa_full = false`, on both sides);
 - time to first token of a follow-up that extends the previous prompt by about
   20 tokens, against a cold one (goal: only the new tokens are evaluated).
 
@@ -16,7 +19,7 @@ tokens are banned with a logit bias on both sides alike: ours through its `logit
 setting, raw llama-cpp-python through the same native llama.cpp sampler put first in its
 chain. `--allow-eos` measures the natural lengths instead.
 
-    python bench/engine_vs_raw.py [--rounds 3] [--long 1500] [--model PATH]
+    python bench/engine_vs_raw.py [--rounds 3] [--long 1500] [--depths 1500,3000] [--model PATH]
 """
 
 from __future__ import annotations
@@ -266,14 +269,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--short", type=int, default=100)
     parser.add_argument("--long", type=int, default=1500)
+    parser.add_argument("--depths", default="1500,3000",
+                        help="prompt lengths to measure decoding after ('' for none)")
+    parser.add_argument("--only-depths", action="store_true", help="measure decoding at depth only")
+    parser.add_argument("--parallel", type=int, default=LoadConfig().parallel,
+                        help="our model's slots ([load] parallel)")
+    parser.add_argument("--swa-full", action="store_true", help="[load] swa_full on both sides")
     parser.add_argument("--model", type=Path, help="GGUF file (default: the starter model)")
     parser.add_argument("--allow-eos", action="store_true",
                         help="let the model end its text (default: ban end-of-generation tokens)")
     args = parser.parse_args()
 
     path = args.model or ensure_starter_model(Path(tempfile.gettempdir()) / "llamaterm-bench")
-    config = LoadConfig(context_length=4096, batch_size=256)
+    config = LoadConfig(context_length=4096, batch_size=256, parallel=args.parallel,
+                        swa_full=args.swa_full)
     print(f"model: {path.name}, threads {config.n_threads}, batch {config.batch_size}, "
+          f"our parallel {config.parallel}, swa_full {config.swa_full}, "
           f"llama-cpp-python {llama_cpp.__version__}, rounds {args.rounds}, "
           f"end of generation {'allowed' if args.allow_eos else 'banned'}")
     ours = Ours(path, config, ban_eog=not args.allow_eos)
@@ -287,15 +298,37 @@ def main() -> None:
 
     counts: dict[str, int] = {}
 
-    def gen(kind: Callable[[str, int], tuple[float, int]], n: int, label: str) -> Callable[[], float]:
+    def gen(
+        kind: Callable[[str, int], tuple[float, int]], n: int, label: str, prompt: str = STORY
+    ) -> Callable[[], float]:
         def measure() -> float:
-            rate, produced = kind(STORY, n)
+            rate, produced = kind(prompt, n)
             counts[label] = produced
             return rate
 
         return measure
 
+    # Warm-up: the first prediction pages the weights in, which the other side then
+    # finds in memory.
+    ours.generate(STORY, 8)
+    raw.generate_loop(STORY, 8)
+    story_tokens = len(ours.model.tokenize(STORY, add_special=False))
+    for depth in [int(d) for d in args.depths.split(",") if d.strip()]:
+        deep = STORY * max(1, depth // story_tokens)
+        row(
+            f"decoding at {len(ours.model.tokenize(deep))} tokens of depth, {args.short} tokens, "
+            "vs Llama.generate loop",
+            "tok/s",
+            alternate(args.rounds, gen(ours.generate, args.short, "ours", deep),
+                      gen(raw.generate_loop, args.short, "raw", deep)),
+            ">= 0.97",
+        )
+    if args.only_depths:
+        args.short = args.long = 0
+
     for n in (args.short, args.long):
+        if not n:
+            continue
         row(
             f"generation, {n} tokens, vs Llama.generate loop",
             "tok/s",
@@ -314,6 +347,10 @@ def main() -> None:
         print(f"    tokens generated: ours {counts['ours']}, raw {counts['raw']}")
 
     long_prompt = STORY * 20
+    if args.only_depths:
+        _print_rows(rows)
+        ours.model.unload()
+        return
     row(
         "prompt processing with progress vs Llama.eval",
         "tok/s",
@@ -344,12 +381,16 @@ def main() -> None:
     turn10 = multi_turn(ours.model, args.rounds)
     rows.append(turn10)
 
+    _print_rows(rows)
+    ours.model.unload()
+
+
+def _print_rows(rows: list[tuple[str, str, str, str, str]]) -> None:
     print()
     print("| measurement | ours | raw llama-cpp-python | ratio | goal |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    ours.model.unload()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import LoadConfigError
 from engine.paths import checked_path
@@ -41,14 +41,30 @@ class LoadConfig(BaseModel):
     """Lock the weights in RAM so they are never swapped out."""
     seed: int = -1
     """Default sampling seed for this model; -1 picks a random one per prediction."""
-    swa_full: bool = Field(default=True, alias="swaFull")
-    """Keep the full sliding-window KV cache, so that later turns can reuse it (Gemma 3)."""
+    parallel: int = Field(default=4, ge=1, le=64, alias="maxConcurrentPredictions")
+    """Predictions that run at once on this model (LM Studio's "max concurrent
+    predictions"), decoded together in one batch per token; each has a slot of the
+    shared context that keeps its conversation's cache warm. 1: one at a time."""
+    swa_full: bool = Field(default=False, alias="swaFull")
+    """Keep the whole sliding-window KV cache (Gemma 3) rather than the window only, as
+    llama-server's `--swa-full`: costs decoding speed at depth; without it an edit further
+    back than the window re-evaluates that conversation."""
     template_seconds: float = Field(default=5.0, gt=0, le=600, alias="templateSeconds")
     """Seconds one render of the chat template may take. A template from a downloaded model
     is untrusted code: past this (or past its step and output limits) the prediction fails
     with a TemplateError naming the limit, and the model stays usable."""
     chat_template_file: CheckedPath | None = Field(default=None, alias="chatTemplateFile")
     """A Jinja chat template to use instead of the one in the GGUF."""
+
+    @model_validator(mode="after")
+    def _slots_fit_a_batch(self) -> LoadConfig:
+        # Every step decodes one token of each generating slot plus prompt chunks, within
+        # one batch: with more slots than that, a prompt could wait for ever.
+        if self.parallel > self.batch_size:
+            raise ValueError(
+                f"parallel ({self.parallel}) must not exceed batch_size ({self.batch_size})"
+            )
+        return self
 
     @property
     def n_gpu_layers(self) -> int:

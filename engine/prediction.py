@@ -298,6 +298,12 @@ class ModelInfo:
     trained_for_tool_use: bool = False
     """The chat template renders tools (it has a native tool-call format)."""
 
+    parallel: int = 1
+    """Predictions the model runs at once (its slots)."""
+    kv_unified: bool = False
+    """Whether the slots share one KV cache, each able to use the whole context length
+    (otherwise each slot has `context_length` / `parallel` of it)."""
+
     @property
     def max_context_length(self) -> int:
         """The context length the model was trained with (LM Studio's name)."""

@@ -113,6 +113,8 @@ class LoadOverride(_Section):
     """Lock the weights in RAM."""
     seed: int | None = None
     """Default sampling seed for this model; -1 picks a random one per prediction."""
+    parallel: int | None = Field(default=None, ge=1, le=64, alias="maxConcurrentPredictions")
+    """Predictions that run at once on this model."""
     swa_full: bool | None = Field(default=None, alias="swaFull")
     """Keep the full sliding-window KV cache."""
     template_seconds: float | None = Field(default=None, gt=0, le=600, alias="templateSeconds")

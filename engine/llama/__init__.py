@@ -3,8 +3,13 @@
 - `model.py`: `LoadedModel`, the `ChatModel` for a GGUF file in this process
 - `loading.py`: file checks, load progress and cancel, what was offloaded
 - `model_thread.py`: the thread every llama.cpp call of a model runs on
-- `scheduler.py`: when each prediction runs (serial now; the seam for batching)
+- `scheduler.py`: when each prediction runs: the protocol, and one at a time (`parallel = 1`)
+- `batching.py`: several at once (`parallel > 1`): one `llama_decode` per step for all
+- `running.py`, `slots.py`, `parking.py`, `batch_step.py`: its predictions, its slots
+  (one sequence each, cache kept per conversation), conversations parked in host
+  memory, the batch of one step
 - `job.py`: one prediction: prompt, KV cache reuse, prompt batches, token loop, stats
+- `generation.py`: a prediction's sampled tokens to events, and when it stops
 - `sampler.py`: the native sampler chain, grammars, the engine's prediction defaults
 - `decoding.py`: tokens to text: pieces, UTF-8 across tokens, stop strings
 - `channels.py`: `EventStream` / `SyncEventStream`, how events reach their consumer

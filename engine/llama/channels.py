@@ -95,6 +95,19 @@ class EventStream(_StreamOutcome):
         self._record(event)
         return event
 
+    def take_ready(self) -> list[Event]:
+        """The events that have already arrived, without waiting (up to the one that
+        ends the stream): what a writer can send at once, in one write."""
+        ready: list[Event] = []
+        while not self._finished:
+            try:
+                event = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._record(event)
+            ready.append(event)
+        return ready
+
     async def aclose(self) -> None:
         """Stop listening: cancels the prediction and drains it to the end."""
         if not self._finished:

@@ -25,7 +25,6 @@ from ..prediction import (
     Event,
     Failed,
     Finished,
-    FirstToken,
     Log,
     PredictionConfig,
     PredictionResult,
@@ -37,8 +36,9 @@ from ..prediction import (
     ToolCallFinished,
 )
 from .channels import PredictionControl, Sink
-from .decoding import StopStringMatcher, Utf8Decoder
-from .sampler import Logprobs, build_sampler, random_seed
+from .generation import Generation
+from .sampler import build_sampler, random_seed
+from .slots import window_keeps
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -182,7 +182,10 @@ class PredictionJob:
         data = {"prediction": self.prediction_id, "model": self.model.key, **data}
         self.sink(Log(LOG_BUS.emit(level, kind, message, **data)))
 
-    def _predict(self, started: float) -> PredictionResult:
+    def begin(self, started: float) -> tuple[list[int], Any] | PredictionResult:
+        """What every prediction does before prompt work: the prompt's tokens and the
+        sampler, or the result of a prediction that ends here (cancelled while queued,
+        a prompt longer than the context)."""
         model = self.model
         llama = model._llama
         if llama is None:
@@ -190,11 +193,9 @@ class PredictionJob:
         if self.control.cancelled.is_set():
             # Cancelled while queued (or by an unload): no template or prompt work.
             return self._result(started, "userStopped", 0, 0, 0, None, None)
-        pieces = model._pieces
-        assert pieces is not None and model.info is not None
+        assert model._pieces is not None and model.info is not None
         cfg = self.config
         n_ctx = llama.n_ctx()
-
         try:
             with renders_cancelled_by(self.control.cancelled):
                 tokens = self._prepare(llama, n_ctx)
@@ -210,10 +211,43 @@ class PredictionJob:
                 f"prompt of {n_prompt} tokens does not fit the context of {n_ctx}",
             )
             return self._result(started, "contextLengthReached", n_prompt, 0, 0, None, None)
-
         # The sampler first: a bad grammar fails before any prompt work is done.
         llama.set_seed(cfg.seed if cfg.seed is not None and cfg.seed >= 0 else random_seed())
-        sampler = build_sampler(llama, cfg)
+        return tokens, build_sampler(llama, cfg)
+
+    def conclude(
+        self,
+        stop_reason: StopReason,
+        generation: Generation,
+        n_prompt: int,
+        n_evaluated: int,
+        prompt_done: float,
+    ) -> PredictionResult:
+        """The result once generation has stopped, its held-back text flushed and logged."""
+        stop_reason = generation.finish(stop_reason)
+        raw = "".join(self.raw)
+        self._log("info", "raw_output", "raw output", text=raw, stop_reason=stop_reason)
+        return self._result(
+            generation.started,
+            stop_reason,
+            n_prompt,
+            n_evaluated,
+            generation.n_predicted,
+            generation.ttft,
+            (prompt_done, generation.stops.found),
+        )
+
+    def _predict(self, started: float) -> PredictionResult:
+        """The prediction alone on the context (one slot): the path `parallel = 1` takes."""
+        begun = self.begin(started)
+        if isinstance(begun, PredictionResult):
+            return begun
+        tokens, sampler = begun
+        model = self.model
+        llama = model._llama
+        cfg = self.config
+        n_ctx = llama.n_ctx()
+        n_prompt = len(tokens)
         batch = max(1, model.config.batch_size)
         reused = self._reuse_cache(llama, tokens, batch if cfg.reproducible else None)
         to_eval = tokens[reused:]
@@ -241,22 +275,10 @@ class PredictionJob:
                 done = min(len(to_eval), start + batch)
                 self.sink(PromptProgress(done / len(to_eval), done, len(to_eval)))
         prompt_done = time.perf_counter()
-        n_evaluated = len(to_eval)
 
-        max_tokens = cfg.max_tokens if cfg.max_tokens and cfg.max_tokens > 0 else None
         ctx = llama._ctx
-        is_eog = model._eog
-        assert is_eog is not None
-        decoder = Utf8Decoder()
-        stops = StopStringMatcher(cfg.stop_strings or ())
-        ttft: float | None = None
-        n_predicted = 0
-        logprobs = (
-            Logprobs(ctx.ctx, llama.n_vocab(), pieces, cfg.top_logprobs)
-            if cfg.top_logprobs is not None
-            else None
-        )
-        stop_reason: StopReason
+        generation = Generation(self, llama, started)
+        stop_reason: StopReason | None
         while True:
             if self.control.cancelled.is_set():
                 stop_reason = "userStopped"
@@ -265,48 +287,11 @@ class PredictionJob:
                 stop_reason = "contextLengthReached"
                 break
             token = sampler.sample(ctx, -1)
-            if ttft is None:
-                ttft = time.perf_counter() - started
-                self.sink(FirstToken(ttft))
-            if is_eog(token):
-                stop_reason = "eosFound"
-                break
-            n_predicted += 1
-            if logprobs is not None:
-                # Before the token's text, so that a writer can attach it to that text.
-                scored = logprobs(token)
-                self.logprobs.append(scored)
-                self.sink(scored)
-            piece = pieces(token)
-            text = decoder.feed(piece)
-            if text:
-                self.raw.append(text)
-                self._emit(self.parser.feed(stops.feed(text)), 1)
-                if stops.found is not None:
-                    stop_reason = "stopStringFound"
-                    break
-            if max_tokens is not None and n_predicted >= max_tokens:
-                stop_reason = "maxPredictedTokensReached"
+            stop_reason = generation.take(token)
+            if stop_reason is not None:
                 break
             llama.eval([token])
-        if stop_reason != "stopStringFound":
-            tail = decoder.finish()
-            self.raw.append(tail)
-            self._emit(self.parser.feed(stops.feed(tail) + stops.flush()), 0)
-        self._emit(self.parser.finish(), 0)
-        if stop_reason == "eosFound" and self.tool_calls:
-            stop_reason = "toolCalls"
-        raw = "".join(self.raw)
-        self._log("info", "raw_output", "raw output", text=raw, stop_reason=stop_reason)
-        return self._result(
-            started,
-            stop_reason,
-            n_prompt,
-            n_evaluated,
-            n_predicted,
-            ttft,
-            (prompt_done, stops.found),
-        )
+        return self.conclude(stop_reason, generation, n_prompt, len(to_eval), prompt_done)
 
     def _prepare(self, llama: Any, n_ctx: int) -> list[int]:
         """Build (for chats) and tokenise the prompt; log the exact text the model sees."""
@@ -349,6 +334,12 @@ class PredictionJob:
             prefix = min(prefix, self.model._fresh_prefix)
             prefix -= prefix % fresh_batch
         if prefix < llama.n_tokens:
+            if prefix > 0 and not self._window_keeps(llama, prefix):
+                self._log(
+                    "info", "cache", f"cannot keep {prefix} cached tokens (a sliding window "
+                    "has dropped cells they need); evaluating anew",
+                )
+                prefix = 0
             if prefix > 0 and llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
                 llama.n_tokens = prefix
             else:
@@ -369,6 +360,13 @@ class PredictionJob:
             evaluate=len(tokens) - prefix,
         )
         return prefix
+
+    @staticmethod
+    def _window_keeps(llama: Any, prefix: int) -> bool:
+        import llama_cpp
+
+        n_swa = int(llama_cpp.llama_model_n_swa(llama._model.model))
+        return window_keeps(llama_cpp, llama._ctx.memory, 0, prefix, n_swa)
 
     def _result(
         self,

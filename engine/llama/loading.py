@@ -152,3 +152,30 @@ class ProgressReporter:
         self.last = fraction
         if self.on_progress is not None:
             self.on_progress(fraction)
+
+
+# `Llama.__init__` takes no `n_seq_max` or `kv_unified` either: for the length of a load
+# the context's default parameters come with them, on the loading thread only.
+_CONTEXT_LOCK = threading.Lock()
+
+
+@contextmanager
+def sequence_params_hook(llama_cpp: Any, n_seq_max: int, kv_unified: bool) -> Iterator[None]:
+    """While inside, contexts made on this thread hold `n_seq_max` sequences."""
+    module = llama_cpp.llama_cpp
+    original = module.llama_context_default_params
+    loading_thread = threading.get_ident()
+
+    def default_params() -> Any:
+        params = original()
+        if threading.get_ident() == loading_thread:
+            params.n_seq_max = n_seq_max
+            params.kv_unified = kv_unified
+        return params
+
+    with _CONTEXT_LOCK:
+        module.llama_context_default_params = default_params
+        try:
+            yield
+        finally:
+            module.llama_context_default_params = original

@@ -13,6 +13,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -20,6 +21,7 @@ from ..errors import ModelLoadError
 from ..load_config import LoadConfig
 from ..logbus import LOG_BUS, install_llama_log_hook
 from ..prediction import ModelInfo, PredictionConfig
+from .batching import BatchScheduler
 from .channels import EventStream, PredictionControl, Sink, SyncEventStream
 from .decoding import EndOfGeneration, TokenPieces
 from .job import OutputParser, PlainText, PredictionJob, PromptSource, tokenize_text
@@ -31,6 +33,7 @@ from .loading import (
     check_gguf_file,
     load_progress_hook,
     offload_from_log,
+    sequence_params_hook,
 )
 from .model_thread import ModelThread
 from .sampler import ENGINE_DEFAULTS
@@ -49,7 +52,11 @@ class LoadedModel:
         self.config = config
         self.key = key or path.stem
         self._thread = ModelThread(f"llama:{path.name}")
+        self._batching: BatchScheduler | None = None
         self._scheduler: Scheduler = SerialScheduler(self._thread)
+        if config.parallel > 1:
+            self._batching = BatchScheduler(self._thread, self, config.parallel)
+            self._scheduler = self._batching
         self._llama: Any = None
         self._pieces: TokenPieces | None = None
         self._eog: EndOfGeneration | None = None
@@ -165,7 +172,12 @@ class LoadedModel:
         LOG_BUS.emit("info", "load", f"loading {self.path}", path=str(self.path), **_jsonable(cfg))
         started = time.perf_counter()
         progress = ProgressReporter(self.path, on_progress, cancel)
-        with LOG_BUS.capture() as records, load_progress_hook(llama_cpp, progress.callback):
+        slots = cfg.parallel
+        with (
+            LOG_BUS.capture() as records,
+            load_progress_hook(llama_cpp, progress.callback),
+            sequence_params_hook(llama_cpp, slots, kv_unified=slots > 1),
+        ):
             try:
                 self._llama = llama_cpp.Llama(
                     model_path=str(self.path),
@@ -218,6 +230,8 @@ class LoadedModel:
             # A template that does not parse still says the model was tuned to chat.
             has_chat_template=self.chat_template.origin != "fallback"
             or bool(self.metadata.get("tokenizer.chat_template")),
+            parallel=slots,
+            kv_unified=slots > 1,
         )
         LOG_BUS.emit(
             "info",
@@ -229,7 +243,9 @@ class LoadedModel:
             "info",
             "load",
             f"loaded {self._info.display_name} in {time.perf_counter() - started:.2f}s: "
-            f"context {llama.n_ctx()}, {cfg.n_threads} threads, {self.offload.describe()}",
+            f"context {llama.n_ctx()}"
+            + (f" shared by {slots} slots" if slots > 1 else "")
+            + f", {cfg.n_threads} threads, {self.offload.describe()}",
             path=str(self.path),
         )
 
@@ -265,6 +281,8 @@ class LoadedModel:
         self.cancel()
 
         def close() -> None:
+            if self._batching is not None:
+                self._batching.close()
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
@@ -293,6 +311,9 @@ class LoadedModel:
         """Forget the KV cache: the next prediction evaluates its whole prompt."""
 
         def reset(llama: Any) -> None:
+            if self._batching is not None:
+                self._batching.reset()
+                return
             llama.reset()
             llama._ctx.kv_cache_seq_rm(-1, 0, -1)
 
@@ -300,8 +321,28 @@ class LoadedModel:
 
     @property
     def cached_tokens(self) -> int:
-        """How many tokens the KV cache holds now (for tests and stats)."""
-        return int(self._llama.n_tokens) if self._llama is not None else 0
+        """How many tokens the KV cache holds now, all slots together (for tests and stats)."""
+        return sum(len(tokens) for tokens in self.cached_sequences())
+
+    def cached_sequences(self) -> list[list[int]]:
+        """The tokens each slot's cache holds (one list when `parallel` is 1)."""
+
+        def contents(llama: Any) -> list[list[int]]:
+            if self._batching is not None:
+                return self._batching.cached_sequences()
+            return [list(llama.input_ids[: llama.n_tokens])]
+
+        if self._llama is None:
+            return []
+        return self.run(contents).result()  # type: ignore[no-any-return]
+
+    def together(self) -> AbstractContextManager[None]:
+        """Predictions started inside begin in the same step; those with the same prompt
+        (OpenAI `n > 1`) evaluate it once and share its cache. One at a time with
+        `parallel = 1`."""
+        if self._batching is not None:
+            return self._batching.together()
+        return nullcontext()
 
     def _require_open(self) -> None:
         if self._closed:

@@ -96,9 +96,10 @@ class Logprobs:
         self._pieces = pieces
         self._top = top
 
-    def __call__(self, token: int) -> TokenLogprob:
+    def __call__(self, token: int, index: int = -1) -> TokenLogprob:
+        """`token`'s scores, from the logits of output `index` of the last decode."""
         np = self._np
-        pointer = self._logits_at(self._ctx, -1)
+        pointer = self._logits_at(self._ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
         peak = logits.max()
         logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))

@@ -1,29 +1,26 @@
 """When each prediction runs on the model thread: the seam for batching.
 
-Today predictions run one after another, each to its end (`SerialScheduler`). The
-batching scheduler to come (slots, one `llama_batch` per step for all active
-sequences) implements the same `Scheduler` protocol, so `LoadedModel` and its
-consumers do not change.
+With `parallel = 1` predictions run one after another, each to its end
+(`SerialScheduler`, the path of old, kept as it was). With more, the batching scheduler
+(`batching.BatchScheduler`: slots, one `llama_batch` per step for all active sequences)
+implements the same `Scheduler` protocol, so `LoadedModel`'s consumers do not change.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .model_thread import ModelThread
 
-
-class ScheduledJob(Protocol):
-    """A prediction the scheduler runs; it reports through its own sink."""
-
-    def run(self) -> None: ...
+if TYPE_CHECKING:
+    from .job import PredictionJob
 
 
 class Scheduler(Protocol):
     """Decides when queued predictions run on a model's thread."""
 
-    def schedule(self, job: ScheduledJob) -> concurrent.futures.Future[None]:
+    def schedule(self, job: PredictionJob) -> concurrent.futures.Future[None]:
         """Queue `job`; the future is done once the job has finished (or failed)."""
         ...
 
@@ -34,5 +31,5 @@ class SerialScheduler:
     def __init__(self, thread: ModelThread) -> None:
         self._thread = thread
 
-    def schedule(self, job: ScheduledJob) -> concurrent.futures.Future[None]:
+    def schedule(self, job: PredictionJob) -> concurrent.futures.Future[None]:
         return self._thread.submit(job.run)

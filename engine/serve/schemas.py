@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ApiError, validation_error
 
 MAX_STOP_STRINGS = 16
+MAX_CHOICES = 16
+"""Choices (`n`) one request may ask for."""
 
 
 class RequestBody(BaseModel):
@@ -105,9 +107,9 @@ class _SamplingRequest(RequestBody):
 
     @field_validator("n")
     @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
-            raise ValueError("only n=1 is supported (one choice per request)")
+    def _choices(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_CHOICES:
+            raise ValueError(f"n must be between 1 and {MAX_CHOICES}")
         return value
 
     @property

@@ -2,7 +2,8 @@
 
 Protocol-neutral: a `ChunkWriter` (see `translate`) turns each engine event into the
 payloads a protocol streams; this module sends them as `data:` lines and ends with
-`[DONE]`, as OpenAI's chat and completions do. A protocol that streams otherwise (the
+`[DONE]`, as OpenAI's chat and completions do. The events that arrive together (one
+wake-up of the event loop) are sent in one write. A protocol that streams otherwise (the
 Responses API names its events and sends no `[DONE]`) subclasses `EventStreamResponse`
 and overrides `done_marker`, `encode` and `failure`.
 """
@@ -144,19 +145,30 @@ class EventStreamResponse:
         opening = self.writer.first()
         if opening is not None:
             await _send_body(send, self.encode(opening))
-        event: Event | None = first
-        while event is not None:
-            if isinstance(event, Failed):
-                for payload in self.failure(event.error):
-                    await _send_body(send, self.encode(payload))
-                break
-            for payload in self.writer.on_event(event):
-                await _send_body(send, self.encode(payload))
-            if isinstance(event, Finished):
+        event: Event = first
+        while True:
+            # Every event that arrived with this wake-up goes out in one write: one
+            # `send` (a syscall, and a turn of the loop) per wake-up, not per token.
+            body: list[bytes] = []
+            ended = False
+            for arrived in [event, *self.stream.take_ready()]:
+                if isinstance(arrived, Log):
+                    continue
+                if isinstance(arrived, Failed):
+                    body += [self.encode(payload) for payload in self.failure(arrived.error)]
+                    ended = True
+                    break
+                body += [self.encode(payload) for payload in self.writer.on_event(arrived)]
+                if isinstance(arrived, Finished):
+                    ended = True
+                    break
+            if ended and self.done_marker:
+                body.append(sse("[DONE]"))
+            if body:
+                await _send_body(send, b"".join(body))
+            if ended:
                 break
             event = await _next_event(self.stream)
-        if self.done_marker:
-            await _send_body(send, sse("[DONE]"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return 200
 

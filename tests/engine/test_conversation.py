@@ -171,7 +171,7 @@ def test_each_turn_evaluates_only_what_is_new(chatml: LoadedModel) -> None:
     for turn in range(6):
         message = f"message number {turn} about the quick brown fox"
         chat.add_user_message(message)
-        cached = chatml.run(lambda llama: list(llama.input_ids[: llama.n_tokens])).result()
+        cached = chatml.cached_sequences()
         _, result = finish(
             respond_sync(chatml, chat, {"maxTokens": 20, "grammar": 'root ::= "fine thanks"'})
         )
@@ -180,7 +180,8 @@ def test_each_turn_evaluates_only_what_is_new(chatml: LoadedModel) -> None:
         assert result.stats.prompt_tokens_count == len(prompt_tokens)
         if turn:
             # Only what follows the prefix already in the KV cache is evaluated...
-            new = len(prompt_tokens) - common_prefix(cached, prompt_tokens)
+            # (the slot whose cache shares the most with the prompt: the turn's own)
+            new = len(prompt_tokens) - max(common_prefix(c, prompt_tokens) for c in cached)
             assert result.stats.prompt_tokens_evaluated == max(new, 1)
             # ...which is the new message, its wrapper, and at most the re-tokenised reply.
             user_and_wrapper = len(chatml.tokenize(message, add_special=False)) + 10

@@ -157,6 +157,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 def test_follow_up_evaluates_only_new_tokens(model: LoadedModel) -> None:
     first = LONG_PROMPT
     second = LONG_PROMPT + " and the cat sat on the mat"
+    model.reset_cache()  # (a slot may still hold the prompt from an earlier test)
     _, cold = run(model, first, maxTokens=1, seed=1)
     _, warm = run(model, second, maxTokens=1, seed=1)
     t1, t2 = model.tokenize(first), model.tokenize(second)
@@ -289,7 +290,8 @@ def test_cancel_during_prompt_processing(model: LoadedModel) -> None:
 
 
 def test_unload_cancels_the_running_and_the_queued_predictions(tiny_model_path: Path) -> None:
-    loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=2048))
+    # One slot, so that the second waits (with more, see test_batching's unload test).
+    loaded = LoadedModel.load(tiny_model_path, LoadConfig(context_length=2048, parallel=1))
     running: list[Event] = []
     queued: list[Event] = []
     three_tokens = threading.Event()

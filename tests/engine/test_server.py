@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from serve_testing import ServerThread, tiny_models
 
 from engine.llama import LoadedModel
+from engine.load_config import LoadConfig
 from engine.logbus import LOG_BUS
 from engine.prediction import LogRecord
 from engine.serve.models import ModelRegistry, ServedModel
@@ -455,7 +456,7 @@ def test_client_disconnect_cancels_the_prediction(client: OpenAI, records: Recor
     assert after.choices[0].finish_reason == "length"
 
 
-def test_requests_to_one_model_are_served_in_order(client: OpenAI, records: Records) -> None:
+def _three_requests(client: OpenAI) -> dict[int, str]:
     results: dict[int, str] = {}
 
     def run(n: int) -> None:
@@ -469,7 +470,28 @@ def test_requests_to_one_model_are_served_in_order(client: OpenAI, records: Reco
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert results == {0: "length", 1: "length", 2: "length"}
+    return results
+
+
+def test_requests_to_one_model_are_all_served(client: OpenAI, records: Records) -> None:
+    # (side by side, each in its slot: see test_batching_server)
+    assert _three_requests(client) == {0: "length", 1: "length", 2: "length"}
+    kinds = [r.kind for r in records.records if r.kind in ("prompt", "raw_output")]
+    assert sorted(kinds) == ["prompt"] * 3 + ["raw_output"] * 3
+
+
+def test_requests_to_a_one_slot_model_are_served_in_order(
+    tiny_model_path: Path, records: Records
+) -> None:
+    serial = LoadedModel.load(tiny_model_path, LoadConfig(threads=1, parallel=1))
+    registry = ModelRegistry([ServedModel("tiny", serial)])
+    try:
+        with ServerThread(ServerHandle(registry, port=0)) as handle, OpenAI(
+            base_url=handle.url, api_key="x", max_retries=0, timeout=60
+        ) as client:
+            assert _three_requests(client) == {0: "length", 1: "length", 2: "length"}
+    finally:
+        serial.unload()
     # One prediction at a time: no prompt was rendered while another ran to its end.
     kinds = [r.kind for r in records.records if r.kind in ("prompt", "raw_output")]
     assert kinds == ["prompt", "raw_output"] * 3
@@ -535,7 +557,8 @@ def chat_body(**fields: Any) -> dict[str, Any]:
         (chat_body(temperature="hot"), "temperature", "invalid_value"),
         (chat_body(max_tokens=0), "max_tokens", "invalid_value"),
         (chat_body(stop=["$", ""]), "stop", "invalid_value"),
-        (chat_body(n=3), "n", "invalid_value"),
+        (chat_body(n=17), "n", "invalid_value"),
+        (chat_body(n=2, stream=True), "n", "invalid_value"),
         (chat_body(logit_bias={"5": 101}), "logit_bias", "invalid_value"),
         (chat_body(logit_bias={"fox": 1}), "logit_bias.fox", "invalid_value"),
         (chat_body(logit_bias={"-1": 1}), "logit_bias", "invalid_value"),

@@ -236,7 +236,7 @@ def test_with_one_model_any_name_is_served(one: OpenAI) -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 2, "stream": True}, "n"),
         ({"best_of": 3}, "best_of"),
         ({"suffix": "the end"}, "suffix"),
     ],
@@ -253,7 +253,7 @@ def test_what_completions_cannot_honour_is_refused(
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 2, "stream": True}, "n"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
     ],
