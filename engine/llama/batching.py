@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelLoadError
 from ..prediction import PredictionResult
 from .batch_step import StepBatch, StepCosts
-from .job import PredictionJob, threads_for
+from .job import PredictionJob
 from .model_thread import ModelThread
 from .parking import Parking
 from .running import Running
@@ -64,6 +64,8 @@ class BatchScheduler:
         self._batch: StepBatch | None = None
         self._costs = StepCosts()
         self._turn = 0
+        self._threads: tuple[int, int] | None = None
+        """The thread counts last set on the context (see _apply_threads)."""
 
     # --- from any thread --------------------------------------------------------
 
@@ -142,11 +144,19 @@ class BatchScheduler:
         self._drop_cancelled()
         self._admit(cache)
         if self._active:
-            # One decode serves every sequence: cpuThreads asked by any of them (the most
-            # asked) applies to the step; none asked, the model's own count.
-            threads = max((r.job.config.cpu_threads or 0 for r in self._active), default=0)
-            with threads_for(llama, threads or None):
-                self._decode_step(llama, cache)
+            self._apply_threads(llama)
+            self._decode_step(llama, cache)
+
+    def _apply_threads(self, llama: Any) -> None:
+        """One decode serves every sequence: cpuThreads asked by any active prediction
+        (the most asked) holds while it runs; none asked, the model's own count."""
+        asked = max((r.job.config.cpu_threads or 0 for r in self._active), default=0)
+        wanted = (asked, asked) if asked else (llama.n_threads, llama.n_threads_batch)
+        if wanted != self._threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(llama._ctx.ctx, *wanted)
+            self._threads = wanted
 
     def _begin(self, arrived: list[Running]) -> None:
         """Build and tokenise each new prompt; pair those of a group with the same prompt."""
@@ -181,6 +191,9 @@ class BatchScheduler:
         if run in self._active:
             self._active.remove(run)
         self._detach(run)
+        llama = self._model._llama
+        if llama is not None and run.job.config.cpu_threads:
+            self._apply_threads(llama)  # before its result is out: the count is back by then
         if error is not None:
             run.fail(error)
         else:
