@@ -80,14 +80,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def rendered_blocks(markdown: Any) -> list[tuple[str, str]]:
-    """Every block of a Markdown widget (or of a reply's document), nested ones too,
-    as (kind, text)."""
-    from textual.widgets._markdown import MarkdownBlock
-
-    return [(type(b).__name__, str(b._content)) for b in markdown.query(MarkdownBlock)]
-
-
 async def timer_lateness(stop: asyncio.Event, out: list[float]) -> None:
     while not stop.is_set():
         before = time.perf_counter()
@@ -152,11 +144,13 @@ async def one_reply(args: argparse.Namespace, tokens: int, tmp: Path, model_path
     from tui.screens.chat.reply_stream import ReplyEnded, RoundEnded
     from tui.widgets.chat.chat_input import ChatInput
     from tui.widgets.chat.message_views import AssistantMessageView
+    from tui.widgets.chat.reply_document import drawn_blocks
     from tui.widgets.chat.reply_markdown import reply_markdown
 
     settings = AppSettings(
         prediction=PredictionConfig(max_tokens=tokens, temperature=0.8, seed=args.seed),
-        load=LoadConfig(context_length=4096, threads=args.threads),
+        # Room for the whole reply: the 5,000-token one ran out of a 4,096 context.
+        load=LoadConfig(context_length=max(4096, tokens + 1024), threads=args.threads),
     )
     data_dir = tmp / "data" / f"llamaterm-{tokens}"  # each run a fresh app state
 
@@ -252,7 +246,7 @@ async def one_reply(args: argparse.Namespace, tokens: int, tmp: Path, model_path
         fresh = reply_markdown(app_result.content)
         await view.mount(fresh)
         await pilot.pause()
-        same_render = rendered_blocks(fresh) == rendered_blocks(view.markdown)
+        same_render = drawn_blocks(fresh) == drawn_blocks(view.markdown)
         await fresh.remove()
     unsubscribe()
     if args.save_text:

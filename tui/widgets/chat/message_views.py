@@ -16,6 +16,7 @@ from textual.content import Content
 from textual.widgets import Label, Static
 
 from engine.prediction import PredictionStats
+from tui.widgets.chat import collector_hold
 from tui.widgets.chat.reasoning_block import ReasoningBlock
 from tui.widgets.chat.reply_document import ReplyDocument
 from tui.widgets.chat.tool_card import ToolCard
@@ -125,7 +126,7 @@ class AssistantMessageView(MessageView):
         streaming: bool = False,
         show_reasoning: bool = True,
     ) -> None:
-        super().__init__(classes="-streaming" if streaming else "")
+        super().__init__()
         self.content = content
         self.reasoning = reasoning
         self.show_reasoning = show_reasoning
@@ -151,6 +152,11 @@ class AssistantMessageView(MessageView):
 
     def on_mount(self) -> None:
         self.stats = self._stats
+        if self.streaming:
+            collector_hold.hold(self)
+
+    def on_unmount(self) -> None:
+        collector_hold.release(self)
 
     @property
     def stats(self) -> PredictionStats | None:
@@ -230,8 +236,9 @@ class AssistantMessageView(MessageView):
 
     async def finish(self, result: PredictionResult) -> None:
         """The round is over: render the whole text once, and show the stats."""
+        # No class marks a streaming reply: a class change restyles every block in it.
         self.streaming = False
-        self.remove_class("-streaming")
+        collector_hold.release(self)
         # The engine's parsed result is the authority (a stop string or a tool call
         # may have been held back from the stream). What streamed stands as far as it
         # equals that: rebuilding every block of a long reply would hold the screen
@@ -255,6 +262,6 @@ class AssistantMessageView(MessageView):
 
     async def show_error(self, error: str) -> None:
         self.streaming = False
-        self.remove_class("-streaming")
+        collector_hold.release(self)
         await self.markdown.finish()
         await self.mount(Static(Content(f"failed: {error}"), classes="message--error"))

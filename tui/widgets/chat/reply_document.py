@@ -33,6 +33,7 @@ the margin between two segments is the one their blocks share in one document
 from __future__ import annotations
 
 import re
+import threading
 from functools import cache
 
 from markdown_it import MarkdownIt
@@ -87,6 +88,19 @@ def has_links(text: str) -> bool:
     """Whether linkify would find a link in `text` (a streamed render lacks it)."""
     linkify = _full_parser().linkify
     return linkify is not None and bool(linkify.test(text))
+
+
+_warm_up = threading.Lock()
+_warming: list[threading.Thread] = []
+
+
+def warm_up_linkify() -> None:
+    """Compile linkify's patterns in a thread (60 ms on first use, lazily): so the
+    first reply does not pay for it on the event loop."""
+    with _warm_up:
+        if not _warming:
+            _warming.append(threading.Thread(target=has_links, args=("example.com",), daemon=True))
+            _warming[0].start()
 
 
 def _line_offsets(text: str) -> list[int]:
@@ -177,6 +191,9 @@ class ReplyDocument(Widget):
 
     def compose(self) -> ComposeResult:
         yield self._tail
+
+    def on_mount(self) -> None:
+        warm_up_linkify()
 
     # --- streaming ------------------------------------------------------------------
 
