@@ -99,8 +99,12 @@ def warm_up_linkify() -> None:
     first reply does not pay for it on the event loop."""
     with _warm_up:
         if not _warming:
-            _warming.append(threading.Thread(target=has_links, args=("example.com",), daemon=True))
-            _warming[0].start()
+            # A parser of its own: a LinkifyIt keeps state between calls.
+            linkify = line_break_parser().linkify
+            if linkify is not None:
+                warm = threading.Thread(target=linkify.test, args=("example.com",), daemon=True)
+                _warming.append(warm)
+                warm.start()
 
 
 def _line_offsets(text: str) -> list[int]:
