@@ -17,6 +17,8 @@ from tui.widgets.chat import collector_hold
 from tui.widgets.chat.message_views import AssistantMessageView
 from tui.widgets.chat.reply_document import (
     FREEZE_AFTER_BLOCKS,
+    FREEZE_AFTER_CHARS,
+    SPLIT_AFTER_CHARS,
     SPLIT_AFTER_LINES,
     ReplyDocument,
     drawn_blocks,
@@ -187,6 +189,7 @@ async def test_a_long_reply_is_parsed_and_laid_out_only_at_its_end() -> None:
             tail = segments[-1]
             # The part that changes stays small however long the reply grows.
             assert len(tail.children) <= FREEZE_AFTER_BLOCKS + 1
+            assert len(tail.source) <= FREEZE_AFTER_CHARS + 2 * SPLIT_AFTER_CHARS
             live = tail.children[-1] if tail.children else None
             if live is not None and type(live).__name__ == "MarkdownParagraph":
                 assert len(str(live._content).splitlines()) <= SPLIT_AFTER_LINES + 1

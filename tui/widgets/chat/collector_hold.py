@@ -11,7 +11,8 @@ So the first reply to start streaming freezes what is alive (`gc.freeze`: moved
 out of the collector's reach, still freed by reference counting), and the last
 to end unfreezes it, so garbage made of cycles before the reply (a closed chat's
 widgets) is still collected afterwards. Objects made while the reply streams are
-collected as usual.
+collected as usual, until a part of the reply is finished for good (`keep`): then
+they are frozen too, so the collector's work stays as small as a reply grows.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def release(owner: object) -> None:
     _holders.discard(id(owner))
     if not _holders:
         gc.unfreeze()
+
+
+def keep() -> None:
+    """A stream made objects that stay (a finished part of a reply): freeze them too."""
+    if _holders:
+        gc.freeze()
 
 
 def holding() -> bool:

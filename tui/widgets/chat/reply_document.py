@@ -11,11 +11,13 @@ A `ReplyDocument` is a column of `Markdown` segments. Only the last, the tail,
 changes; in it only the live block, the last top-level block (the next token may
 still change it), is parsed again, without linkify. Two things bound the work:
 
-- Once the tail holds `FREEZE_AFTER_BLOCKS` finished blocks they are frozen: the
+- Once the tail holds `FREEZE_AFTER_BLOCKS` finished blocks, or
+  `FREEZE_AFTER_CHARS` of finished text, they are frozen: the
   live block moves to a new tail and the old one never changes again, so
   Textual's arrangement cache keeps its layout. A frozen segment whose text holds
   a link is rendered once more with linkify as it freezes; the tail, at the end.
-- A live paragraph longer than `SPLIT_AFTER_LINES` lines is cut at a line break:
+- A live paragraph longer than `SPLIT_AFTER_LINES` lines (or `SPLIT_AFTER_CHARS`)
+  is cut at a line break:
   the lines before become a finished piece (a paragraph with no bottom margin),
   the rest goes on as the live block. A cut is made only where the pieces render
   as the whole paragraph does (no block starts there, no emphasis, code span,
@@ -44,13 +46,20 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.widgets._markdown import MarkdownBlock, MarkdownParagraph
 
+from tui.widgets.chat import collector_hold
 from tui.widgets.chat.reply_markdown import line_break_parser, reply_markdown
 
 FREEZE_AFTER_BLOCKS = 12
 """Finished blocks the tail holds before they are frozen into a segment of their own."""
 
+FREEZE_AFTER_CHARS = 4000
+"""Finished text the tail holds before it is frozen (what `finish` may render again)."""
+
 SPLIT_AFTER_LINES = 16
 """Lines a live paragraph reaches before its finished lines are cut off as a piece."""
+
+SPLIT_AFTER_CHARS = 1500
+"""Or characters: lines of a base model's text are long."""
 
 PIECE = "-piece"
 """The class of a paragraph's piece: the lines of one paragraph, more follow it."""
@@ -272,7 +281,10 @@ class ReplyDocument(Widget):
         self._live_start += _line_offsets(live_text)[live_line] if tokens else 0
         if self._live is None:
             return
-        if len(_blocks(tail)) - 1 >= FREEZE_AFTER_BLOCKS:
+        if (
+            len(_blocks(tail)) - 1 >= FREEZE_AFTER_BLOCKS
+            or self._live_start - self._tail_start >= FREEZE_AFTER_CHARS
+        ):
             await self._freeze()
         elif isinstance(self._live, MarkdownParagraph) and not self._no_split:
             await self._split_live()
@@ -285,7 +297,7 @@ class ReplyDocument(Widget):
         text = self._source[self._live_start :]
         offsets = _line_offsets(text)
         complete = len(offsets) - 1
-        if complete < SPLIT_AFTER_LINES:
+        if complete < 2 or (complete < SPLIT_AFTER_LINES and len(text) < SPLIT_AFTER_CHARS):
             return
         cut = offsets[complete - 1]
         first_text, rest_text = text[:cut], text[cut:]
@@ -345,6 +357,8 @@ class ReplyDocument(Widget):
         self._tail_start = self._live_start
         await self.mount(self._tail)
         await self._parse_live()
+        # What stands for good (this segment, its caches) leaves the collector's reach.
+        collector_hold.keep()
 
     async def _fix_boundary(self) -> None:
         """The margin between the last frozen segment and the tail: the larger of the two
@@ -391,6 +405,9 @@ class ReplyDocument(Widget):
         self._source = text
         self._tail_start = self._live_start = 0
         self._live, self._split_from, self._no_split = None, None, False
+        if not self.is_mounted:
+            self._tail = reply_markdown(text)  # what `compose` will yield
+            return
         with self.app.batch_update():
             for segment in self.segments[1:]:
                 await segment.remove()
