@@ -8,16 +8,22 @@ collections were the frames that stalled the event loop longest (80 to 130 ms
 of one thread's time, twice the usual frame).
 
 So the first reply to start streaming freezes what is alive (`gc.freeze`: moved
-out of the collector's reach, still freed by reference counting), and the last
-to end unfreezes it, so garbage made of cycles before the reply (a closed chat's
-widgets) is still collected afterwards. Objects made while the reply streams are
+out of the collector's reach, still freed by reference counting), and a moment
+after the last one ends (`THAW_AFTER`) it is unfrozen, so garbage made of cycles
+before the reply (a closed chat's widgets) is still collected afterwards. Not at
+once: the full collection that unfreezing soon brings on took 100 to 200 ms, and
+it would fall on the reply's last frame. Objects made while the reply streams are
 collected as usual, until a part of the reply is finished for good (`keep`): then
 they are frozen too, so the collector's work stays as small as a reply grows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+
+THAW_AFTER = 1.0
+"""Seconds after the last stream ends before the heap is unfrozen."""
 
 _holders: set[int] = set()
 
@@ -34,7 +40,16 @@ def release(owner: object) -> None:
     if id(owner) not in _holders:
         return
     _holders.discard(id(owner))
-    if not _holders:
+    if _holders:
+        return
+    try:
+        asyncio.get_running_loop().call_later(THAW_AFTER, _thaw)
+    except RuntimeError:  # no event loop: nothing to keep smooth
+        _thaw()
+
+
+def _thaw() -> None:
+    if not _holders:  # a new stream may hold it again by now
         gc.unfreeze()
 
 
