@@ -1,10 +1,9 @@
 """One message of a chat: the person's, the system prompt, or the model's reply.
 
-An assistant message streams: its answer goes through one `MarkdownStream` while
-the model writes, with the full text kept beside it; at the end the stream is
-stopped and the Markdown updated once with the whole text (streamed Markdown can
-leave code blocks blank otherwise, a known Textual issue). The Markdown is never
-rebuilt per token. The model's line breaks are kept (`reply_markdown`).
+An assistant message streams: its answer is a `ReplyDocument`, whose finished
+blocks stand while only its live tail is parsed again (the cost of a frame does not
+grow with the reply); at the end the engine's text is set once, and what streamed
+stands where it equals it. The model's line breaks are kept (`reply_markdown`).
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import Label, Markdown, Static
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets import Label, Static
 
 from engine.prediction import PredictionStats
+from tui.widgets.chat import collector_hold
 from tui.widgets.chat.reasoning_block import ReasoningBlock
-from tui.widgets.chat.reply_markdown import reply_markdown
+from tui.widgets.chat.reply_document import ReplyDocument
 from tui.widgets.chat.tool_card import ToolCard
 from tui.widgets.status.prediction_status import format_stats
 
@@ -101,15 +100,15 @@ class AssistantMessageView(MessageView):
     AssistantMessageView {
         border-left: wide $role-assistant 60%;
         & > .message--role { color: $role-assistant; }
-        & > Markdown {
+        & > ReplyDocument > Markdown {
             margin: 0;
             padding: 0;
             background: transparent;
             color: $role-assistant;
         }
-        & > Markdown.-empty { display: none; }
+        & > ReplyDocument.-empty { display: none; }
         /* The last paragraph's bottom margin would leave a blank line before the stats. */
-        & > Markdown > MarkdownBlock:last-child { margin-bottom: 0; }
+        & > ReplyDocument > Markdown:last-child > MarkdownBlock:last-child { margin-bottom: 0; }
         & > .message--stats { color: $text-muted; height: auto; }
         & > .message--stats.-empty { display: none; }
         & > .message--error { color: $error; height: auto; }
@@ -127,17 +126,16 @@ class AssistantMessageView(MessageView):
         streaming: bool = False,
         show_reasoning: bool = True,
     ) -> None:
-        super().__init__(classes="-streaming" if streaming else "")
+        super().__init__()
         self.content = content
         self.reasoning = reasoning
         self.show_reasoning = show_reasoning
         self.streaming = streaming
-        self.markdown = reply_markdown(content, classes="" if content else "-empty")
+        self.markdown = ReplyDocument(content, classes="" if content else "-empty")
         self.reasoning_block: ReasoningBlock | None = (
             ReasoningBlock(reasoning) if reasoning and show_reasoning else None
         )
         self._stats_view = Static("", classes="message--stats")
-        self._stream: MarkdownStream | None = None
         self.cards: list[ToolCard] = []
         self._cards_by_index: dict[int, ToolCard] = {}
         self._stats = stats
@@ -154,6 +152,11 @@ class AssistantMessageView(MessageView):
 
     def on_mount(self) -> None:
         self.stats = self._stats
+        if self.streaming:
+            collector_hold.hold(self)
+
+    def on_unmount(self) -> None:
+        collector_hold.release(self)
 
     @property
     def stats(self) -> PredictionStats | None:
@@ -201,9 +204,7 @@ class AssistantMessageView(MessageView):
             await self.reasoning_block.finish(self.reasoning)
         self.content += text
         self.markdown.remove_class("-empty")
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.markdown)
-        await self._stream.write(text)
+        await self.markdown.append(text)
 
     def card_at(self, index: int) -> ToolCard | None:
         return self._cards_by_index.get(index)
@@ -241,20 +242,17 @@ class AssistantMessageView(MessageView):
 
     async def finish(self, result: PredictionResult) -> None:
         """The round is over: render the whole text once, and show the stats."""
+        # No class marks a streaming reply: a class change restyles every block in it.
         self.streaming = False
-        self.remove_class("-streaming")
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        collector_hold.release(self)
         # The engine's parsed result is the authority (a stop string or a tool call
-        # may have been held back from the stream). When the stream already showed
-        # exactly that, its blocks stand: rebuilding every block of a long reply would
-        # hold the screen for a quarter of a second just as the reply ends.
+        # may have been held back from the stream). What streamed stands as far as it
+        # equals that: rebuilding every block of a long reply would hold the screen
+        # for a quarter of a second just as the reply ends.
         self.content = result.content
         shown = self.shown_text(self.content)
         self.markdown.set_class(not shown, "-empty")
-        if self.markdown.source != shown:
-            await self.markdown.update(shown)
+        await self.markdown.set_text(shown)
         self.reasoning = result.reasoning or self.reasoning
         if self.reasoning and self.show_reasoning and self.reasoning_block is None:
             self.reasoning_block = ReasoningBlock(self.reasoning)
@@ -270,8 +268,6 @@ class AssistantMessageView(MessageView):
 
     async def show_error(self, error: str) -> None:
         self.streaming = False
-        self.remove_class("-streaming")
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        collector_hold.release(self)
+        await self.markdown.finish()
         await self.mount(Static(Content(f"failed: {error}"), classes="message--error"))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from textual.widgets import Collapsible, Markdown
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets import Collapsible
 
-from tui.widgets.chat.reply_markdown import reply_markdown
+from tui.widgets.chat.reply_document import ReplyDocument
 
 THINKING_TITLE = "Thinking…"
 DONE_TITLE = "Reasoning"
@@ -14,8 +13,8 @@ DONE_TITLE = "Reasoning"
 class ReasoningBlock(Collapsible):
     """Open while the reasoning streams in; closed once the answer starts.
 
-    Like the answer, the text goes through one MarkdownStream while it streams, and
-    is rendered once in full at the end (see `AssistantMessage`).
+    Like the answer, the text is a `ReplyDocument`: only its live tail is parsed
+    again while it streams (see `AssistantMessageView`).
     """
 
     DEFAULT_CSS = """
@@ -40,34 +39,28 @@ class ReasoningBlock(Collapsible):
             color: $reasoning;
             background: transparent;
         }
-        & Markdown > MarkdownBlock:last-child { margin-bottom: 0; }
+        & ReplyDocument > Markdown:last-child > MarkdownBlock:last-child { margin-bottom: 0; }
     }
     """
 
     def __init__(self, text: str = "", *, streaming: bool = False) -> None:
-        self.markdown = reply_markdown(text)
+        self.markdown = ReplyDocument(text)
         super().__init__(
             self.markdown,
             title=THINKING_TITLE if streaming else DONE_TITLE,
             collapsed=not streaming,
         )
         self.text = text
-        self._stream: MarkdownStream | None = None
 
     async def append(self, text: str) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.markdown)
         self.text += text
-        await self._stream.write(text)
+        await self.markdown.append(text)
 
     async def finish(self, text: str | None = None, *, collapse: bool = True) -> None:
-        """The reasoning is complete: stop streaming and render the whole text once."""
+        """The reasoning is complete: what streamed stands where it equals `text`."""
         if text is not None:
             self.text = text
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        await self.markdown.update(self.text)
+        await self.markdown.set_text(self.text)
         self.title = DONE_TITLE
         if collapse:
             self.collapsed = True
