@@ -29,15 +29,12 @@ from .errors import ModelNotFoundError, PredictionNotFinished
 from .llama import EventStream, LoadedModel
 from .load_config import LoadConfig
 from .prediction import (
-    ContentDelta,
-    FirstToken,
     ModelInfo,
     PredictionConfig,
     PredictionFragment,
     PredictionResult,
-    PromptProgress,
-    ReasoningDelta,
 )
+from .prediction_stream import as_fragment
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,21 +297,9 @@ class AsyncPredictionStream:
 
     async def _generate(self) -> AsyncIterator[PredictionFragment]:
         async for event in self._events:
-            match event:
-                case ContentDelta(text=text, tokens_count=n):
-                    fragment = PredictionFragment(text, "content", n)
-                case ReasoningDelta(text=text, tokens_count=n):
-                    fragment = PredictionFragment(text, "reasoning", n)
-                case PromptProgress(fraction=fraction):
-                    if self._on_progress:
-                        self._on_progress(fraction)
-                    continue
-                case FirstToken():
-                    if self._on_first_token:
-                        self._on_first_token()
-                    continue
-                case _:
-                    continue
+            fragment = as_fragment(event, self._on_progress, self._on_first_token)
+            if fragment is None:
+                continue
             if self._on_fragment:
                 self._on_fragment(fragment)
             yield fragment

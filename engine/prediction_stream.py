@@ -29,6 +29,27 @@ ProgressCallback = Callable[[float], Any]
 FragmentCallback = Callable[[PredictionFragment], Any]
 
 
+def as_fragment(
+    event: object,
+    on_progress: Callable[[float], Any] | None,
+    on_first_token: Callable[[], Any] | None,
+) -> PredictionFragment | None:
+    """The SDK's fragment for a text event; for prompt progress and the first token, the
+    callback is called and None returned (as for every other event)."""
+    match event:
+        case ContentDelta(text=text, tokens_count=n):
+            return PredictionFragment(text, "content", n)
+        case ReasoningDelta(text=text, tokens_count=n):
+            return PredictionFragment(text, "reasoning", n)
+        case PromptProgress(fraction=fraction):
+            if on_progress:
+                on_progress(fraction)
+        case FirstToken():
+            if on_first_token:
+                on_first_token()
+    return None
+
+
 def _assistant_message(result: PredictionResult) -> AssistantResponse:
     return AssistantResponse(
         content=result.content, reasoning=result.reasoning, tool_calls=list(result.tool_calls)
@@ -75,21 +96,9 @@ class PredictionStream:
         callbacks = self._callbacks
         try:
             for event in self._events:
-                match event:
-                    case ContentDelta(text=text, tokens_count=n):
-                        fragment = PredictionFragment(text, "content", n)
-                    case ReasoningDelta(text=text, tokens_count=n):
-                        fragment = PredictionFragment(text, "reasoning", n)
-                    case PromptProgress(fraction=fraction):
-                        if callbacks.on_progress:
-                            callbacks.on_progress(fraction)
-                        continue
-                    case FirstToken():
-                        if callbacks.on_first_token:
-                            callbacks.on_first_token()
-                        continue
-                    case _:
-                        continue
+                fragment = as_fragment(event, callbacks.on_progress, callbacks.on_first_token)
+                if fragment is None:
+                    continue
                 if callbacks.on_fragment:
                     callbacks.on_fragment(fragment)
                 yield fragment
