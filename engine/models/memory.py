@@ -280,7 +280,9 @@ def kv_cache_per_layer(shape: ModelShape, config: LoadConfig) -> list[int]:
     for il in range(shape.block_count):
         cells = n_ctx
         if shape.sliding_window and shape.swa_layers[il] and not config.swa_full:
-            cells = min(n_ctx, _pad(shape.sliding_window + ubatch))
+            # With several slots in one unified cache, each keeps its own window
+            # (llama.cpp's iswa cache: n_swa × n_seq_max + n_ubatch cells).
+            cells = min(n_ctx, _pad(shape.sliding_window * config.parallel + ubatch))
         per_cell = shape.head_count_kv[il] * (shape.key_length + shape.value_length)
         sizes.append(int(cells * per_cell * element))
     return sizes

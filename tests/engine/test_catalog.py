@@ -407,10 +407,13 @@ def test_starter_estimate_matches_what_llama_cpp_reports(starter_model_path: Pat
     assert full.kv_ram == 72 * MIB  # "KV buffer size = 12.00 MiB" + "60.00 MiB"
     assert abs(full.weights_ram - 235.16 * MIB) < 0.01 * MIB  # "CPU_Mapped model buffer size"
     assert 257 * MIB <= full.compute_ram <= 1.1 * 257.25 * MIB  # "compute buffer size = 257.25"
-    windowed = estimate_memory(
-        entry, load_config(context_length=4096, batch_size=256, swa_full=False)
-    )
-    assert windowed.kv_ram == int(23.25 * MIB)  # 12 MiB global + 11.25 MiB for 768 SWA cells
+    # A window per slot (llama.cpp's "SWA KV cache, size = N cells" for 1, 2 and 4 slots).
+    for parallel, swa_mib in ((1, 11.25), (2, 18.75), (4, 33.75)):  # 768, 1280, 2304 cells
+        windowed = estimate_memory(
+            entry,
+            load_config(context_length=4096, batch_size=256, swa_full=False, parallel=parallel),
+        )
+        assert windowed.kv_ram == int((12 + swa_mib) * MIB), parallel  # + 12 MiB global
 
 
 # --- memory estimate ------------------------------------------------------------------------
