@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,25 @@ def make_tiny_model(tmp_path: Path) -> Callable[..., Path]:
         return write_tiny_gguf(tmp_path / filename, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def full_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs, for writes that meet a full disk (needs root and mount);
+    unmounted afterwards."""
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None or sys.platform != "linux":
+        pytest.skip("mounting a small tmpfs needs root on Linux")
+    directory = tmp_path / "small"
+    directory.mkdir()
+    made = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode(errors='replace')}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -235,27 +233,6 @@ def test_a_directory_that_cannot_be_made_is_a_save_error_naming_the_file(
     (tmp_path / "chats").write_text("a file where the directory should be")
     with pytest.raises(SaveError, match=r"could not save .*chats/a\.json: "):
         atomic_write_bytes(tmp_path / "chats" / "a.json", b"{}")
-
-
-@pytest.fixture
-def full_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (needs root and mount); unmounted afterwards."""
-    mount = shutil.which("mount")
-    if os.geteuid() != 0 or mount is None or sys.platform != "linux":
-        pytest.skip("mounting a small tmpfs needs root on Linux")
-    directory = tmp_path / "small"
-    directory.mkdir()
-    made = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode(errors='replace')}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 def test_a_really_full_filesystem_names_the_file_and_keeps_the_old_one(

@@ -8,11 +8,7 @@ The app runs the tiny model; keys are typed in bursts, as a terminal delivers th
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,27 +156,6 @@ async def test_an_unwritable_path_is_an_error_notice_and_the_app_goes_on(
         await burst(pilot, "ctrl+n", "ctrl+s")
         assert app.screen is screen
         assert any("Nothing to export" in n.message for n in notes(app))
-
-
-@pytest.fixture
-def full_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (needs root and mount, as in tests/engine); unmounted afterwards."""
-    mount = shutil.which("mount")
-    if os.geteuid() != 0 or mount is None or sys.platform != "linux":
-        pytest.skip("mounting a small tmpfs needs root on Linux")
-    directory = tmp_path / "small"
-    directory.mkdir()
-    made = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode(errors='replace')}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 async def test_a_full_disk_is_an_error_notice_and_leaves_no_file(
