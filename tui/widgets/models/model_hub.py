@@ -188,14 +188,10 @@ class HubBrowser(Vertical):
 
     def _show_repos(self) -> None:
         self.view = "repos"
-        table = self.query_one("#hub-results", DataTable)
-        table.clear(columns=True)
-        table.add_column("repository", key="repo")
-        table.add_column("params", key="params")
-        table.add_column("arch", key="arch")
-        table.add_column("downloads", key="downloads")
-        table.add_column("likes", key="likes")
-        table.add_column("updated", key="updated")
+        table = self._fresh_table(
+            ("repository", "repo"), ("params", "params"), ("arch", "arch"),
+            ("downloads", "downloads"), ("likes", "likes"), ("updated", "updated"),
+        )
         for index, model in enumerate(self.models):
             name = model.repo_id + (" 🔒" if model.gated else "")
             table.add_row(
@@ -207,6 +203,14 @@ class HubBrowser(Vertical):
                 model.last_modified.date().isoformat() if model.last_modified else "",
                 key=str(index),
             )
+
+    def _fresh_table(self, *columns: tuple[str, str]) -> DataTable:
+        """The results table emptied and given `columns` (label, key): repos or files."""
+        table = self.query_one("#hub-results", DataTable)
+        table.clear(columns=True)
+        for label, key in columns:
+            table.add_column(label, key=key)
+        return table
 
     # --- one repository's files -------------------------------------------------
 
@@ -243,13 +247,10 @@ class HubBrowser(Vertical):
             f for f in message.files if f.is_mmproj
         ]
         self.view = "files"
-        table = self.query_one("#hub-results", DataTable)
-        table.clear(columns=True)
-        table.add_column("file", key="file")
-        table.add_column("quant", key="quant")
-        table.add_column("size", key="size")
-        table.add_column("parts", key="parts")
-        table.add_column("local", key="local")
+        table = self._fresh_table(
+            ("file", "file"), ("quant", "quant"), ("size", "size"), ("parts", "parts"),
+            ("local", "local"),
+        )
         for index, file in enumerate(self.files):
             name = file.name + ("  (projector)" if file.is_mmproj else "")
             table.add_row(
